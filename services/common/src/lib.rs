@@ -1,0 +1,23 @@
+//! Plumbing shared by every Learn Greek Easy binary, and no business rules.
+//!
+//! - [`auth`]: access-token claims and the local verifier (keys published by
+//!   session-service, refetched on an unknown `kid`).
+//! - [`config`]: typed configuration blocks (each setting an env var and a `--flag`)
+//!   and [`config::parse`], which exits 64 with one line naming a bad value.
+//! - [`telemetry`]: `tracing` setup, pretty or JSON.
+//! - [`postgres`] and [`redis`]: pools with explicit connect / response / pool-wait timeouts.
+//! - [`health`]: the grpc.health.v1 names every process serves and the background
+//!   readiness probe that keeps them in step with the process's dependencies.
+//! - [`grpc`]: [`grpc::serve_grpc`], the one function that assembles every gRPC server
+//!   (health, reflection, tracing, request ids, graceful shutdown), and the
+//!   `healthcheck` client used by container healthchecks.
+//! - [`shutdown`]: SIGTERM / Ctrl-C as a signal every server and task can wait on.
+
+pub mod auth;
+pub mod config;
+pub mod grpc;
+pub mod health;
+pub mod postgres;
+pub mod redis;
+pub mod shutdown;
+pub mod telemetry;

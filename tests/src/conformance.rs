@@ -1,0 +1,194 @@
+//! Checks every process must pass (ARCHITECTURE.md, "Health"), shared by the
+//! services' own test suites so each runs the same assertions against its binary.
+
+use std::time::Duration;
+
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+use tonic_health::{
+    ServingStatus,
+    pb::{HealthCheckRequest, health_client::HealthClient},
+};
+use tonic_reflection::pb::v1::{
+    ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+    server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+};
+
+async fn channel(addr: &str) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .expect("valid address")
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
+}
+
+/// `""`, `liveness`, `readiness` and every service name answer SERVING.
+pub async fn assert_all_names_serving(addr: &str, service_names: &[&str]) {
+    for name in ["", "liveness", "readiness"].iter().chain(service_names) {
+        super::wait_for_health(addr, name, ServingStatus::Serving, Duration::from_secs(15)).await;
+    }
+}
+
+/// An unknown health name answers NOT_FOUND.
+pub async fn assert_unknown_name_not_found(addr: &str) {
+    let error = HealthClient::new(channel(addr).await)
+        .check(HealthCheckRequest { service: "no.such.Service".into() })
+        .await
+        .expect_err("an unknown name must not answer");
+    assert_eq!(error.code(), tonic::Code::NotFound, "{error:?}");
+}
+
+/// Opens a Watch on `readiness`; the returned stream yields each status change.
+pub async fn watch_readiness(
+    addr: &str,
+) -> impl tokio_stream::Stream<Item = ServingStatus> + Unpin {
+    let stream = HealthClient::new(channel(addr).await)
+        .watch(HealthCheckRequest { service: "readiness".into() })
+        .await
+        .expect("watch readiness")
+        .into_inner();
+    Box::pin(stream.map(|item| match item.expect("watch item").status {
+        1 => ServingStatus::Serving,
+        2 => ServingStatus::NotServing,
+        _ => ServingStatus::Unknown,
+    }))
+}
+
+/// Waits (up to `timeout`) for `stream` to yield `expected`.
+pub async fn next_status_is(
+    stream: &mut (impl tokio_stream::Stream<Item = ServingStatus> + Unpin),
+    expected: ServingStatus,
+    timeout: Duration,
+) {
+    let found = tokio::time::timeout(timeout, async {
+        while let Some(status) = stream.next().await {
+            if status == expected {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(found, Ok(true), "Watch did not report {expected:?} within {timeout:?}");
+}
+
+/// The names reflection lists (`list_services`).
+pub async fn reflection_services(addr: &str) -> Vec<String> {
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = ServerReflectionClient::new(channel(addr).await)
+        .server_reflection_info(tokio_stream::once(request))
+        .await
+        .expect("reflection call")
+        .into_inner();
+    let response = responses.next().await.expect("one response").expect("reflection answer");
+    match response.message_response {
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|service| service.name).collect()
+        }
+        other => panic!("unexpected reflection answer {other:?}"),
+    }
+}
+
+/// A sibling binary of the running test (all workspace binaries land in one folder).
+pub fn workspace_binary(name: &str) -> String {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let path = exe.parent().and_then(|deps| deps.parent()).expect("target dir").join(name);
+    assert!(path.is_file(), "{} is missing: build the workspace first (make test does)", path.display());
+    path.to_string_lossy().into_owned()
+}
+
+/// Generates the conformance tests every gRPC service binary must pass:
+/// health names, NOT_FOUND for an unknown name, reflection, the `healthcheck`
+/// subcommand, SIGTERM draining, and exit 64 on bad configuration.
+///
+/// `$env` is a `fn(database_url: String, redis_url: String) -> Vec<(&'static str, String)>`
+/// giving the binary's environment (with `GRPC_ADDR=127.0.0.1:0`).
+#[macro_export]
+macro_rules! service_conformance_tests {
+    (binary: $binary:expr, service: $service:expr, env: $env:expr $(,)?) => {
+        mod service_conformance {
+            use std::time::Duration;
+
+            #[allow(unused_imports)]
+            use super::*;
+
+            use $crate::{ServingStatus, conformance, fresh_database, redis_url, run_to_exit, spawn_service, wait_for_health};
+
+            async fn start() -> $crate::ServiceProcess {
+                $crate::init();
+                spawn_service($binary, &[], &($env)(fresh_database().await, redis_url())).await
+            }
+
+            #[tokio::test]
+            async fn health_names_answer_serving_and_unknown_name_is_not_found() {
+                let service = start().await;
+
+                conformance::assert_all_names_serving(&service.grpc_addr, &[$service]).await;
+                conformance::assert_unknown_name_not_found(&service.grpc_addr).await;
+            }
+
+            #[tokio::test]
+            async fn reflection_lists_its_own_service_only() {
+                let service = start().await;
+
+                let names = conformance::reflection_services(&service.grpc_addr).await;
+
+                assert!(names.iter().any(|n| n == $service), "{names:?}");
+                let others = names.iter().filter(|n| n.starts_with("learngreek.") && *n != $service).count();
+                assert_eq!(others, 0, "only its own services: {names:?}");
+            }
+
+            #[tokio::test]
+            async fn sigterm_turns_not_serving_and_exits_zero() {
+                let mut service = start().await;
+                let addr = service.grpc_addr.clone();
+                wait_for_health(&addr, "readiness", ServingStatus::Serving, Duration::from_secs(15)).await;
+                let mut watch = conformance::watch_readiness(&addr).await;
+
+                service.terminate();
+
+                conformance::next_status_is(&mut watch, ServingStatus::NotServing, Duration::from_secs(5)).await;
+                drop(watch);
+                let status = service.wait_exit(Duration::from_secs(20)).await;
+                assert_eq!(status.code(), Some(0));
+            }
+
+            #[tokio::test]
+            async fn healthcheck_subcommand_exits_zero_only_when_serving() {
+                let service = start().await;
+                let addr = service.grpc_addr.clone();
+                wait_for_health(&addr, "readiness", ServingStatus::Serving, Duration::from_secs(15)).await;
+                let nobody = format!("127.0.0.1:{}", $crate::free_port());
+
+                let (serving, _, _) = run_to_exit($binary, &["healthcheck", "--addr", &addr], &[]).await;
+                let (unknown, _, _) =
+                    run_to_exit($binary, &["healthcheck", "--addr", &addr, "--service", "nope"], &[]).await;
+                let (absent, _, _) = run_to_exit($binary, &["healthcheck", "--addr", &nobody], &[]).await;
+
+                assert_eq!(serving, Some(0));
+                assert_eq!(unknown, Some(1));
+                assert_eq!(absent, Some(1));
+            }
+
+            #[tokio::test]
+            async fn a_bad_configuration_value_exits_64_naming_the_variable() {
+                for (variable, value) in [
+                    ("GRPC_ADDR", "not-an-address"),
+                    ("REDIS_RESPONSE_TIMEOUT_MS", "soon"),
+                    ("DATABASE_MAX_CONNECTIONS", "0"),
+                    ("LOG_FORMAT", "xml"),
+                ] {
+                    let (code, _, stderr) = run_to_exit($binary, &[], &[(variable, value.to_owned())]).await;
+
+                    assert_eq!(code, Some(64), "{variable}={value}: {stderr}");
+                    assert!(stderr.contains(variable), "{variable} not named in: {stderr}");
+                    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+                }
+            }
+        }
+    };
+}

@@ -1,0 +1,122 @@
+//! Test support shared by every crate's tests (STYLE.md, "three test tiers").
+//!
+//! Tests talk to real servers. `make test` starts one PostgreSQL and one Redis on free
+//! ports and exports `TEST_DATABASE_URL` and `TEST_REDIS_URL`; each test isolates itself
+//! with [`fresh_database`] and [`key_prefix`], so tests run in parallel. Tests that stop
+//! or pause a dependency start a private one with [`RedisServer::start`] or
+//! [`PostgresServer::start`].
+
+pub mod conformance;
+mod process;
+mod servers;
+pub mod tokens;
+
+use std::time::Duration;
+
+pub use process::{ServiceProcess, run_to_exit, spawn_service};
+pub use servers::{PostgresServer, RedisServer, free_port};
+pub use tokens::TestTokens;
+pub use tonic_health::ServingStatus;
+
+/// Installs logging for a test (quiet unless `TEST_LOG=1`).
+pub fn init() {
+    common::telemetry::init_for_tests();
+}
+
+fn required_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests with `make test`, which starts PostgreSQL and Redis")
+    })
+}
+
+/// URL of the shared test Redis.
+pub fn redis_url() -> String {
+    required_env("TEST_REDIS_URL")
+}
+
+/// Admin URL of the shared test PostgreSQL (its `postgres` database).
+pub fn admin_database_url() -> String {
+    required_env("TEST_DATABASE_URL")
+}
+
+/// A random key prefix (`t<hex>:`) that isolates one test's Redis keys.
+pub fn key_prefix() -> String {
+    format!("t{}:", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// Creates an empty database on the shared test server and returns its URL.
+pub async fn fresh_database() -> String {
+    create_database(&admin_database_url()).await
+}
+
+/// Creates an empty database on the server of `admin_url` and returns its URL.
+pub async fn create_database(admin_url: &str) -> String {
+    use sqlx::Connection;
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let mut connection = sqlx::PgConnection::connect(admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach test PostgreSQL at {admin_url}: {e}"));
+    sqlx::query(&format!(r#"CREATE DATABASE "{name}""#))
+        .execute(&mut connection)
+        .await
+        .expect("create test database");
+    let (base, _) = admin_url.rsplit_once('/').expect("database URL has a path");
+    format!("{base}/{name}")
+}
+
+/// One grpc.health.v1 Check.
+pub async fn health_status(addr: &str, service: &str) -> Result<ServingStatus, String> {
+    common::grpc::check_health(addr, service).await
+}
+
+/// Polls the health of `service` until it equals `expected`; panics after `timeout`.
+pub async fn wait_for_health(addr: &str, service: &str, expected: ServingStatus, timeout: Duration) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let status = health_status(addr, service).await;
+        if status == Ok(expected) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "health of {service:?} at {addr} is {status:?}, expected {expected:?} within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Redis Cluster hash slot of `key` (CRC16/XMODEM of the hash tag, or of the whole
+/// key when it has none, modulo 16384), as `CLUSTER KEYSLOT` computes it.
+pub fn key_slot(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let hashed = match key.find('{') {
+        Some(open) => match key[open + 1..].find('}') {
+            Some(len) if len > 0 => &bytes[open + 1..open + 1 + len],
+            _ => bytes,
+        },
+        None => bytes,
+    };
+    let mut crc: u16 = 0;
+    for &byte in hashed {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+        }
+    }
+    crc % 16384
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_slot;
+
+    #[test]
+    fn key_slot_matches_redis_reference_values() {
+        // Values from the Redis Cluster specification and `CLUSTER KEYSLOT`.
+        assert_eq!(key_slot("123456789"), 12739);
+        assert_eq!(key_slot("foo"), 12182);
+        assert_eq!(key_slot("{user1000}.following"), key_slot("{user1000}.followers"));
+        assert_eq!(key_slot("foo{}{bar}"), key_slot("foo{}{bar}"));
+        assert_eq!(key_slot("{user1000}x"), key_slot("user1000"));
+    }
+}
