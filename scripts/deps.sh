@@ -109,3 +109,23 @@ stop_redis() {
   done
   return 0
 }
+
+# start_redis_cluster DIR: three masters joined into a Redis Cluster on free ports;
+# sets REDIS_CLUSTER_URL to their comma-separated seed URLs.
+start_redis_cluster() {
+  local dir=$1 port nodes=() urls=()
+  for i in 1 2 3; do
+    port=$(free_port)
+    start_redis "$dir/node$i" "$port" --cluster-enabled yes \
+      --cluster-config-file "$dir/node$i/nodes.conf" --cluster-node-timeout 2000 2>/dev/null
+    nodes+=("127.0.0.1:$port")
+    urls+=("redis://127.0.0.1:$port")
+  done
+  redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >/dev/null
+  for _ in $(seq 100); do
+    redis-cli -p "${nodes[0]##*:}" cluster info 2>/dev/null | grep -q 'cluster_state:ok' && break
+    sleep 0.1
+  done
+  REDIS_CLUSTER_URL=$(IFS=,; echo "${urls[*]}")
+  log "Redis Cluster of three masters: $REDIS_CLUSTER_URL"
+}

@@ -25,8 +25,23 @@ scope=(--workspace)
 for arg in "$@"; do
   case $arg in -p | -p* | --package | --package=*) scope=() ;; esac
 done
-if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run "${scope[@]}" --no-fail-fast "$@"
-else
-  cargo test "${scope[@]}" --no-fail-fast "$@"
+run_tests() {
+  if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --no-fail-fast "$@"
+  else
+    cargo test --no-fail-fast "$@"
+  fi
+}
+
+status=0
+run_tests "${scope[@]}" "$@" || status=$?
+
+# The session and cache suites again, with the shared Redis replaced by a local
+# three-master Redis Cluster (ARCHITECTURE.md: every role may be a cluster).
+if [ ${#scope[@]} -gt 0 ] && [ "${SKIP_CLUSTER_TESTS:-0}" != 1 ]; then
+  start_redis_cluster "$work/cluster"
+  log "session and deck suites against the Redis Cluster"
+  TEST_REDIS_URL=$REDIS_CLUSTER_URL TEST_REDIS_IS_CLUSTER=1 \
+    run_tests -p session-service -p deck-service "$@" || status=$?
 fi
+exit $status

@@ -3,14 +3,78 @@
 //! The crates' defaults can wait for seconds, or forever, on a Redis that is
 //! paused or gone. Here every connection open, pool checkout and command is bounded
 //! by the [`RedisConfig`] timeouts, so a sick Redis costs a caller milliseconds.
+//!
+//! Each role's URL names either one node (`redis://host:6379/0`) or a Redis Cluster:
+//! several comma-separated seed URLs (`redis://a:7000,redis://b:7001`), or one URL
+//! with the `redis-cluster://` scheme. Callers see one [`Connection`] type either
+//! way; every multi-key operation in this project is hash-tagged into one slot.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
 use deadpool_redis::{PoolConfig, Runtime, Timeouts};
+use redis::{Cmd, Pipeline, RedisFuture, Value, aio::ConnectionLike};
 
 use crate::config::RedisConfig;
 
-pub use deadpool_redis::Connection;
+/// A pooled connection to one node or to a cluster.
+pub enum Connection {
+    Single(deadpool_redis::Connection),
+    Cluster(deadpool_redis::cluster::Connection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(connection) => connection.req_packed_command(cmd),
+            Self::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(connection) => connection.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(connection) => connection.get_db(),
+            Self::Cluster(connection) => connection.get_db(),
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Backend {
+    Single(deadpool_redis::Pool),
+    Cluster(deadpool_redis::cluster::Pool),
+}
+
+/// The seed URLs of a cluster URL, or `None` for a single node.
+fn cluster_seeds(url: &str) -> Option<Vec<String>> {
+    if url.contains(',') || url.starts_with("redis-cluster://") {
+        Some(
+            url.split(',')
+                .map(|seed| {
+                    let seed = seed.trim();
+                    match seed.strip_prefix("redis-cluster://") {
+                        Some(rest) => format!("redis://{rest}"),
+                        None if seed.contains("://") => seed.to_owned(),
+                        None => format!("redis://{seed}"),
+                    }
+                })
+                .collect(),
+        )
+    } else {
+        None
+    }
+}
 
 /// Why a Redis call failed. Every variant means "treat Redis as unavailable now".
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +95,7 @@ pub struct RedisSetupError(String);
 /// A pool for one Redis role, with its key prefix and command deadline.
 #[derive(Clone)]
 pub struct RedisPool {
-    pool: deadpool_redis::Pool,
+    pool: Backend,
     deadline: Duration,
     prefix: Arc<str>,
 }
@@ -46,21 +110,37 @@ impl std::fmt::Debug for RedisPool {
 impl RedisPool {
     /// Builds the pool; connections open lazily, so Redis may be down at start.
     pub fn new(url: &str, config: &RedisConfig) -> Result<Self, RedisSetupError> {
-        // Validate the URL here so a typo stops the process at start.
-        redis::Client::open(url).map_err(|e| RedisSetupError(e.to_string()))?;
         let mut pool_config = PoolConfig::new(config.redis_pool_size as usize);
         pool_config.timeouts = Timeouts {
             wait: Some(config.redis_pool_wait_timeout),
             create: Some(config.redis_connect_timeout),
             recycle: Some(config.redis_response_timeout),
         };
-        let pool = deadpool_redis::Config {
-            url: Some(url.to_owned()),
-            connection: None,
-            pool: Some(pool_config),
-        }
-        .create_pool(Some(Runtime::Tokio1))
-        .map_err(|e| RedisSetupError(e.to_string()))?;
+        let invalid = |e: &dyn std::fmt::Display| RedisSetupError(e.to_string());
+        let pool = match cluster_seeds(url) {
+            Some(urls) => {
+                for seed in &urls {
+                    // Validate each seed here so a typo stops the process at start.
+                    redis::Client::open(seed.as_str()).map_err(|e| invalid(&e))?;
+                }
+                let config = deadpool_redis::cluster::Config {
+                    urls: Some(urls),
+                    connections: None,
+                    pool: Some(pool_config),
+                    read_from_replicas: false,
+                };
+                Backend::Cluster(config.create_pool(Some(Runtime::Tokio1)).map_err(|e| invalid(&e))?)
+            }
+            None => {
+                redis::Client::open(url).map_err(|e| invalid(&e))?;
+                let config = deadpool_redis::Config {
+                    url: Some(url.to_owned()),
+                    connection: None,
+                    pool: Some(pool_config),
+                };
+                Backend::Single(config.create_pool(Some(Runtime::Tokio1)).map_err(|e| invalid(&e))?)
+            }
+        };
         Ok(Self {
             pool,
             deadline: config.redis_pool_wait_timeout + config.redis_response_timeout,
@@ -81,7 +161,10 @@ impl RedisPool {
         Fut: Future<Output = Result<T, redis::RedisError>>,
     {
         let work = async {
-            let connection = self.pool.get().await?;
+            let connection = match &self.pool {
+                Backend::Single(pool) => Connection::Single(pool.get().await?),
+                Backend::Cluster(pool) => Connection::Cluster(pool.get().await?),
+            };
             Ok(operation(connection).await?)
         };
         match tokio::time::timeout(self.deadline, work).await {
@@ -90,11 +173,32 @@ impl RedisPool {
         }
     }
 
+    /// Whether this pool talks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.pool, Backend::Cluster(_))
+    }
+
     /// One PING, for readiness.
     pub async fn ping(&self) -> Result<(), RedisError> {
         self.run(|mut connection| async move {
             redis::cmd("PING").query_async::<()>(&mut connection).await
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cluster_seeds;
+
+    #[test]
+    fn one_url_is_a_single_node_and_a_list_or_cluster_scheme_is_a_cluster() {
+        assert_eq!(cluster_seeds("redis://127.0.0.1:6379/0"), None);
+        assert_eq!(
+            cluster_seeds("redis://a:7000, redis://b:7001"),
+            Some(vec!["redis://a:7000".into(), "redis://b:7001".into()])
+        );
+        assert_eq!(cluster_seeds("redis-cluster://a:7000"), Some(vec!["redis://a:7000".into()]));
+        assert_eq!(cluster_seeds("redis://a:7000,b:7001"), Some(vec!["redis://a:7000".into(), "redis://b:7001".into()]));
     }
 }
