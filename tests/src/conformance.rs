@@ -143,6 +143,26 @@ macro_rules! service_conformance_tests {
             }
 
             #[tokio::test]
+            async fn metrics_endpoint_counts_each_rpc_by_method_and_code() {
+                let service = start().await;
+                wait_for_health(&service.grpc_addr, "readiness", ServingStatus::Serving, Duration::from_secs(15)).await;
+                let _ = $crate::health_status(&service.grpc_addr, "no.such.Service").await;
+
+                let (status, body) = $crate::http_get(&service.listeners["metrics"], "/metrics").await;
+
+                assert_eq!(status, 200);
+                assert!(
+                    body.contains(r#"grpc_server_requests_total{method="/grpc.health.v1.Health/Check",code="OK"}"#),
+                    "{body}"
+                );
+                assert!(
+                    body.contains(r#"grpc_server_requests_total{method="/grpc.health.v1.Health/Check",code="NOT_FOUND"} 1"#),
+                    "{body}"
+                );
+                assert!(body.contains("grpc_server_request_duration_seconds_bucket"), "{body}");
+            }
+
+            #[tokio::test]
             async fn sigterm_turns_not_serving_and_exits_zero() {
                 let mut service = start().await;
                 let addr = service.grpc_addr.clone();

@@ -7,8 +7,10 @@
 //! [`PostgresServer::start`].
 
 pub mod conformance;
+pub mod http;
 mod process;
 mod servers;
+pub mod stack;
 pub mod tokens;
 
 use std::time::Duration;
@@ -119,4 +121,18 @@ mod tests {
         assert_eq!(key_slot("foo{}{bar}"), key_slot("foo{}{bar}"));
         assert_eq!(key_slot("{user1000}x"), key_slot("user1000"));
     }
+}
+
+/// A plain HTTP/1.1 GET (no client crate needed): returns the status code and body.
+pub async fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send request");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("read response");
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status = response.split(' ').nth(1).and_then(|code| code.parse().ok()).expect("status line");
+    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+    (status, body)
 }

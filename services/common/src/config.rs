@@ -185,6 +185,10 @@ pub struct GrpcServerConfig {
     /// Address the gRPC server binds, e.g. `0.0.0.0:50051`; port 0 picks a free port.
     #[arg(long = "grpc-addr", env = "GRPC_ADDR")]
     pub grpc_addr: Option<SocketAddr>,
+    /// Address of the Prometheus `/metrics` endpoint; defaults to the gRPC host with
+    /// the gRPC port + 1000 (e.g. 51051 for 50051), or a free port when GRPC_ADDR's is 0.
+    #[arg(long = "metrics-addr", env = "METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
     /// How often, in milliseconds, readiness re-checks the dependencies.
     #[arg(long = "readiness-interval-ms", env = "READINESS_INTERVAL_MS",
           default_value = "1000", value_parser = parse_millis)]

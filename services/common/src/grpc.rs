@@ -24,6 +24,8 @@ pub struct GrpcServer {
     pub shutdown_timeout: Duration,
     /// Fully-qualified names of the application's services, advertised by reflection.
     pub service_names: &'static [&'static str],
+    /// Where every call is recorded.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Why the server stopped abnormally.
@@ -39,7 +41,7 @@ pub enum ServeError {
 /// shutdown signal fires. Shutdown then turns every readiness name NOT_SERVING, stops
 /// accepting, lets in-flight calls finish (at most `shutdown_timeout`) and returns.
 pub async fn serve_grpc(server: GrpcServer, routes: Routes) -> Result<(), ServeError> {
-    let GrpcServer { listener, health, health_service, shutdown, shutdown_timeout, service_names } = server;
+    let GrpcServer { listener, health, health_service, shutdown, shutdown_timeout, service_names, metrics } = server;
     let mut reflection = tonic_reflection::server::Builder::configure();
     for name in service_names.iter().chain(&[tonic_health::pb::health_server::SERVICE_NAME]) {
         reflection = reflection.with_service_name(*name);
@@ -70,6 +72,7 @@ pub async fn serve_grpc(server: GrpcServer, routes: Routes) -> Result<(), ServeE
     };
     let serve = Server::builder()
         .layer(trace)
+        .layer(crate::metrics::GrpcMetricsLayer::new(metrics))
         .add_routes(routes)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drain_signal);
 
@@ -148,6 +151,7 @@ pub async fn healthcheck(addr: &str, service: &str) -> std::process::ExitCode {
 /// follows: the skeleton every binary's `Application` is built around.
 pub struct GrpcApp {
     server: GrpcServer,
+    metrics_listener: TcpListener,
     dependencies: Vec<crate::health::Dependency>,
     readiness_interval: Duration,
 }
@@ -160,9 +164,19 @@ impl GrpcApp {
         service_names: &'static [&'static str],
         shutdown: Shutdown,
     ) -> std::io::Result<Self> {
-        let listener = bind(config.grpc_addr.unwrap_or(default_addr)).await?;
+        let grpc_addr = config.grpc_addr.unwrap_or(default_addr);
+        let listener = bind(grpc_addr).await?;
+        let metrics_addr = config.metrics_addr.unwrap_or_else(|| {
+            let port = if grpc_addr.port() == 0 { 0 } else { grpc_addr.port().saturating_add(1000) };
+            std::net::SocketAddr::new(grpc_addr.ip(), port)
+        });
+        let metrics_listener = bind(metrics_addr).await?;
+        // Announced here, before the binary announces its gRPC address, so a harness
+        // reading stdout up to the gRPC line sees both.
+        announce(service_names.first().map_or("process", |name| name.rsplit('.').next().unwrap_or(name)), "metrics", metrics_listener.local_addr()?);
         let (health, health_service) = Health::new(service_names).await;
         Ok(Self {
+            metrics_listener,
             server: GrpcServer {
                 listener,
                 health,
@@ -170,6 +184,7 @@ impl GrpcApp {
                 shutdown,
                 shutdown_timeout: config.shutdown_timeout,
                 service_names,
+                metrics: crate::metrics::Metrics::new(),
             },
             dependencies: Vec::new(),
             readiness_interval: config.readiness_interval,
@@ -194,6 +209,16 @@ impl GrpcApp {
         &self.server.shutdown
     }
 
+    /// The process's metrics registry, for the application's own series.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.server.metrics
+    }
+
+    /// Where `/metrics` is served.
+    pub fn metrics_addr(&self) -> std::net::SocketAddr {
+        self.metrics_listener.local_addr().expect("a bound listener has an address")
+    }
+
     /// Starts the readiness probe and serves `routes` until shutdown.
     pub async fn run(self, routes: Routes) -> Result<(), ServeError> {
         crate::health::spawn_readiness_probe(
@@ -202,7 +227,17 @@ impl GrpcApp {
             self.readiness_interval,
             self.server.shutdown.clone(),
         );
-        serve_grpc(self.server, routes).await
+        let metrics = tokio::spawn(crate::metrics::serve_metrics(
+            self.metrics_listener,
+            self.server.metrics.clone(),
+            self.server.shutdown.clone(),
+        ));
+        let served = serve_grpc(self.server, routes).await;
+        // The metrics server stops on the same signal; its error is not worth failing for.
+        if let Ok(Err(error)) = metrics.await {
+            tracing::warn!(%error, "metrics server failed");
+        }
+        served
     }
 }
 

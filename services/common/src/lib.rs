@@ -11,12 +11,14 @@
 //! - [`grpc`]: [`grpc::serve_grpc`], the one function that assembles every gRPC server
 //!   (health, reflection, tracing, request ids, graceful shutdown), and the
 //!   `healthcheck` client used by container healthchecks.
+//! - [`metrics`]: the Prometheus registry of a process, `/metrics`, and per-RPC series.
 //! - [`shutdown`]: SIGTERM / Ctrl-C as a signal every server and task can wait on.
 
 pub mod auth;
 pub mod config;
 pub mod grpc;
 pub mod health;
+pub mod metrics;
 pub mod postgres;
 pub mod redis;
 pub mod shutdown;
