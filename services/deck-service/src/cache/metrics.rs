@@ -1,0 +1,70 @@
+//! Counters of the cache layer, readable by tests now and by a /metrics endpoint later.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicU8, AtomicU64, Ordering},
+};
+
+use super::breaker::BreakerState;
+
+/// Monotonic counters (plus the breaker state gauge).
+#[derive(Debug, Default)]
+pub struct CacheMetrics {
+    /// Reads answered from Redis (negative entries included).
+    pub hits: AtomicU64,
+    /// Reads that found nothing usable in Redis.
+    pub misses: AtomicU64,
+    /// Reads that skipped Redis (breaker open, or invalidations still pending).
+    pub bypassed: AtomicU64,
+    /// Entries written after a PostgreSQL read.
+    pub fills: AtomicU64,
+    /// Fills refused because the key was invalidated after the read began.
+    pub rejected_fills: AtomicU64,
+    /// Redis calls that failed or timed out.
+    pub errors: AtomicU64,
+    /// Keys deleted by invalidations (post-commit or outbox).
+    pub invalidations: AtomicU64,
+    /// Post-commit invalidations that failed and were left to the outbox.
+    pub deferred_invalidations: AtomicU64,
+    /// Outbox rows drained by the background task.
+    pub outbox_drained: AtomicU64,
+    /// [`BreakerState`] as a number: 0 closed, 1 open, 2 half-open.
+    pub breaker_state: Arc<AtomicU8>,
+}
+
+/// A point-in-time copy of [`CacheMetrics`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetricsSnapshot {
+    pub hits: u64,
+    pub misses: u64,
+    pub bypassed: u64,
+    pub fills: u64,
+    pub rejected_fills: u64,
+    pub errors: u64,
+    pub invalidations: u64,
+    pub deferred_invalidations: u64,
+    pub outbox_drained: u64,
+    pub breaker_state: BreakerState,
+}
+
+impl CacheMetrics {
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        MetricsSnapshot {
+            hits: get(&self.hits),
+            misses: get(&self.misses),
+            bypassed: get(&self.bypassed),
+            fills: get(&self.fills),
+            rejected_fills: get(&self.rejected_fills),
+            errors: get(&self.errors),
+            invalidations: get(&self.invalidations),
+            deferred_invalidations: get(&self.deferred_invalidations),
+            outbox_drained: get(&self.outbox_drained),
+            breaker_state: BreakerState::from_u8(self.breaker_state.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+pub(crate) fn inc(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}

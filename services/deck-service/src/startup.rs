@@ -1,0 +1,183 @@
+//! Builds the application: pools, migrations, token verifier, cache, health, and the
+//! bound listener. [`Application::build`] binds its own listener so tests can pass
+//! port 0 and read the real port back with [`Application::local_addr`].
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, atomic::AtomicU64},
+    time::Duration,
+};
+
+use anyhow::Context;
+use common::{
+    auth::{AccessVerifier, PublicJwk},
+    grpc::GrpcApp,
+    health::Dependency,
+    redis::RedisPool,
+    shutdown::Shutdown,
+};
+use proto::deck::v1::deck_service_server::DeckServiceServer;
+use tonic::service::Routes;
+
+use crate::{
+    cache::{Cache, CacheHooks, CacheMetrics, CacheSettings},
+    clock::{Clock, SystemClock},
+    config::{Config, DEFAULT_PORT},
+    grpc::{DeckApi, Ttls},
+    store::Store,
+};
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// What tests (and only tests) change about the application.
+#[derive(Clone)]
+pub struct Options {
+    pub clock: Arc<dyn Clock>,
+    pub hooks: CacheHooks,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock),
+            hooks: CacheHooks::default(),
+        }
+    }
+}
+
+/// Read-only handles into a built application, for tests and metrics.
+#[derive(Clone)]
+pub struct Handles {
+    /// Cache counters.
+    pub cache_metrics: Arc<CacheMetrics>,
+    /// PostgreSQL statements run on behalf of requests.
+    pub db_queries: Arc<AtomicU64>,
+    pub cache: Cache,
+    pub pool: sqlx::PgPool,
+}
+
+/// A built, bound, not yet serving deck-service.
+pub struct Application {
+    app: GrpcApp,
+    routes: Routes,
+    handles: Handles,
+}
+
+/// The token verifier: a fixed key set from `JWT_PUBLIC_KEYS_FILE`, or session-service's
+/// published keys (fetched on first use, refetched on an unknown `kid`, throttled).
+pub fn token_verifier(config: &Config) -> anyhow::Result<AccessVerifier> {
+    let tokens = &config.tokens;
+    if let Some(path) = &tokens.jwt_public_keys_file {
+        #[derive(serde::Deserialize)]
+        struct Jwks {
+            keys: Vec<PublicJwk>,
+        }
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("JWT_PUBLIC_KEYS_FILE {}", path.display()))?;
+        let jwks: Jwks = serde_json::from_str(&text)
+            .with_context(|| format!("JWT_PUBLIC_KEYS_FILE {} is not a JWKS", path.display()))?;
+        return Ok(AccessVerifier::with_keys(
+            jwks.keys,
+            &tokens.jwt_issuer,
+            &tokens.jwt_audience,
+        ));
+    }
+    let channel = tonic::transport::Endpoint::from_shared(config.session_service_url.clone())
+        .context("SESSION_SERVICE_URL")?
+        .connect_timeout(Duration::from_secs(2))
+        .connect_lazy();
+    Ok(AccessVerifier::from_session_service(
+        channel,
+        &tokens.jwt_issuer,
+        &tokens.jwt_audience,
+    ))
+}
+
+impl Application {
+    pub async fn build(config: Config, shutdown: Shutdown) -> anyhow::Result<Self> {
+        Self::build_with(config, shutdown, Options::default()).await
+    }
+
+    /// Connects to PostgreSQL (waiting for it up to the start-up timeout), runs the
+    /// migrations, builds the cache and binds the listener.
+    pub async fn build_with(
+        config: Config,
+        shutdown: Shutdown,
+        options: Options,
+    ) -> anyhow::Result<Self> {
+        let verifier = token_verifier(&config)?;
+        let pg = common::postgres::pool(&config.postgres, config.database_url())?;
+        common::postgres::migrate(&pg, &MIGRATOR, config.postgres.database_startup_timeout)
+            .await
+            .context("deck-service database")?;
+        // The cache is optional for reads: readiness does not depend on it.
+        let redis = RedisPool::new(config.cache_redis_url.expose(), &config.redis)
+            .context("CACHE_REDIS_URL")?;
+        let cache = Cache::new(
+            redis,
+            CacheSettings {
+                timeout: config.cache.cache_redis_timeout,
+                breaker_threshold: config.cache.cache_breaker_threshold,
+                breaker_cooldown: config.cache.cache_breaker_cooldown,
+                negative_ttl: config.cache.cache_negative_ttl,
+            },
+            options.hooks,
+        );
+        // Invalidations a previous process could not deliver go out before any read
+        // trusts Redis; if Redis is down now, the drainer keeps trying.
+        if let Err(error) = cache.drain_outbox(&pg).await {
+            tracing::warn!(%error, "cannot drain the cache outbox at start");
+        }
+        cache.spawn_drainer(
+            pg.clone(),
+            config.cache.cache_outbox_interval,
+            shutdown.clone(),
+        );
+
+        let store = Store::new(pg.clone(), cache.clone());
+        let ttls = Ttls {
+            deck: config.cache.cache_deck_ttl,
+            cards: config.cache.cache_cards_ttl,
+            user_decks: config.cache.cache_user_decks_ttl,
+            due_cards: config.cache.cache_due_cards_ttl,
+        };
+        let handles = Handles {
+            cache_metrics: cache.metrics(),
+            db_queries: store.query_counter(),
+            cache: cache.clone(),
+            pool: pg.clone(),
+        };
+        let api = DeckApi::new(store, cache, verifier, options.clock, ttls);
+
+        let app = GrpcApp::bind(
+            &config.grpc,
+            ([0, 0, 0, 0], DEFAULT_PORT).into(),
+            &[proto::DECK_SERVICE_NAME],
+            shutdown,
+        )
+        .await
+        .context("cannot bind GRPC_ADDR")?
+        .depends_on(Dependency::postgres(pg));
+        let routes = Routes::new(DeckServiceServer::new(api));
+        Ok(Self {
+            app,
+            routes,
+            handles,
+        })
+    }
+
+    /// The address the server is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.app.local_addr()
+    }
+
+    pub fn handles(&self) -> Handles {
+        self.handles.clone()
+    }
+
+    /// Serves until the shutdown signal fires and in-flight calls drain.
+    pub async fn run(self) -> anyhow::Result<()> {
+        self.app.run(self.routes).await?;
+        Ok(())
+    }
+}

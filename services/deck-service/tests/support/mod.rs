@@ -1,0 +1,218 @@
+//! An in-process deck-service on port 0 for the service tests: real PostgreSQL (a fresh
+//! database), real Redis (a random key prefix), a clock the test moves, and handles
+//! on the cache counters and the query counter.
+
+#![allow(dead_code)]
+
+use std::sync::{Arc, atomic::Ordering};
+
+use clap::Parser;
+use common::shutdown::Shutdown;
+use deck_service::{
+    cache::{CacheHooks, MetricsSnapshot},
+    clock::ManualClock,
+    config::Cli,
+    startup::{Application, Handles, Options},
+};
+use proto::deck::v1::{self as pb, deck_service_client::DeckServiceClient};
+use test_support::TestTokens;
+use time::OffsetDateTime;
+use tonic::{Request, transport::Channel};
+use uuid::Uuid;
+
+pub type Client = DeckServiceClient<Channel>;
+
+/// How to build one test app.
+pub struct Spawn {
+    pub redis_url: String,
+    pub hooks: CacheHooks,
+    pub now: OffsetDateTime,
+    pub extra_args: Vec<String>,
+}
+
+impl Default for Spawn {
+    fn default() -> Self {
+        Self {
+            redis_url: test_support::redis_url(),
+            hooks: CacheHooks::default(),
+            now: OffsetDateTime::now_utc(),
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+pub struct TestApp {
+    pub client: Client,
+    pub handles: Handles,
+    pub clock: ManualClock,
+    pub prefix: String,
+    pub redis_url: String,
+    pub admin: String,
+    pub user_id: Uuid,
+    pub user: String,
+    tokens: TestTokens,
+    shutdown: Shutdown,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(Spawn::default()).await
+    }
+
+    pub async fn spawn_with(spawn: Spawn) -> Self {
+        test_support::init();
+        let tokens = TestTokens::new();
+        let prefix = test_support::key_prefix();
+        let database_url = test_support::fresh_database().await;
+        let jwks = tokens.jwks_file();
+        let mut args: Vec<String> = [
+            "deck-service",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--database-url",
+            &database_url,
+            "--cache-redis-url",
+            &spawn.redis_url,
+            "--redis-key-prefix",
+            &prefix,
+            "--jwt-public-keys-file",
+            jwks.to_str().unwrap(),
+            "--cache-outbox-interval-ms",
+            "100",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        args.extend(spawn.extra_args);
+        let cli = Cli::try_parse_from(args).expect("test configuration parses");
+        let clock = ManualClock::new(spawn.now);
+        let shutdown = Shutdown::new();
+        let app = Application::build_with(
+            cli.config,
+            shutdown.clone(),
+            Options { clock: Arc::new(clock.clone()), hooks: spawn.hooks },
+        )
+        .await
+        .expect("deck-service builds");
+        let addr = app.local_addr();
+        let handles = app.handles();
+        tokio::spawn(app.run());
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect to deck-service");
+        let user_id = Uuid::new_v4();
+        Self {
+            client: DeckServiceClient::new(channel),
+            handles,
+            clock,
+            prefix,
+            redis_url: spawn.redis_url,
+            admin: tokens.access_token(Uuid::new_v4(), true),
+            user: tokens.access_token(user_id, false),
+            user_id,
+            tokens,
+            shutdown,
+        }
+    }
+
+    /// A token of another, new, normal user.
+    pub fn other_user(&self) -> (Uuid, String) {
+        let id = Uuid::new_v4();
+        (id, self.tokens.access_token(id, false))
+    }
+
+    pub fn queries(&self) -> u64 {
+        self.handles.db_queries.load(Ordering::SeqCst)
+    }
+
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.handles.cache_metrics.snapshot()
+    }
+
+    /// Creates a deck with `cards` cards (fronts `card 0`, `card 1`, …, order_index = i).
+    pub async fn deck_with_cards(&self, name: &str, cards: usize) -> (pb::Deck, Vec<pb::Card>) {
+        let mut client = self.client.clone();
+        let deck = client
+            .create_deck(auth(
+                &self.admin,
+                pb::CreateDeckRequest { name: name.into(), description: None, level: pb::Level::A1 as i32 },
+            ))
+            .await
+            .expect("create deck")
+            .into_inner();
+        if cards == 0 {
+            return (deck, Vec::new());
+        }
+        let new_cards = (0..cards)
+            .map(|i| pb::NewCard {
+                front_text: format!("card {i}"),
+                back_text: format!("back {i}"),
+                example_sentence: None,
+                pronunciation: None,
+                difficulty: pb::Difficulty::Easy as i32,
+                order_index: i as u32,
+            })
+            .collect();
+        let created = client
+            .create_cards(auth(&self.admin, pb::CreateCardsRequest { deck_id: deck.id.clone(), cards: new_cards }))
+            .await
+            .expect("create cards")
+            .into_inner();
+        (deck, created.cards)
+    }
+
+    /// Every key of this test's prefix in Redis.
+    pub async fn redis_keys(&self) -> Vec<String> {
+        let client = redis::Client::open(self.redis_url.as_str()).unwrap();
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        let mut keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.prefix))
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        keys.sort();
+        keys
+    }
+
+    /// Milliseconds to live of `key`.
+    pub async fn pttl(&self, key: &str) -> i64 {
+        let client = redis::Client::open(self.redis_url.as_str()).unwrap();
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("PTTL").arg(key).query_async(&mut connection).await.unwrap()
+    }
+}
+
+/// `message` with `authorization: Bearer <token>`.
+pub fn auth<T>(token: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+pub fn get_deck(id: &str) -> pb::GetDeckRequest {
+    pb::GetDeckRequest { deck_id: id.to_owned() }
+}
+
+pub fn list_cards(id: &str) -> pb::ListCardsRequest {
+    pb::ListCardsRequest { deck_id: id.to_owned(), ..Default::default() }
+}
+
+pub fn queue(deck: Option<&str>) -> pb::GetStudyQueueRequest {
+    pb::GetStudyQueueRequest { deck_id: deck.map(str::to_owned), ..Default::default() }
+}
+
+pub fn review(card: &str, quality: i32) -> pb::SubmitReviewRequest {
+    pb::SubmitReviewRequest { card_id: card.to_owned(), quality, time_taken: 5 }
+}
+
+pub fn initialize_all(deck: &str) -> pb::InitializeStudyRequest {
+    pb::InitializeStudyRequest { deck_id: deck.to_owned(), card_ids: Vec::new(), all_cards: true }
+}
