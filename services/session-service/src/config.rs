@@ -1,0 +1,146 @@
+//! The typed configuration of session-service, built from the shared blocks.
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Parser, Subcommand};
+use common::config::{
+    GrpcServerConfig, HealthcheckArgs, LogConfig, PostgresConfig, RedisConfig, Secret,
+    existing_file,
+};
+
+/// Default gRPC port (ARCHITECTURE.md).
+pub const DEFAULT_PORT: u16 = 50051;
+const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/learngreek_sessions";
+
+/// Command line of the `session-service` binary.
+#[derive(Debug, Parser)]
+#[command(
+    name = "session-service",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gRPC server (the default).
+    Serve,
+    /// Check a running server's grpc.health.v1 status; exit 0 only on SERVING.
+    Healthcheck(HealthcheckArgs),
+    /// Make the existing user with this e-mail a superuser (admin bootstrap). Uses DATABASE_URL.
+    MakeSuperuser(MakeSuperuserArgs),
+    /// Print a new Ed25519 signing key (PKCS#8 PEM) for JWT_PRIVATE_KEY_FILE.
+    GenerateKey,
+}
+
+/// Arguments of `make-superuser`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct MakeSuperuserArgs {
+    /// E-mail address of the user (compared case-insensitively).
+    pub email: String,
+}
+
+/// Settings of the server.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Config {
+    #[command(flatten)]
+    pub grpc: GrpcServerConfig,
+    #[command(flatten)]
+    pub postgres: PostgresConfig,
+    /// Redis of the sessions role (must never evict): `redis://host:port/db`.
+    #[arg(
+        long = "session-redis-url",
+        env = "SESSION_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub session_redis_url: Secret<String>,
+    #[command(flatten)]
+    pub redis: RedisConfig,
+    #[command(flatten)]
+    pub tokens: TokenConfig,
+    /// Most password hashes computed at once (argon2id is CPU- and memory-heavy); default: the number of CPUs.
+    #[arg(long = "password-hash-concurrency", env = "PASSWORD_HASH_CONCURRENCY",
+          value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub password_hash_concurrency: Option<u32>,
+    #[command(flatten)]
+    pub log: LogConfig,
+}
+
+impl Config {
+    pub fn database_url(&self) -> &str {
+        database_url(&self.postgres)
+    }
+
+    /// The password-hash concurrency, defaulting to the number of CPUs.
+    pub fn password_hash_concurrency(&self) -> usize {
+        self.password_hash_concurrency
+            .map(|n| n as usize)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+    }
+}
+
+/// `DATABASE_URL`, or the development default.
+pub fn database_url(postgres: &PostgresConfig) -> &str {
+    postgres
+        .database_url
+        .as_ref()
+        .map_or(DEFAULT_DATABASE_URL, |url| url.expose())
+}
+
+/// Signing key, claims and lifetimes of the tokens this service issues.
+#[derive(Clone, Debug, clap::Args)]
+pub struct TokenConfig {
+    /// File with the Ed25519 signing key (PKCS#8 PEM, e.g. from `openssl genpkey -algorithm ed25519`
+    /// or `session-service generate-key`). This or JWT_PRIVATE_KEY is required.
+    #[arg(long = "jwt-private-key-file", env = "JWT_PRIVATE_KEY_FILE", value_parser = existing_file)]
+    pub jwt_private_key_file: Option<PathBuf>,
+    /// The Ed25519 signing key itself (PKCS#8 PEM), instead of JWT_PRIVATE_KEY_FILE.
+    #[arg(
+        long = "jwt-private-key",
+        env = "JWT_PRIVATE_KEY",
+        hide_env_values = true
+    )]
+    pub jwt_private_key: Option<Secret<String>>,
+    /// JWKS file (`{"keys": [...]}`) of older public keys still published by GetPublicKeys, so tokens
+    /// signed before a key rotation keep verifying until they expire.
+    #[arg(long = "jwt-additional-public-keys-file", env = "JWT_ADDITIONAL_PUBLIC_KEYS_FILE", value_parser = existing_file)]
+    pub jwt_additional_public_keys_file: Option<PathBuf>,
+    /// The `iss` of every token.
+    #[arg(long = "jwt-issuer", env = "JWT_ISSUER", default_value = common::auth::DEFAULT_ISSUER)]
+    pub jwt_issuer: String,
+    /// The `aud` of every token.
+    #[arg(long = "jwt-audience", env = "JWT_AUDIENCE", default_value = common::auth::DEFAULT_AUDIENCE)]
+    pub jwt_audience: String,
+    /// Lifetime of an access token, in seconds.
+    #[arg(long = "access-token-ttl-seconds", env = "ACCESS_TOKEN_TTL_SECONDS", default_value = "1800",
+          value_parser = positive_seconds)]
+    pub access_token_ttl: Duration,
+    /// Lifetime of a session and its refresh token, in seconds; each refresh renews it (sliding).
+    #[arg(long = "refresh-token-ttl-seconds", env = "REFRESH_TOKEN_TTL_SECONDS", default_value = "2592000",
+          value_parser = positive_seconds)]
+    pub refresh_token_ttl: Duration,
+    /// How long, in seconds, a just-rotated refresh token still returns the pair it was rotated into.
+    #[arg(long = "refresh-grace-seconds", env = "REFRESH_GRACE_SECONDS", default_value = "10",
+          value_parser = common::config::parse_seconds)]
+    pub refresh_grace: Duration,
+    /// Most replays of a just-rotated refresh token answered inside the grace window.
+    #[arg(
+        long = "refresh-grace-max-replays",
+        env = "REFRESH_GRACE_MAX_REPLAYS",
+        default_value_t = 100
+    )]
+    pub refresh_grace_max_replays: u32,
+}
+
+fn positive_seconds(value: &str) -> Result<Duration, String> {
+    match common::config::parse_seconds(value)? {
+        duration if duration.is_zero() => Err("must be at least 1 second".into()),
+        duration => Ok(duration),
+    }
+}

@@ -1,0 +1,148 @@
+//! The one error type of session-service and its one mapping to gRPC status codes.
+
+use common::{auth::AuthError, redis::RedisError};
+
+/// Why a refresh token was refused. The gateway maps the first words of the status
+/// message (`token expired`, `token invalid`, `session revoked`, `refresh token reused`)
+/// to its TOKEN_EXPIRED, TOKEN_INVALID, SESSION_REVOKED and REFRESH_TOKEN_REUSED codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RefreshError {
+    #[error("token expired")]
+    Expired,
+    #[error("token invalid")]
+    Invalid,
+    #[error("token invalid: user account is inactive or gone")]
+    InactiveUser,
+    #[error("session revoked")]
+    Revoked,
+    #[error("refresh token reused: the session has been revoked")]
+    Reused,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request field failed validation; the message starts with the field's name.
+    #[error("{field}: {message}")]
+    InvalidArgument {
+        field: &'static str,
+        message: String,
+    },
+    #[error("email already registered")]
+    EmailTaken,
+    /// Unknown e-mail, wrong password or inactive user: one answer for all three.
+    #[error("Invalid email or password")]
+    InvalidCredentials,
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Refresh(#[from] RefreshError),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("session store unavailable")]
+    SessionStore(#[from] RedisError),
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Self::InvalidArgument {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Error> for tonic::Status {
+    fn from(error: Error) -> Self {
+        use tonic::Status;
+        match error {
+            Error::InvalidArgument { .. } => Status::invalid_argument(error.to_string()),
+            Error::EmailTaken => Status::already_exists(error.to_string()),
+            Error::InvalidCredentials | Error::Refresh(_) => {
+                Status::unauthenticated(error.to_string())
+            }
+            Error::Auth(auth) => auth.into(),
+            Error::NotFound(_) => Status::not_found(error.to_string()),
+            Error::SessionStore(cause) => {
+                tracing::warn!(error = %cause, "session store unavailable");
+                Status::unavailable("session store unavailable")
+            }
+            Error::Database(cause) if is_unavailable(&cause) => {
+                tracing::warn!(error = %cause, "database unavailable");
+                Status::unavailable("database unavailable")
+            }
+            Error::Database(cause) => {
+                tracing::error!(error = %cause, "database error");
+                Status::internal("internal error")
+            }
+            Error::Internal(cause) => {
+                tracing::error!(error = %cause, "internal error");
+                Status::internal("internal error")
+            }
+        }
+    }
+}
+
+/// Errors that mean "PostgreSQL cannot be reached now", which a retry may cure.
+fn is_unavailable(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed
+    )
+}
+
+/// True when `error` violates a unique constraint (a duplicate e-mail).
+pub fn is_unique_violation(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .is_some_and(|db| db.is_unique_violation())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_errors_start_with_the_words_the_gateway_maps() {
+        let cases = [
+            (RefreshError::Expired, "token expired"),
+            (RefreshError::Invalid, "token invalid"),
+            (RefreshError::InactiveUser, "token invalid"),
+            (RefreshError::Revoked, "session revoked"),
+            (RefreshError::Reused, "refresh token reused"),
+        ];
+        for (error, prefix) in cases {
+            let status = tonic::Status::from(Error::from(error));
+
+            assert_eq!(status.code(), tonic::Code::Unauthenticated);
+            assert!(status.message().starts_with(prefix), "{}", status.message());
+        }
+    }
+
+    #[test]
+    fn store_failures_are_unavailable_and_hide_the_cause() {
+        let error = Error::SessionStore(RedisError::Timeout(std::time::Duration::from_millis(5)));
+
+        let status = tonic::Status::from(error);
+
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert_eq!(status.message(), "session store unavailable");
+    }
+
+    #[test]
+    fn validation_messages_name_the_field() {
+        let status = tonic::Status::from(Error::invalid(
+            "password",
+            "must contain a letter and a digit",
+        ));
+
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert_eq!(
+            status.message(),
+            "password: must contain a letter and a digit"
+        );
+    }
+}

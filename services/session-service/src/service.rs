@@ -1,0 +1,233 @@
+//! The use cases of session-service, independent of gRPC: register, login, refresh,
+//! logout, sessions and profile. [`crate::grpc`] only translates to and from protobuf.
+
+use std::{sync::Arc, time::Duration};
+
+use common::auth::Caller;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::{
+    domain::{ClientInfo, Email, FullName, Password, ProfileUpdate},
+    error::{Error, RefreshError},
+    password::{Hasher, Verified},
+    store::{
+        sessions::{Rotation, SessionInfo, Sessions},
+        users::{self, ProfileRow},
+    },
+    tokens::{PairSpec, TokenKeys, TokenPair, unix_now},
+};
+
+/// Token lifetimes.
+#[derive(Clone, Copy, Debug)]
+pub struct Lifetimes {
+    pub access: Duration,
+    pub refresh: Duration,
+}
+
+/// Everything the use cases need; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SessionApp {
+    pub pg: PgPool,
+    pub sessions: Sessions,
+    pub keys: Arc<TokenKeys>,
+    pub hasher: Hasher,
+    pub lifetimes: Lifetimes,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl SessionApp {
+    /// Creates an account with default settings and its first session.
+    #[tracing::instrument(skip_all)]
+    pub async fn register(
+        &self,
+        email: Email,
+        password: Password,
+        full_name: FullName,
+        client: ClientInfo,
+    ) -> Result<TokenPair, Error> {
+        let hash = self.hasher.hash(password).await?;
+        let user_id = users::create(&self.pg, &email, &hash, &full_name).await?;
+        tracing::info!(%user_id, "user registered");
+        self.start_session(user_id, false, &client).await
+    }
+
+    /// Starts a session for an active user with the right password. Unknown e-mail, wrong
+    /// password and inactive user give the same error after the same hashing work.
+    #[tracing::instrument(skip_all)]
+    pub async fn login(
+        &self,
+        email: Email,
+        password: Password,
+        client: ClientInfo,
+    ) -> Result<TokenPair, Error> {
+        let user = users::credentials(&self.pg, &email).await?;
+        let stored = user.as_ref().map(|user| user.password_hash.clone());
+        let verified = self.hasher.verify(password.clone(), stored).await?;
+        let Some(user) = user else {
+            return Err(Error::InvalidCredentials);
+        };
+        if verified == Verified::No || !user.is_active {
+            return Err(Error::InvalidCredentials);
+        }
+        if verified == Verified::YesRehash {
+            // A failed upgrade must not fail the login: the old hash still verifies.
+            match self.hasher.hash(password).await {
+                Ok(new) => {
+                    match users::upgrade_password_hash(&self.pg, user.id, &user.password_hash, &new)
+                        .await
+                    {
+                        Ok(_) => {
+                            tracing::info!(user_id = %user.id, "password hash upgraded to argon2id")
+                        }
+                        Err(error) => {
+                            tracing::warn!(user_id = %user.id, %error, "cannot upgrade a password hash")
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(user_id = %user.id, %error, "cannot upgrade a password hash")
+                }
+            }
+        }
+        self.start_session(user.id, user.is_superuser, &client)
+            .await
+    }
+
+    async fn start_session(
+        &self,
+        user_id: Uuid,
+        is_superuser: bool,
+        client: &ClientInfo,
+    ) -> Result<TokenPair, Error> {
+        let session_id = Uuid::new_v4();
+        let spec = self.new_spec(user_id, session_id, 0, is_superuser);
+        let pair = self.sign(&spec)?;
+        self.sessions.create(&spec, client, now_ms()).await?;
+        tracing::info!(%user_id, %session_id, "session started");
+        Ok(pair)
+    }
+
+    fn new_spec(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+        generation: u64,
+        is_superuser: bool,
+    ) -> PairSpec {
+        let now = unix_now();
+        PairSpec {
+            user_id,
+            session_id,
+            generation,
+            refresh_jti: Uuid::new_v4(),
+            access_jti: Uuid::new_v4(),
+            issued_at: now,
+            access_expires_at: now + self.lifetimes.access.as_secs(),
+            refresh_expires_at: now + self.lifetimes.refresh.as_secs(),
+            is_superuser,
+        }
+    }
+
+    fn sign(&self, spec: &PairSpec) -> Result<TokenPair, Error> {
+        self.keys
+            .sign(spec)
+            .map_err(|e| Error::Internal(format!("cannot sign tokens: {e}")))
+    }
+
+    /// Rotates a refresh token (see `store/lua/rotate.lua` for the rules).
+    #[tracing::instrument(skip_all)]
+    pub async fn refresh(&self, token: &str) -> Result<TokenPair, Error> {
+        let claims = self.keys.verify_refresh(token)?;
+        let (user_id, session_id) = (claims.sub, claims.sid);
+        let standing = users::standing(&self.pg, user_id).await?;
+        let Some(standing) = standing.filter(|user| user.is_active) else {
+            return Err(RefreshError::InactiveUser.into());
+        };
+        let next = self.new_spec(
+            user_id,
+            session_id,
+            claims.generation + 1,
+            standing.is_superuser,
+        );
+        let pair = self.sign(&next)?;
+        match self
+            .sessions
+            .rotate(claims.generation, claims.jti, &next, now_ms())
+            .await?
+        {
+            Rotation::Rotated => Ok(pair),
+            Rotation::Grace(current) => {
+                tracing::info!(%user_id, %session_id, "refresh replayed inside the grace window");
+                self.sign(&current)
+            }
+            // The session's own lifetime equals the token's, so a token past its `exp`
+            // (but inside the verification leeway) meets a session that is gone already.
+            Rotation::Missing if claims.exp <= unix_now() => Err(RefreshError::Expired.into()),
+            Rotation::Missing => Err(RefreshError::Revoked.into()),
+            Rotation::Reused => {
+                tracing::warn!(
+                    target: "security",
+                    %user_id,
+                    %session_id,
+                    generation = claims.generation,
+                    "refresh token reuse detected: session revoked"
+                );
+                Err(RefreshError::Reused.into())
+            }
+        }
+    }
+
+    /// Ends the session of `refresh_token` if it is the caller's; true if a live session ended.
+    /// Any other token (invalid, expired, someone else's) ends nothing.
+    #[tracing::instrument(skip_all, fields(user_id = %caller.user_id))]
+    pub async fn logout(&self, caller: &Caller, refresh_token: &str) -> Result<bool, Error> {
+        let claims = match self.keys.verify_refresh(refresh_token) {
+            Ok(claims) if claims.sub == caller.user_id => claims,
+            _ => return Ok(false),
+        };
+        self.sessions.revoke(caller.user_id, claims.sid).await
+    }
+
+    /// Ends every live session of the caller; returns how many.
+    #[tracing::instrument(skip_all, fields(user_id = %caller.user_id))]
+    pub async fn logout_all(&self, caller: &Caller) -> Result<u32, Error> {
+        self.sessions.revoke_all(caller.user_id).await
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = %caller.user_id))]
+    pub async fn list_sessions(&self, caller: &Caller) -> Result<Vec<SessionInfo>, Error> {
+        self.sessions.list(caller.user_id).await
+    }
+
+    /// Ends one of the caller's sessions; NOT_FOUND if it is not a live one of theirs.
+    #[tracing::instrument(skip_all, fields(user_id = %caller.user_id))]
+    pub async fn revoke_session(&self, caller: &Caller, session_id: Uuid) -> Result<(), Error> {
+        // The key carries the caller's own user id, so another user's session id finds nothing.
+        match self.sessions.revoke(caller.user_id, session_id).await? {
+            true => Ok(()),
+            false => Err(Error::NotFound("session")),
+        }
+    }
+
+    pub async fn profile(&self, caller: &Caller) -> Result<ProfileRow, Error> {
+        users::profile(&self.pg, caller.user_id)
+            .await?
+            .ok_or(Error::NotFound("user"))
+    }
+
+    pub async fn update_profile(
+        &self,
+        caller: &Caller,
+        update: &ProfileUpdate,
+    ) -> Result<ProfileRow, Error> {
+        users::update_profile(&self.pg, caller.user_id, update)
+            .await?
+            .ok_or(Error::NotFound("user"))
+    }
+}

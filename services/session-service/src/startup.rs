@@ -1,0 +1,98 @@
+//! Builds the application: pools, migrations, keys, health, and the bound listener.
+//! [`Application::build`] binds its own listener so tests can pass port 0 and read
+//! the real port back with [`Application::local_addr`].
+
+use std::{net::SocketAddr, sync::Arc};
+
+use anyhow::Context;
+use common::{grpc::GrpcApp, health::Dependency, redis::RedisPool, shutdown::Shutdown};
+use tonic::service::Routes;
+
+use crate::{
+    config::{Config, DEFAULT_PORT},
+    grpc::SessionGrpc,
+    password::{self, Hasher},
+    service::{Lifetimes, SessionApp},
+    store::sessions::{self, Sessions},
+    tokens::TokenKeys,
+};
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A built, bound, not yet serving session-service.
+pub struct Application {
+    app: GrpcApp,
+    routes: Routes,
+}
+
+impl Application {
+    /// Loads the signing key, then builds as [`Application::build_with_keys`].
+    pub async fn build(config: Config, shutdown: Shutdown) -> anyhow::Result<Self> {
+        let keys = TokenKeys::from_config(&config.tokens)?;
+        Self::build_with_keys(config, keys, shutdown).await
+    }
+
+    /// Connects to PostgreSQL (waiting for it up to the start-up timeout), runs the
+    /// migrations, builds the Redis pool and binds the listener.
+    pub async fn build_with_keys(
+        config: Config,
+        keys: TokenKeys,
+        shutdown: Shutdown,
+    ) -> anyhow::Result<Self> {
+        let pg = common::postgres::pool(&config.postgres, config.database_url())?;
+        common::postgres::migrate(&pg, &MIGRATOR, config.postgres.database_startup_timeout)
+            .await
+            .context("session-service database")?;
+        let redis = RedisPool::new(config.session_redis_url.expose(), &config.redis)
+            .context("SESSION_REDIS_URL")?;
+        // The dummy hash answers logins of unknown e-mails; make it before the first one.
+        tokio::task::spawn_blocking(password::warm_up)
+            .await
+            .context("password hasher warm-up")?;
+
+        let tokens = &config.tokens;
+        let store = Sessions::new(
+            redis.clone(),
+            sessions::Lifetimes {
+                session_ms: tokens.refresh_token_ttl.as_millis() as u64,
+                grace_ms: tokens.refresh_grace.as_millis() as u64,
+                grace_max_replays: tokens.refresh_grace_max_replays,
+            },
+        );
+        let session_app = SessionApp {
+            pg: pg.clone(),
+            sessions: store,
+            keys: Arc::new(keys),
+            hasher: Hasher::new(config.password_hash_concurrency()),
+            lifetimes: Lifetimes {
+                access: tokens.access_token_ttl,
+                refresh: tokens.refresh_token_ttl,
+            },
+        };
+
+        let app = GrpcApp::bind(
+            &config.grpc,
+            ([0, 0, 0, 0], DEFAULT_PORT).into(),
+            &[proto::SESSION_SERVICE_NAME],
+            shutdown,
+        )
+        .await
+        .context("cannot bind GRPC_ADDR")?
+        .depends_on(Dependency::postgres(pg))
+        .depends_on(Dependency::redis("sessions redis", redis));
+
+        let routes = Routes::new(SessionGrpc::new(session_app).into_server());
+        Ok(Self { app, routes })
+    }
+
+    /// The address the server is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.app.local_addr()
+    }
+
+    /// Serves until the shutdown signal fires and in-flight calls drain.
+    pub async fn run(self) -> anyhow::Result<()> {
+        self.app.run(self.routes).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,56 @@
+-- Rotates a session's refresh token, or answers a replay of the one just rotated.
+--
+-- KEYS[1]  session hash   {prefix}session:refresh:{<user_id>}:<session_id>
+-- KEYS[2]  user's set     {prefix}session:user_sessions:{<user_id>}
+-- ARGV[1]  session id
+-- ARGV[2]  presented generation                    ARGV[3] presented jti
+-- ARGV[4]  now (unix ms)  ARGV[5] lifetime (ms)    ARGV[6] grace window (ms)
+-- ARGV[7]  most replays answered in the grace window
+-- ARGV[8]  new refresh jti                         ARGV[9] new access jti
+-- ARGV[10] new iat (unix s)                        ARGV[11] new access exp (unix s)
+-- ARGV[12] new refresh exp (unix s)                ARGV[13] is_superuser ("1"/"0")
+--
+-- The caller signs the new pair before calling; this script decides atomically whether
+-- that pair becomes the session's, so concurrent refreshes of one token rotate once.
+-- Returns one of:
+--   {'missing'}   no such session (revoked, logged out or expired);
+--   {'rotated'}   the presented token was current; the new pair is now current;
+--   {'grace', gen, jti, ajti, iat, aexp, rexp, su}
+--                 the presented token was rotated moments ago: re-sign this current pair;
+--   {'reused'}    any other token of the session: the session has been revoked.
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return {'missing'}
+end
+local s = redis.call('HMGET', KEYS[1], 'gen', 'jti', 'prev_jti', 'rotated_at', 'replays')
+local gen, jti, prev_jti = tonumber(s[1]), s[2], s[3]
+local rotated_at, replays = tonumber(s[4]), tonumber(s[5])
+local presented_gen, presented_jti = tonumber(ARGV[2]), ARGV[3]
+local now, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+
+if presented_gen == gen and presented_jti == jti then
+  redis.call('HSET', KEYS[1],
+    'gen', gen + 1, 'jti', ARGV[8], 'ajti', ARGV[9], 'iat', ARGV[10], 'aexp', ARGV[11], 'rexp', ARGV[12],
+    'su', ARGV[13], 'prev_jti', jti, 'rotated_at', now, 'replays', 0,
+    'last_used_at', now, 'expires_at', now + ttl)
+  -- Sliding lifetime: every rotation renews the session and its set.
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  if redis.call('PTTL', KEYS[2]) < ttl then
+    redis.call('PEXPIRE', KEYS[2], ttl)
+  end
+  return {'rotated'}
+end
+
+-- A browser with two tabs, or a client whose response was lost, presents the token it
+-- just rotated: within the window, and a bounded number of times, it gets the same pair.
+if presented_gen == gen - 1 and presented_jti == prev_jti
+    and now - rotated_at <= tonumber(ARGV[6]) and replays < tonumber(ARGV[7]) then
+  redis.call('HINCRBY', KEYS[1], 'replays', 1)
+  local p = redis.call('HMGET', KEYS[1], 'gen', 'jti', 'ajti', 'iat', 'aexp', 'rexp', 'su')
+  return {'grace', p[1], p[2], p[3], p[4], p[5], p[6], p[7]}
+end
+
+-- Anything else is an old token used again: someone may hold a stolen copy, so the
+-- whole session ends and both holders must log in again.
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[2], ARGV[1])
+return {'reused'}

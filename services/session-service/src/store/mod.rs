@@ -1,0 +1,4 @@
+//! Storage: accounts in PostgreSQL ([`users`]) and sessions in the sessions Redis ([`sessions`]).
+
+pub mod sessions;
+pub mod users;

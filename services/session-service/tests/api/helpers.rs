@@ -1,0 +1,236 @@
+//! An in-process session-service on port 0 over a fresh database and a random Redis
+//! key prefix, with a gRPC client and direct handles on its stores.
+
+use std::time::Duration;
+
+use clap::Parser;
+use common::shutdown::Shutdown;
+use proto::session::v1::{self as pb, session_service_client::SessionServiceClient};
+use session_service::{config::Cli, startup::Application};
+use test_support::{
+    ServingStatus, TestTokens, fresh_database, key_prefix, redis_url, wait_for_health,
+};
+use tonic::{Code, Request, Status, transport::Channel};
+use uuid::Uuid;
+
+pub const SIGNING_KEY_FILE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../tests/fixtures/test-signing-key.pem"
+);
+pub const PASSWORD: &str = "kalimera2024";
+
+pub struct TestApp {
+    pub client: SessionServiceClient<Channel>,
+    pub pg: sqlx::PgPool,
+    pub database_url: String,
+    pub redis: redis::Client,
+    pub prefix: String,
+    /// Mints tokens with the service's own signing key (the test fixture key).
+    pub tokens: TestTokens,
+    shutdown: Shutdown,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
+
+/// Starts the service with default settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[], None).await
+}
+
+/// Starts the service with extra command-line flags (e.g. `--refresh-grace-seconds=1`),
+/// and optionally a Redis of its own instead of the shared one.
+pub async fn spawn_app_with(flags: &[&str], redis: Option<String>) -> TestApp {
+    test_support::init();
+    let database_url = fresh_database().await;
+    let redis = redis.unwrap_or_else(redis_url);
+    let prefix = key_prefix();
+    let mut args: Vec<String> = [
+        "session-service",
+        "--grpc-addr=127.0.0.1:0",
+        "--readiness-interval-ms=100",
+        "--shutdown-timeout-ms=1000",
+        "--password-hash-concurrency=2",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    args.push(format!("--database-url={database_url}"));
+    args.push(format!("--session-redis-url={redis}"));
+    args.push(format!("--redis-key-prefix={prefix}"));
+    args.push(format!("--jwt-private-key-file={SIGNING_KEY_FILE}"));
+    args.extend(flags.iter().map(|s| (*s).to_owned()));
+    let cli = Cli::try_parse_from(args).expect("test configuration parses");
+
+    let shutdown = Shutdown::new();
+    let application = Application::build(cli.config, shutdown.clone())
+        .await
+        .expect("build session-service");
+    let addr = application.local_addr().to_string();
+    tokio::spawn(application.run());
+    wait_for_health(
+        &addr,
+        "readiness",
+        ServingStatus::Serving,
+        Duration::from_secs(15),
+    )
+    .await;
+
+    let client = SessionServiceClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect");
+    let pg = sqlx::PgPool::connect(&database_url)
+        .await
+        .expect("connect test database");
+    TestApp {
+        client,
+        pg,
+        database_url,
+        redis: redis::Client::open(redis).expect("redis url"),
+        prefix,
+        tokens: TestTokens::new(),
+        shutdown,
+    }
+}
+
+pub fn unique_email() -> String {
+    format!(
+        "user-{}@example.com",
+        &Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+pub fn client_info(ip: &str) -> Option<pb::ClientInfo> {
+    Some(pb::ClientInfo {
+        ip_address: ip.into(),
+        user_agent: "test-agent/1.0".into(),
+    })
+}
+
+/// `request` with `authorization: Bearer <access_token>`.
+pub fn bearer<T>(access_token: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {access_token}")
+            .parse()
+            .expect("ascii token"),
+    );
+    request
+}
+
+/// The claims of a JWT, read without verification.
+pub fn claims_of(token: &str) -> serde_json::Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("three JWT parts");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url payload");
+    serde_json::from_slice(&bytes).expect("JSON payload")
+}
+
+pub fn user_id_of(pair: &pb::TokenPair) -> Uuid {
+    claims_of(&pair.access_token)["sub"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+pub fn session_id_of(pair: &pb::TokenPair) -> Uuid {
+    claims_of(&pair.access_token)["sid"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Asserts an error status with `code` whose message starts with `prefix`.
+#[track_caller]
+pub fn assert_status<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, prefix: &str) {
+    match result {
+        Ok(value) => panic!("expected {code:?} \"{prefix}…\", got {value:?}"),
+        Err(status) => {
+            assert_eq!(status.code(), code, "message: {}", status.message());
+            assert!(
+                status.message().starts_with(prefix),
+                "expected \"{prefix}…\", got {:?}",
+                status.message()
+            );
+        }
+    }
+}
+
+impl TestApp {
+    pub async fn register(&self, email: &str) -> pb::TokenPair {
+        self.client
+            .clone()
+            .register(pb::RegisterRequest {
+                email: email.into(),
+                password: PASSWORD.into(),
+                full_name: "Μαρία Παπαδοπούλου".into(),
+                client: client_info("10.0.0.1"),
+            })
+            .await
+            .expect("register")
+            .into_inner()
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Result<pb::TokenPair, Status> {
+        self.client
+            .clone()
+            .login(pb::LoginRequest {
+                email: email.into(),
+                password: password.into(),
+                client: client_info("10.0.0.2"),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Result<pb::TokenPair, Status> {
+        self.client
+            .clone()
+            .refresh(pb::RefreshRequest {
+                refresh_token: refresh_token.into(),
+                client: client_info("10.0.0.3"),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    pub async fn list_sessions(&self, access_token: &str) -> Vec<pb::Session> {
+        self.client
+            .clone()
+            .list_sessions(bearer(access_token, pb::ListSessionsRequest {}))
+            .await
+            .expect("list sessions")
+            .into_inner()
+            .sessions
+    }
+
+    /// A valid access token for `user_id` (signed with the service's key), for calls
+    /// after every session of the user has ended.
+    pub fn access_token_for(&self, user_id: Uuid) -> String {
+        self.tokens.access_token(user_id, false)
+    }
+
+    /// Every Redis key of this test's prefix.
+    pub async fn redis_keys(&self) -> Vec<String> {
+        let mut connection = self
+            .redis
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis");
+        let mut keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.prefix))
+            .query_async(&mut connection)
+            .await
+            .expect("KEYS");
+        keys.sort();
+        keys
+    }
+}

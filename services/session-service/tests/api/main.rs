@@ -1,0 +1,8 @@
+//! session-service through real gRPC, on a fresh PostgreSQL database and a Redis key
+//! prefix of each test's own (one test binary, so it links once).
+
+mod accounts;
+mod helpers;
+mod rejected_tokens;
+mod rotation;
+mod sessions;

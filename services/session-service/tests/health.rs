@@ -1,0 +1,105 @@
+//! Foundation behaviour of the session-service binary: the shared conformance tests,
+//! and readiness that follows PostgreSQL and the sessions Redis both ways.
+
+use std::time::Duration;
+
+use test_support::{
+    PostgresServer, RedisServer, ServingStatus, conformance, create_database, fresh_database,
+    key_prefix, redis_url, spawn_service, wait_for_health,
+};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_session-service");
+const SERVICE: &str = "learngreek.session.v1.SessionService";
+/// The test-support fixture key: the service signs with it, so `TestTokens` tokens verify.
+const SIGNING_KEY_FILE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../tests/fixtures/test-signing-key.pem"
+);
+
+fn env(database_url: String, redis_url: String) -> Vec<(&'static str, String)> {
+    vec![
+        ("GRPC_ADDR", "127.0.0.1:0".into()),
+        ("DATABASE_URL", database_url),
+        ("SESSION_REDIS_URL", redis_url),
+        ("REDIS_KEY_PREFIX", key_prefix()),
+        ("READINESS_INTERVAL_MS", "200".into()),
+        ("JWT_PRIVATE_KEY_FILE", SIGNING_KEY_FILE.into()),
+    ]
+}
+
+test_support::service_conformance_tests!(binary: BINARY, service: SERVICE, env: env);
+
+#[tokio::test]
+async fn readiness_follows_the_sessions_redis_both_ways_and_watch_streams_it() {
+    test_support::init();
+    let mut redis = RedisServer::start();
+    let service = spawn_service(BINARY, &[], &env(fresh_database().await, redis.url())).await;
+    let addr = service.grpc_addr.clone();
+    wait_for_health(
+        &addr,
+        "readiness",
+        ServingStatus::Serving,
+        Duration::from_secs(15),
+    )
+    .await;
+    let mut watch = conformance::watch_readiness(&addr).await;
+
+    redis.stop();
+    conformance::next_status_is(
+        &mut watch,
+        ServingStatus::NotServing,
+        Duration::from_secs(5),
+    )
+    .await;
+    wait_for_health(
+        &addr,
+        SERVICE,
+        ServingStatus::NotServing,
+        Duration::from_secs(1),
+    )
+    .await;
+    wait_for_health(
+        &addr,
+        "liveness",
+        ServingStatus::Serving,
+        Duration::from_secs(1),
+    )
+    .await;
+
+    redis.restart();
+    conformance::next_status_is(&mut watch, ServingStatus::Serving, Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn readiness_follows_postgres_both_ways() {
+    test_support::init();
+    let mut postgres = PostgresServer::start();
+    let database_url = create_database(&postgres.admin_url()).await;
+    let service = spawn_service(BINARY, &[], &env(database_url, redis_url())).await;
+    let addr = service.grpc_addr.clone();
+    wait_for_health(
+        &addr,
+        "readiness",
+        ServingStatus::Serving,
+        Duration::from_secs(15),
+    )
+    .await;
+
+    postgres.stop();
+    wait_for_health(
+        &addr,
+        "readiness",
+        ServingStatus::NotServing,
+        Duration::from_secs(5),
+    )
+    .await;
+
+    postgres.restart();
+    wait_for_health(
+        &addr,
+        "readiness",
+        ServingStatus::Serving,
+        Duration::from_secs(10),
+    )
+    .await;
+}
