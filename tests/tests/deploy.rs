@@ -1515,3 +1515,53 @@ fn sessions_redis_never_evicts_and_persists_while_cache_redis_evicts_least_recen
         "redis-cache must run with its config"
     );
 }
+
+#[test]
+fn each_process_is_scraped_on_the_port_it_serves_metrics_on() {
+    let manifests = manifests();
+    for (binary, _, _) in BINARIES {
+        // Arrange
+        let deployment = find(&manifests, "Deployment", binary).expect("deployment");
+        let annotations = &deployment["spec"]["template"]["metadata"]["annotations"];
+        let config = find(&manifests, "ConfigMap", binary).expect("ConfigMap");
+        let container = containers(deployment)[0];
+
+        // Act
+        let scrape_port: Option<u64> = annotations["prometheus.io/port"]
+            .as_str()
+            .and_then(|p| p.parse().ok());
+        let container_ports: Vec<u64> = container["ports"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["containerPort"].as_u64())
+            .collect();
+        // The services serve /metrics on METRICS_ADDR; the gateway on its HTTP port.
+        let metrics_addr = config["data"]["METRICS_ADDR"]
+            .as_str()
+            .or(config["data"]["HTTP_ADDR"].as_str());
+        let metrics_port: Option<u64> = metrics_addr
+            .and_then(|a| a.rsplit_once(':'))
+            .and_then(|(_, p)| p.parse().ok());
+
+        // Assert
+        assert_eq!(
+            annotations["prometheus.io/scrape"].as_str(),
+            Some("true"),
+            "{binary}: scrape annotation"
+        );
+        assert_eq!(
+            annotations["prometheus.io/path"].as_str(),
+            Some("/metrics"),
+            "{binary}: metrics path"
+        );
+        assert!(
+            scrape_port.is_some_and(|p| container_ports.contains(&p)),
+            "{binary}: scrape port {scrape_port:?} is not a container port"
+        );
+        assert_eq!(
+            scrape_port, metrics_port,
+            "{binary}: scrape port and the address /metrics is served on"
+        );
+    }
+}
