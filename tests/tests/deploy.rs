@@ -1565,3 +1565,62 @@ fn each_process_is_scraped_on_the_port_it_serves_metrics_on() {
         );
     }
 }
+
+#[test]
+fn kustomize_renders_the_manifests_into_the_namespace_and_they_validate() {
+    // Arrange: kubectl is optional on build machines; the schema test above always runs.
+    let kubectl_works = Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !kubectl_works {
+        eprintln!(
+            "SKIPPED: kubectl is not installed, so `kubectl kustomize deploy/k8s` cannot be rendered"
+        );
+        return;
+    }
+    let Some(validator) = kubernetes_validate() else {
+        return;
+    };
+
+    // Act
+    let output = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(repo_root().join("deploy/k8s"))
+        .output()
+        .expect("run kubectl");
+    assert!(
+        output.status.success(),
+        "kubectl kustomize failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rendered = String::from_utf8(output.stdout).expect("UTF-8 output");
+    let dir = std::env::temp_dir().join(format!("learngreek-kustomize-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("rendered.yaml");
+    fs::write(&file, &rendered).unwrap();
+    let problems = validate(
+        validator,
+        std::slice::from_ref(&file),
+        KUBERNETES_VERSIONS[0],
+    );
+    fs::remove_dir_all(&dir).ok();
+
+    // Assert
+    assert_no_problems("kubectl kustomize deploy/k8s", problems);
+    let resources = yaml_documents(&rendered);
+    assert_eq!(
+        resources.len(),
+        manifests().len(),
+        "kustomize renders every manifest"
+    );
+    for resource in resources.iter().filter(|r| kind(r) != "Namespace") {
+        assert_eq!(
+            resource["metadata"]["namespace"].as_str(),
+            Some("learngreek"),
+            "{} {}",
+            kind(resource),
+            name(resource)
+        );
+    }
+}
