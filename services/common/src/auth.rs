@@ -105,13 +105,29 @@ pub struct PublicJwk {
 
 impl From<proto::session::v1::Jwk> for PublicJwk {
     fn from(jwk: proto::session::v1::Jwk) -> Self {
-        Self { kid: jwk.kid, kty: jwk.kty, alg: jwk.alg, key_use: jwk.r#use, crv: jwk.crv, x: jwk.x, y: jwk.y }
+        Self {
+            kid: jwk.kid,
+            kty: jwk.kty,
+            alg: jwk.alg,
+            key_use: jwk.r#use,
+            crv: jwk.crv,
+            x: jwk.x,
+            y: jwk.y,
+        }
     }
 }
 
 impl From<PublicJwk> for proto::session::v1::Jwk {
     fn from(jwk: PublicJwk) -> Self {
-        Self { kid: jwk.kid, kty: jwk.kty, alg: jwk.alg, r#use: jwk.key_use, crv: jwk.crv, x: jwk.x, y: jwk.y }
+        Self {
+            kid: jwk.kid,
+            kty: jwk.kty,
+            alg: jwk.alg,
+            r#use: jwk.key_use,
+            crv: jwk.crv,
+            x: jwk.x,
+            y: jwk.y,
+        }
     }
 }
 
@@ -126,20 +142,29 @@ impl VerificationKey {
     /// Only the asymmetric algorithms this design allows are accepted.
     fn from_jwk(jwk: &PublicJwk) -> Option<Self> {
         match (jwk.kty.as_str(), jwk.alg.as_str(), jwk.crv.as_str()) {
-            ("OKP", "EdDSA", "Ed25519") => DecodingKey::from_ed_components(&jwk.x)
-                .ok()
-                .map(|key| Self { algorithm: Algorithm::EdDSA, key }),
+            ("OKP", "EdDSA", "Ed25519") => {
+                DecodingKey::from_ed_components(&jwk.x)
+                    .ok()
+                    .map(|key| Self {
+                        algorithm: Algorithm::EdDSA,
+                        key,
+                    })
+            }
             ("EC", "ES256", "P-256") => DecodingKey::from_ec_components(&jwk.x, jwk.y.as_deref()?)
                 .ok()
-                .map(|key| Self { algorithm: Algorithm::ES256, key }),
+                .map(|key| Self {
+                    algorithm: Algorithm::ES256,
+                    key,
+                }),
             _ => None,
         }
     }
 }
 
 /// Where the verifier gets its key set from.
-pub type KeyFetcher =
-    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<Vec<PublicJwk>, String>> + Send>> + Send + Sync>;
+pub type KeyFetcher = Arc<
+    dyn Fn() -> Pin<Box<dyn Future<Output = Result<Vec<PublicJwk>, String>> + Send>> + Send + Sync,
+>;
 
 /// Verifies access tokens locally against a cached key set.
 #[derive(Clone)]
@@ -179,14 +204,28 @@ impl AccessVerifier {
     }
 
     /// A verifier whose keys come from session-service's `GetPublicKeys` at `channel`.
-    pub fn from_session_service(channel: tonic::transport::Channel, issuer: &str, audience: &str) -> Self {
+    pub fn from_session_service(
+        channel: tonic::transport::Channel,
+        issuer: &str,
+        audience: &str,
+    ) -> Self {
         let fetcher: KeyFetcher = Arc::new(move || {
-            let mut client = proto::session::v1::session_service_client::SessionServiceClient::new(channel.clone());
+            let mut client = proto::session::v1::session_service_client::SessionServiceClient::new(
+                channel.clone(),
+            );
             Box::pin(async move {
                 let mut request = tonic::Request::new(proto::session::v1::GetPublicKeysRequest {});
                 request.set_timeout(Duration::from_secs(2));
-                let keys = client.get_public_keys(request).await.map_err(|status| status.to_string())?;
-                Ok(keys.into_inner().keys.into_iter().map(PublicJwk::from).collect())
+                let keys = client
+                    .get_public_keys(request)
+                    .await
+                    .map_err(|status| status.to_string())?;
+                Ok(keys
+                    .into_inner()
+                    .keys
+                    .into_iter()
+                    .map(PublicJwk::from)
+                    .collect())
             })
         });
         Self::with_fetcher(fetcher, issuer, audience)
@@ -213,13 +252,20 @@ impl AccessVerifier {
     }
 
     fn key(&self, kid: &str) -> Option<VerificationKey> {
-        self.inner.keys.read().expect("key lock poisoned").get(kid).cloned()
+        self.inner
+            .keys
+            .read()
+            .expect("key lock poisoned")
+            .get(kid)
+            .cloned()
     }
 
     /// Fetches the key set unless one was fetched within [`REFETCH_INTERVAL`]
     /// (the first fetch is never throttled).
     async fn refetch(&self) -> Result<(), AuthError> {
-        let Some(fetcher) = &self.inner.fetcher else { return Ok(()) };
+        let Some(fetcher) = &self.inner.fetcher else {
+            return Ok(());
+        };
         {
             let mut last = self.inner.last_fetch.lock().expect("fetch lock poisoned");
             if last.is_some_and(|at| at.elapsed() < REFETCH_INTERVAL) {
@@ -248,7 +294,12 @@ impl AccessVerifier {
         let key = match self.key(&kid) {
             Some(key) => key,
             None => {
-                let never_fetched = self.inner.keys.read().expect("key lock poisoned").is_empty();
+                let never_fetched = self
+                    .inner
+                    .keys
+                    .read()
+                    .expect("key lock poisoned")
+                    .is_empty();
                 match self.refetch().await {
                     Err(error) if never_fetched => return Err(error),
                     _ => self.key(&kid).ok_or(AuthError::Invalid)?,
@@ -283,7 +334,10 @@ impl AccessVerifier {
     }
 
     /// Verifies the `authorization: Bearer <token>` entry of gRPC metadata.
-    pub async fn verify_metadata(&self, metadata: &tonic::metadata::MetadataMap) -> Result<Caller, AuthError> {
+    pub async fn verify_metadata(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<Caller, AuthError> {
         let value = metadata.get("authorization").ok_or(AuthError::Missing)?;
         let token = bearer_token(value.to_str().map_err(|_| AuthError::Malformed)?)?;
         self.verify(token).await
@@ -305,7 +359,11 @@ pub fn bearer_token(value: &str) -> Result<&str, AuthError> {
 pub fn key_id(public_key: &[u8]) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(public_key);
-    digest.iter().take(8).map(|byte| format!("{byte:02x}")).collect()
+    digest
+        .iter()
+        .take(8)
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 #[cfg(test)]

@@ -21,7 +21,12 @@ pub const EXIT_CONFIG: i32 = 64;
 pub fn parse<T: Parser>() -> T {
     match T::try_parse() {
         Ok(config) => config,
-        Err(error) if matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+        Err(error)
+            if matches!(
+                error.kind(),
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+            ) =>
+        {
             // Printing help can only fail on a closed stdout; exit 0 either way.
             let _ = error.print();
             process::exit(0);
@@ -41,7 +46,9 @@ pub fn parse<T: Parser>() -> T {
 /// The environment variable behind the argument an error is about, so the one line
 /// printed names what an operator actually set.
 fn env_name_of_error<T: Parser>(error: &clap::Error) -> Option<String> {
-    let clap::error::ContextValue::String(invalid) = error.get(clap::error::ContextKind::InvalidArg)? else {
+    let clap::error::ContextValue::String(invalid) =
+        error.get(clap::error::ContextKind::InvalidArg)?
+    else {
         return None;
     };
     let flag = invalid.split_whitespace().next()?.trim_start_matches("--");
@@ -119,7 +126,12 @@ pub enum LogFormat {
 #[derive(Clone, Debug, Args)]
 pub struct LogConfig {
     /// Log format: `pretty` or `json`.
-    #[arg(long = "log-format", env = "LOG_FORMAT", value_enum, default_value = "pretty")]
+    #[arg(
+        long = "log-format",
+        env = "LOG_FORMAT",
+        value_enum,
+        default_value = "pretty"
+    )]
     pub log_format: LogFormat,
 }
 

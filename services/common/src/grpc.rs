@@ -18,7 +18,8 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub struct GrpcServer {
     pub listener: TcpListener,
     pub health: Health,
-    pub health_service: tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
+    pub health_service:
+        tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
     pub shutdown: Shutdown,
     /// Longest wait for in-flight calls once shutdown starts.
     pub shutdown_timeout: Duration,
@@ -41,9 +42,20 @@ pub enum ServeError {
 /// shutdown signal fires. Shutdown then turns every readiness name NOT_SERVING, stops
 /// accepting, lets in-flight calls finish (at most `shutdown_timeout`) and returns.
 pub async fn serve_grpc(server: GrpcServer, routes: Routes) -> Result<(), ServeError> {
-    let GrpcServer { listener, health, health_service, shutdown, shutdown_timeout, service_names, metrics } = server;
+    let GrpcServer {
+        listener,
+        health,
+        health_service,
+        shutdown,
+        shutdown_timeout,
+        service_names,
+        metrics,
+    } = server;
     let mut reflection = tonic_reflection::server::Builder::configure();
-    for name in service_names.iter().chain(&[tonic_health::pb::health_server::SERVICE_NAME]) {
+    for name in service_names
+        .iter()
+        .chain(&[tonic_health::pb::health_server::SERVICE_NAME])
+    {
         reflection = reflection.with_service_name(*name);
     }
     let reflection = reflection
@@ -52,14 +64,16 @@ pub async fn serve_grpc(server: GrpcServer, routes: Routes) -> Result<(), ServeE
         .build_v1()?;
     let routes = routes.add_service(health_service).add_service(reflection);
 
-    let trace = tower_http::trace::TraceLayer::new_for_grpc().make_span_with(|request: &http::Request<_>| {
-        let request_id = request
-            .headers()
-            .get(REQUEST_ID_HEADER)
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or("-");
-        tracing::info_span!("grpc", path = %request.uri().path(), request_id = %request_id)
-    });
+    let trace = tower_http::trace::TraceLayer::new_for_grpc().make_span_with(
+        |request: &http::Request<_>| {
+            let request_id = request
+                .headers()
+                .get(REQUEST_ID_HEADER)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("grpc", path = %request.uri().path(), request_id = %request_id)
+        },
+    );
 
     let drain_signal = {
         let shutdown = shutdown.clone();
@@ -104,14 +118,23 @@ pub async fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 /// Performs one grpc.health.v1 Check of `service` at `addr` (`host:port` or a URL).
 /// Returns the serving status, or an error message.
 pub async fn check_health(addr: &str, service: &str) -> Result<ServingStatus, String> {
-    let uri = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
+    let uri = if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    };
     let endpoint = tonic::transport::Endpoint::from_shared(uri)
         .map_err(|e| format!("bad address '{addr}': {e}"))?
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(3));
-    let channel = endpoint.connect().await.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     let response = HealthClient::new(channel)
-        .check(HealthCheckRequest { service: service.to_owned() })
+        .check(HealthCheckRequest {
+            service: service.to_owned(),
+        })
         .await
         .map_err(|status| format!("{}: {}", status.code(), status.message()))?;
     Ok(match response.into_inner().status {
@@ -167,13 +190,23 @@ impl GrpcApp {
         let grpc_addr = config.grpc_addr.unwrap_or(default_addr);
         let listener = bind(grpc_addr).await?;
         let metrics_addr = config.metrics_addr.unwrap_or_else(|| {
-            let port = if grpc_addr.port() == 0 { 0 } else { grpc_addr.port().saturating_add(1000) };
+            let port = if grpc_addr.port() == 0 {
+                0
+            } else {
+                grpc_addr.port().saturating_add(1000)
+            };
             std::net::SocketAddr::new(grpc_addr.ip(), port)
         });
         let metrics_listener = bind(metrics_addr).await?;
         // Announced here, before the binary announces its gRPC address, so a harness
         // reading stdout up to the gRPC line sees both.
-        announce(service_names.first().map_or("process", |name| name.rsplit('.').next().unwrap_or(name)), "metrics", metrics_listener.local_addr()?);
+        announce(
+            service_names
+                .first()
+                .map_or("process", |name| name.rsplit('.').next().unwrap_or(name)),
+            "metrics",
+            metrics_listener.local_addr()?,
+        );
         let (health, health_service) = Health::new(service_names).await;
         Ok(Self {
             metrics_listener,
@@ -198,7 +231,10 @@ impl GrpcApp {
     }
 
     pub fn local_addr(&self) -> std::net::SocketAddr {
-        self.server.listener.local_addr().expect("a bound listener has an address")
+        self.server
+            .listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     pub fn health(&self) -> &Health {
@@ -216,7 +252,9 @@ impl GrpcApp {
 
     /// Where `/metrics` is served.
     pub fn metrics_addr(&self) -> std::net::SocketAddr {
-        self.metrics_listener.local_addr().expect("a bound listener has an address")
+        self.metrics_listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// Starts the readiness probe and serves `routes` until shutdown.
@@ -257,7 +295,10 @@ pub async fn healthcheck_command(
 
 /// The exit code of a server that stopped with `result`; a failure is logged and
 /// printed with its whole chain of causes (`{:#}`).
-pub fn exit_code<E: std::fmt::Display>(name: &str, result: Result<(), E>) -> std::process::ExitCode {
+pub fn exit_code<E: std::fmt::Display>(
+    name: &str,
+    result: Result<(), E>,
+) -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

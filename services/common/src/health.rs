@@ -32,7 +32,9 @@ pub struct Health {
 
 impl std::fmt::Debug for Health {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Health").field("readiness_names", &self.readiness_names).finish()
+        f.debug_struct("Health")
+            .field("readiness_names", &self.readiness_names)
+            .finish()
     }
 }
 
@@ -47,15 +49,25 @@ impl Health {
             .chain(service_names)
             .map(|name| (*name).to_owned())
             .collect();
-        let health = Self { reporter, readiness_names };
-        health.reporter.set_service_status(LIVENESS, ServingStatus::Serving).await;
+        let health = Self {
+            reporter,
+            readiness_names,
+        };
+        health
+            .reporter
+            .set_service_status(LIVENESS, ServingStatus::Serving)
+            .await;
         health.set_ready(false).await;
         (health, service)
     }
 
     /// Sets every readiness name at once.
     pub async fn set_ready(&self, ready: bool) {
-        let status = if ready { ServingStatus::Serving } else { ServingStatus::NotServing };
+        let status = if ready {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
         for name in self.readiness_names.iter() {
             self.reporter.set_service_status(name, status).await;
         }
@@ -110,7 +122,8 @@ pub fn spawn_readiness_probe(
             }
             let mut ready = true;
             for dependency in &dependencies {
-                let outcome = match tokio::time::timeout(check_timeout, (dependency.check)()).await {
+                let outcome = match tokio::time::timeout(check_timeout, (dependency.check)()).await
+                {
                     Ok(outcome) => outcome,
                     Err(_) => Err(format!("no answer within {check_timeout:?}")),
                 };

@@ -58,8 +58,9 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let rpc_requests = Family::<RpcLabels, Counter>::default();
-        let rpc_duration =
-            Family::<MethodLabels, Histogram>::new_with_constructor(|| Histogram::new(latency_buckets()));
+        let rpc_duration = Family::<MethodLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(latency_buckets())
+        });
         registry.register(
             "grpc_server_requests",
             "gRPC calls served, by method and status code",
@@ -70,12 +71,19 @@ impl Metrics {
             "Time to the response headers of each gRPC call, by method",
             rpc_duration.clone(),
         );
-        Self { registry: Arc::new(RwLock::new(registry)), rpc_requests, rpc_duration }
+        Self {
+            registry: Arc::new(RwLock::new(registry)),
+            rpc_requests,
+            rpc_duration,
+        }
     }
 
     /// Adds a series (a `Counter`, `Gauge`, `Family`, ... clone sharing its state).
     pub fn register(&self, name: &str, help: &str, metric: impl Metric) {
-        self.registry.write().expect("metrics lock poisoned").register(name, help, metric);
+        self.registry
+            .write()
+            .expect("metrics lock poisoned")
+            .register(name, help, metric);
     }
 
     /// The whole registry in the Prometheus text format.
@@ -96,7 +104,10 @@ impl Metrics {
                 let metrics = metrics.clone();
                 async move {
                     (
-                        [(http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                        [(
+                            http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
                         metrics.render(),
                     )
                 }
@@ -106,10 +117,15 @@ impl Metrics {
 
     fn record_rpc(&self, method: &str, code: &str, started: Instant) {
         self.rpc_requests
-            .get_or_create(&RpcLabels { method: method.to_owned(), code: code.to_owned() })
+            .get_or_create(&RpcLabels {
+                method: method.to_owned(),
+                code: code.to_owned(),
+            })
             .inc();
         self.rpc_duration
-            .get_or_create(&MethodLabels { method: method.to_owned() })
+            .get_or_create(&MethodLabels {
+                method: method.to_owned(),
+            })
             .observe(started.elapsed().as_secs_f64());
     }
 }
@@ -141,7 +157,10 @@ impl<S> tower::Layer<S> for GrpcMetricsLayer {
     type Service = GrpcMetricsService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        GrpcMetricsService { inner, metrics: self.metrics.clone() }
+        GrpcMetricsService {
+            inner,
+            metrics: self.metrics.clone(),
+        }
     }
 }
 

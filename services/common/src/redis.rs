@@ -103,7 +103,9 @@ pub struct RedisPool {
 impl std::fmt::Debug for RedisPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The URL may carry a password, so it is not shown.
-        f.debug_struct("RedisPool").field("prefix", &self.prefix).finish_non_exhaustive()
+        f.debug_struct("RedisPool")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
     }
 }
 
@@ -129,7 +131,11 @@ impl RedisPool {
                     pool: Some(pool_config),
                     read_from_replicas: false,
                 };
-                Backend::Cluster(config.create_pool(Some(Runtime::Tokio1)).map_err(|e| invalid(&e))?)
+                Backend::Cluster(
+                    config
+                        .create_pool(Some(Runtime::Tokio1))
+                        .map_err(|e| invalid(&e))?,
+                )
             }
             None => {
                 redis::Client::open(url).map_err(|e| invalid(&e))?;
@@ -138,7 +144,11 @@ impl RedisPool {
                     connection: None,
                     pool: Some(pool_config),
                 };
-                Backend::Single(config.create_pool(Some(Runtime::Tokio1)).map_err(|e| invalid(&e))?)
+                Backend::Single(
+                    config
+                        .create_pool(Some(Runtime::Tokio1))
+                        .map_err(|e| invalid(&e))?,
+                )
             }
         };
         Ok(Self {
@@ -198,7 +208,13 @@ mod tests {
             cluster_seeds("redis://a:7000, redis://b:7001"),
             Some(vec!["redis://a:7000".into(), "redis://b:7001".into()])
         );
-        assert_eq!(cluster_seeds("redis-cluster://a:7000"), Some(vec!["redis://a:7000".into()]));
-        assert_eq!(cluster_seeds("redis://a:7000,b:7001"), Some(vec!["redis://a:7000".into(), "redis://b:7001".into()]));
+        assert_eq!(
+            cluster_seeds("redis-cluster://a:7000"),
+            Some(vec!["redis://a:7000".into()])
+        );
+        assert_eq!(
+            cluster_seeds("redis://a:7000,b:7001"),
+            Some(vec!["redis://a:7000".into(), "redis://b:7001".into()])
+        );
     }
 }

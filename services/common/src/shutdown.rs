@@ -18,7 +18,9 @@ impl Default for Shutdown {
 impl Shutdown {
     /// A signal that fires only when triggered.
     pub fn new() -> Self {
-        Self { sender: watch::channel(false).0 }
+        Self {
+            sender: watch::channel(false).0,
+        }
     }
 
     /// A signal that also fires on SIGTERM or SIGINT.

@@ -12,13 +12,19 @@ pub fn init(config: &LogConfig) {
     // `try_init` fails only when a subscriber is already set, which is fine.
     let _ = match config.log_format {
         LogFormat::Pretty => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
     };
 }
 
 /// For tests: logs only when `TEST_LOG=1`, so test output stays quiet otherwise.
 pub fn init_for_tests() {
     if std::env::var_os("TEST_LOG").is_some_and(|v| v == "1") {
-        init(&LogConfig { log_format: LogFormat::Pretty });
+        init(&LogConfig {
+            log_format: LogFormat::Pretty,
+        });
     }
 }
