@@ -32,7 +32,9 @@ pub async fn assert_all_names_serving(addr: &str, service_names: &[&str]) {
 /// An unknown health name answers NOT_FOUND.
 pub async fn assert_unknown_name_not_found(addr: &str) {
     let error = HealthClient::new(channel(addr).await)
-        .check(HealthCheckRequest { service: "no.such.Service".into() })
+        .check(HealthCheckRequest {
+            service: "no.such.Service".into(),
+        })
         .await
         .expect_err("an unknown name must not answer");
     assert_eq!(error.code(), tonic::Code::NotFound, "{error:?}");
@@ -43,7 +45,9 @@ pub async fn watch_readiness(
     addr: &str,
 ) -> impl tokio_stream::Stream<Item = ServingStatus> + Unpin {
     let stream = HealthClient::new(channel(addr).await)
-        .watch(HealthCheckRequest { service: "readiness".into() })
+        .watch(HealthCheckRequest {
+            service: "readiness".into(),
+        })
         .await
         .expect("watch readiness")
         .into_inner();
@@ -69,7 +73,11 @@ pub async fn next_status_is(
         false
     })
     .await;
-    assert_eq!(found, Ok(true), "Watch did not report {expected:?} within {timeout:?}");
+    assert_eq!(
+        found,
+        Ok(true),
+        "Watch did not report {expected:?} within {timeout:?}"
+    );
 }
 
 /// The names reflection lists (`list_services`).
@@ -83,11 +91,17 @@ pub async fn reflection_services(addr: &str) -> Vec<String> {
         .await
         .expect("reflection call")
         .into_inner();
-    let response = responses.next().await.expect("one response").expect("reflection answer");
+    let response = responses
+        .next()
+        .await
+        .expect("one response")
+        .expect("reflection answer");
     match response.message_response {
-        Some(MessageResponse::ListServicesResponse(list)) => {
-            list.service.into_iter().map(|service| service.name).collect()
-        }
+        Some(MessageResponse::ListServicesResponse(list)) => list
+            .service
+            .into_iter()
+            .map(|service| service.name)
+            .collect(),
         other => panic!("unexpected reflection answer {other:?}"),
     }
 }
@@ -96,8 +110,16 @@ pub async fn reflection_services(addr: &str) -> Vec<String> {
 pub fn workspace_binary(name: &str) -> String {
     let exe = std::env::current_exe().expect("current exe");
     // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let path = exe.parent().and_then(|deps| deps.parent()).expect("target dir").join(name);
-    assert!(path.is_file(), "{} is missing: build the workspace first (make test does)", path.display());
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir")
+        .join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the workspace first (make test does)",
+        path.display()
+    );
     path.to_string_lossy().into_owned()
 }
 

@@ -27,7 +27,9 @@ pub fn init() {
 
 fn required_env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run the tests with `make test`, which starts PostgreSQL and Redis")
+        panic!(
+            "{name} is not set: run the tests with `make test`, which starts PostgreSQL and Redis"
+        )
     })
 }
 
@@ -72,7 +74,12 @@ pub async fn health_status(addr: &str, service: &str) -> Result<ServingStatus, S
 }
 
 /// Polls the health of `service` until it equals `expected`; panics after `timeout`.
-pub async fn wait_for_health(addr: &str, service: &str, expected: ServingStatus, timeout: Duration) {
+pub async fn wait_for_health(
+    addr: &str,
+    service: &str,
+    expected: ServingStatus,
+    timeout: Duration,
+) {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let status = health_status(addr, service).await;
@@ -102,7 +109,11 @@ pub fn key_slot(key: &str) -> u16 {
     for &byte in hashed {
         crc ^= u16::from(byte) << 8;
         for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
         }
     }
     crc % 16384
@@ -117,7 +128,10 @@ mod tests {
         // Values from the Redis Cluster specification and `CLUSTER KEYSLOT`.
         assert_eq!(key_slot("123456789"), 12739);
         assert_eq!(key_slot("foo"), 12182);
-        assert_eq!(key_slot("{user1000}.following"), key_slot("{user1000}.followers"));
+        assert_eq!(
+            key_slot("{user1000}.following"),
+            key_slot("{user1000}.followers")
+        );
         assert_eq!(key_slot("foo{}{bar}"), key_slot("foo{}{bar}"));
         assert_eq!(key_slot("{user1000}x"), key_slot("user1000"));
     }
@@ -126,13 +140,28 @@ mod tests {
 /// A plain HTTP/1.1 GET (no client crate needed): returns the status code and body.
 pub async fn http_get(addr: &str, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("send request");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("send request");
     let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.expect("read response");
+    stream
+        .read_to_end(&mut response)
+        .await
+        .expect("read response");
     let response = String::from_utf8_lossy(&response).into_owned();
-    let status = response.split(' ').nth(1).and_then(|code| code.parse().ok()).expect("status line");
-    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("status line");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
     (status, body)
 }

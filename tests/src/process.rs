@@ -29,12 +29,21 @@ pub async fn spawn_service(binary: &str, args: &[&str], envs: &[(&str, String)])
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", std::env::var("TEST_SERVICE_LOG").unwrap_or_else(|_| "warn".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("TEST_SERVICE_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::piped())
-        .stderr(if std::env::var_os("TEST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() })
+        .stderr(if std::env::var_os("TEST_LOG").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .kill_on_drop(true);
-    let mut child = command.spawn().unwrap_or_else(|e| panic!("spawn {binary}: {e}"));
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {binary}: {e}"));
     let stdout = child.stdout.take().expect("piped stdout");
     let mut lines = BufReader::new(stdout).lines();
     let mut listeners = HashMap::new();
@@ -51,11 +60,18 @@ pub async fn spawn_service(binary: &str, args: &[&str], envs: &[(&str, String)])
         false
     })
     .await;
-    assert!(matches!(found, Ok(true)), "{binary} did not report its gRPC address (exited or timed out)");
+    assert!(
+        matches!(found, Ok(true)),
+        "{binary} did not report its gRPC address (exited or timed out)"
+    );
     // Keep draining stdout so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     let grpc_addr = listeners["gRPC"].clone();
-    ServiceProcess { child, grpc_addr, listeners }
+    ServiceProcess {
+        child,
+        grpc_addr,
+        listeners,
+    }
 }
 
 impl ServiceProcess {
@@ -65,7 +81,9 @@ impl ServiceProcess {
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
-        let status = std::process::Command::new("kill").args(["-TERM", &self.pid().to_string()]).status();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
         assert!(status.is_ok_and(|s| s.success()), "kill -TERM failed");
     }
 
@@ -79,7 +97,11 @@ impl ServiceProcess {
 }
 
 /// Runs `binary` to completion with `envs` and returns (exit code, stdout, stderr).
-pub async fn run_to_exit(binary: &str, args: &[&str], envs: &[(&str, String)]) -> (Option<i32>, String, String) {
+pub async fn run_to_exit(
+    binary: &str,
+    args: &[&str],
+    envs: &[(&str, String)],
+) -> (Option<i32>, String, String) {
     let output = Command::new(binary)
         .args(args)
         .env_clear()

@@ -9,20 +9,32 @@ use std::{
 
 /// A free TCP port on 127.0.0.1 (bound, read, released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind port 0").local_addr().expect("local addr").port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind port 0")
+        .local_addr()
+        .expect("local addr")
+        .port()
 }
 
 fn wait_for_port(port: u16, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on port {port} after {timeout:?}");
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on port {port} after {timeout:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 fn signal(pid: u32, name: &str) {
-    let status = Command::new("kill").args([&format!("-{name}"), &pid.to_string()]).status();
-    assert!(status.is_ok_and(|s| s.success()), "kill -{name} {pid} failed");
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status();
+    assert!(
+        status.is_ok_and(|s| s.success()),
+        "kill -{name} {pid} failed"
+    );
 }
 
 /// A `redis-server` of this test's own, on a free port, removed on drop.
@@ -71,13 +83,22 @@ impl RedisServer {
         let binary = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
         let mut command = Command::new(binary);
         command
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
             .arg("--dir")
             .arg(&self.dir)
             .args(&self.extra_args)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let child = command.spawn().expect("spawn redis-server (is it installed? `make test` installs it)");
+        let child = command
+            .spawn()
+            .expect("spawn redis-server (is it installed? `make test` installs it)");
         self.child = Some(child);
         wait_for_port(self.port, Duration::from_secs(10));
     }
@@ -113,7 +134,9 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         if let Some(child) = &self.child {
             // A paused process ignores SIGKILL until it is continued on some kernels.
-            let _ = Command::new("kill").args(["-CONT", &child.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-CONT", &child.id().to_string()])
+                .status();
         }
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -136,13 +159,20 @@ fn pg_bin(tool: &str) -> PathBuf {
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|out| out.stdout.starts_with(b"0\n"))
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.starts_with(b"0\n"))
 }
 
 fn run_pg_tool(tool: &str, args: &[&str]) {
     let binary = pg_bin(tool);
     let output = if is_root() {
-        Command::new("runuser").args(["-u", "postgres", "--"]).arg(&binary).args(args).output()
+        Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(&binary)
+            .args(args)
+            .output()
     } else {
         Command::new(&binary).args(args).output()
     }
@@ -161,19 +191,42 @@ impl PostgresServer {
         let dir = std::env::temp_dir().join(format!("lge-pg-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("create PostgreSQL dir");
         if is_root() {
-            let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status();
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .status();
             assert!(status.is_ok_and(|s| s.success()), "chown PostgreSQL dir");
         }
         let data = dir.join("data");
         let data = data.to_str().expect("utf-8 path");
-        run_pg_tool("initdb", &["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
-        let mut server = Self { port: free_port(), dir, running: false };
+        run_pg_tool(
+            "initdb",
+            &[
+                "-D",
+                data,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        let mut server = Self {
+            port: free_port(),
+            dir,
+            running: false,
+        };
         server.restart();
         server
     }
 
     fn data_dir(&self) -> String {
-        self.dir.join("data").to_str().expect("utf-8 path").to_owned()
+        self.dir
+            .join("data")
+            .to_str()
+            .expect("utf-8 path")
+            .to_owned()
     }
 
     pub fn port(&self) -> u16 {
@@ -192,15 +245,35 @@ impl PostgresServer {
             self.port,
             self.dir.display()
         );
-        let log = self.dir.join("log").to_str().expect("utf-8 path").to_owned();
-        run_pg_tool("pg_ctl", &["-D", &self.data_dir(), "-o", &options, "-l", &log, "-w", "start"]);
+        let log = self
+            .dir
+            .join("log")
+            .to_str()
+            .expect("utf-8 path")
+            .to_owned();
+        run_pg_tool(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data_dir(),
+                "-o",
+                &options,
+                "-l",
+                &log,
+                "-w",
+                "start",
+            ],
+        );
         self.running = true;
     }
 
     /// Stops the server (fast mode: open connections are cut).
     pub fn stop(&mut self) {
         if self.running {
-            run_pg_tool("pg_ctl", &["-D", &self.data_dir(), "-m", "immediate", "-w", "stop"]);
+            run_pg_tool(
+                "pg_ctl",
+                &["-D", &self.data_dir(), "-m", "immediate", "-w", "stop"],
+            );
             self.running = false;
         }
     }
