@@ -1,0 +1,146 @@
+//! The typed configuration of the gateway, built from the shared blocks.
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::{Parser, Subcommand};
+use common::config::{
+    GrpcServerConfig, HealthcheckArgs, LogConfig, RedisConfig, Secret, TokenVerifyConfig,
+    parse_millis,
+};
+
+use crate::client_ip::TrustedProxies;
+
+/// Default HTTP port: the legacy back end's, so an existing front-end proxy needs no change.
+pub const DEFAULT_HTTP_PORT: u16 = 8000;
+/// Default port of the gateway's own grpc.health.v1 server.
+pub const DEFAULT_GRPC_PORT: u16 = 50050;
+
+/// Command line of the `gateway` binary.
+#[derive(Debug, Parser)]
+#[command(
+    name = "gateway",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API and the health server (the default).
+    Serve,
+    /// Check a running gateway's grpc.health.v1 status; exit 0 only on SERVING.
+    Healthcheck(HealthcheckArgs),
+}
+
+/// Settings of the gateway.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Config {
+    /// Address the HTTP API binds; port 0 picks a free port.
+    #[arg(long = "http-addr", env = "HTTP_ADDR", default_value = "0.0.0.0:8000")]
+    pub http_addr: SocketAddr,
+    #[command(flatten)]
+    pub grpc: GrpcServerConfig,
+    /// session-service gRPC URL.
+    #[arg(
+        long = "session-service-url",
+        env = "SESSION_SERVICE_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub session_service_url: String,
+    /// deck-service gRPC URL.
+    #[arg(
+        long = "deck-service-url",
+        env = "DECK_SERVICE_URL",
+        default_value = "http://127.0.0.1:50052"
+    )]
+    pub deck_service_url: String,
+    /// Longest time, in milliseconds, one HTTP request may take; the rest of it is sent to
+    /// the services as `grpc-timeout`, and an overrun answers 504.
+    #[arg(long = "request-timeout-ms", env = "REQUEST_TIMEOUT_MS", default_value = "10000", value_parser = parse_millis)]
+    pub request_timeout: Duration,
+    /// Comma-separated IPs or CIDRs of reverse proxies whose `X-Forwarded-For` is believed;
+    /// from any other peer the header is ignored. Empty: trust nobody.
+    #[arg(long = "trusted-proxies", env = "TRUSTED_PROXIES", default_value = "", value_parser = TrustedProxies::parse)]
+    pub trusted_proxies: TrustedProxies,
+    /// Comma-separated browser origins allowed by CORS (with credentials), e.g.
+    /// `https://app.example.com`. Empty: no CORS headers at all.
+    #[arg(long = "cors-allowed-origins", env = "CORS_ALLOWED_ORIGINS",
+          default_value = "http://localhost:5173,http://localhost:3000", value_parser = parse_origins)]
+    pub cors_allowed_origins: Origins,
+    /// Calls per minute per client IP on register, login, google and refresh (also the burst).
+    #[arg(long = "rate-limit-auth-per-minute", env = "RATE_LIMIT_AUTH_PER_MINUTE", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rate_limit_auth_per_minute: u32,
+    /// Calls per minute per user and endpoint on every other authenticated route (also the burst).
+    #[arg(long = "rate-limit-api-per-minute", env = "RATE_LIMIT_API_PER_MINUTE", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rate_limit_api_per_minute: u32,
+    /// Redis of the rate-limit role: `redis://host:port/db`.
+    #[arg(
+        long = "rate-limit-redis-url",
+        env = "RATE_LIMIT_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub rate_limit_redis_url: Secret<String>,
+    #[command(flatten)]
+    pub redis: RedisConfig,
+    #[command(flatten)]
+    pub token: TokenVerifyConfig,
+    #[command(flatten)]
+    pub log: LogConfig,
+}
+
+/// Allowed CORS origins, each a valid header value.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Origins(pub Vec<http::HeaderValue>);
+
+fn parse_origins(value: &str) -> Result<Origins, String> {
+    let mut origins = Vec::new();
+    for origin in value
+        .split(',')
+        .map(str::trim)
+        .filter(|origin| !origin.is_empty())
+    {
+        if origin == "*" {
+            return Err("'*' cannot be combined with credentials; list the origins".into());
+        }
+        if !(origin.starts_with("http://") || origin.starts_with("https://"))
+            || origin.ends_with('/')
+        {
+            return Err(format!(
+                "'{origin}' is not an origin like https://app.example.com"
+            ));
+        }
+        origins.push(
+            http::HeaderValue::from_str(origin)
+                .map_err(|_| format!("'{origin}' is not a valid origin"))?,
+        );
+    }
+    Ok(Origins(origins))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_a_comma_separated_list_without_wildcards() {
+        assert_eq!(parse_origins("").unwrap().0.len(), 0);
+        assert_eq!(
+            parse_origins("https://a.example, http://localhost:5173")
+                .unwrap()
+                .0
+                .len(),
+            2
+        );
+        assert!(parse_origins("*").is_err());
+        assert!(parse_origins("a.example").is_err());
+        assert!(parse_origins("https://a.example/").is_err());
+    }
+}

@@ -1,0 +1,377 @@
+//! The one error path of the gateway: every failure becomes an [`ApiError`], rendered
+//! as an RFC 9457 `application/problem+json` body. gRPC statuses map to HTTP by the
+//! table of HTTP_API.md ([`http_status`]); 5xx bodies never carry a service's message.
+
+use axum::{
+    body::Body,
+    response::{IntoResponse, Response},
+};
+use http::{HeaderValue, StatusCode, header};
+use serde::Serialize;
+
+/// 499, the de-facto "client closed request" status (CANCELLED).
+pub const CLIENT_CLOSED_REQUEST: u16 = 499;
+/// Seconds a client should wait after a 503 before retrying.
+pub const UNAVAILABLE_RETRY_AFTER_SECONDS: u64 = 1;
+
+/// One field that failed validation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// An error answer: status, machine code, human detail, optional per-field errors.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub detail: String,
+    pub errors: Vec<FieldError>,
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            code: code_of(status),
+            detail: detail.into(),
+            errors: Vec::new(),
+            retry_after: match status {
+                StatusCode::SERVICE_UNAVAILABLE => Some(UNAVAILABLE_RETRY_AFTER_SECONDS),
+                _ => None,
+            },
+        }
+    }
+
+    /// 422 with per-field errors; the detail repeats the first one for clients that
+    /// only display `detail`.
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        let detail = match errors.first() {
+            Some(first) => format!("{}: {}", first.field, first.message),
+            None => "Validation error".to_owned(),
+        };
+        Self {
+            errors,
+            ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, detail)
+        }
+    }
+
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        Self::validation(vec![FieldError::new(field, message)])
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, detail)
+    }
+
+    pub fn forbidden() -> Self {
+        Self::new(StatusCode::FORBIDDEN, "Superuser privileges required")
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, detail)
+    }
+
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = code;
+        self
+    }
+
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// The 504 of a request whose deadline passed at the gateway.
+    pub fn timeout() -> Self {
+        Self::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            generic_detail(StatusCode::GATEWAY_TIMEOUT),
+        )
+    }
+
+    /// The body, with `request_id` filled in by the request-id middleware.
+    pub fn body(&self, request_id: &str) -> serde_json::Value {
+        let mut body = serde_json::json!({
+            "type": "about:blank",
+            "title": title_of(self.status),
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+            "code": self.code,
+            "request_id": request_id,
+        });
+        if !self.errors.is_empty() {
+            body["errors"] = serde_json::json!(self.errors);
+        }
+        body
+    }
+}
+
+/// The status of a gRPC code, by the table of HTTP_API.md.
+pub fn http_status(code: tonic::Code, message: &str) -> StatusCode {
+    use tonic::Code;
+    match code {
+        Code::Ok => StatusCode::OK,
+        Code::InvalidArgument => StatusCode::UNPROCESSABLE_ENTITY,
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
+        Code::FailedPrecondition | Code::OutOfRange => StatusCode::BAD_REQUEST,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        // A server-side tonic timeout reaches the client as CANCELLED "Timeout expired":
+        // that is the deadline passing, not the client going away.
+        Code::Cancelled if message.contains("Timeout expired") => StatusCode::GATEWAY_TIMEOUT,
+        Code::Cancelled => {
+            StatusCode::from_u16(CLIENT_CLOSED_REQUEST).expect("499 is a valid status")
+        }
+        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        Code::Internal | Code::Unknown | Code::DataLoss => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The `code` member of a problem body, by status.
+pub fn code_of(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "BAD_REQUEST",
+        401 => "UNAUTHORIZED",
+        403 => "FORBIDDEN",
+        404 => "NOT_FOUND",
+        405 => "METHOD_NOT_ALLOWED",
+        409 => "CONFLICT",
+        413 => "PAYLOAD_TOO_LARGE",
+        422 => "VALIDATION_ERROR",
+        429 => "RATE_LIMIT_EXCEEDED",
+        CLIENT_CLOSED_REQUEST => "CANCELLED",
+        501 => "NOT_IMPLEMENTED",
+        503 => "SERVICE_UNAVAILABLE",
+        504 => "TIMEOUT",
+        500..=599 => "INTERNAL_ERROR",
+        _ => "BAD_REQUEST",
+    }
+}
+
+fn title_of(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        CLIENT_CLOSED_REQUEST => "Client Closed Request",
+        _ => status.canonical_reason().unwrap_or("Error"),
+    }
+}
+
+/// The detail shown for a 5xx: never the service's own message, which may name internals.
+fn generic_detail(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::NOT_IMPLEMENTED => "This operation is not implemented",
+        StatusCode::SERVICE_UNAVAILABLE => "The service is temporarily unavailable; retry shortly",
+        StatusCode::GATEWAY_TIMEOUT => "The request timed out",
+        _ => "Internal server error",
+    }
+}
+
+impl From<tonic::Status> for ApiError {
+    fn from(status: tonic::Status) -> Self {
+        let http = http_status(status.code(), status.message());
+        if http.is_server_error() {
+            tracing::warn!(code = ?status.code(), message = status.message(), "service call failed");
+            return Self::new(http, generic_detail(http));
+        }
+        let detail = if status.message().is_empty() {
+            title_of(http).to_owned()
+        } else {
+            status.message().to_owned()
+        };
+        let mut error = Self::new(http, detail);
+        if http == StatusCode::UNPROCESSABLE_ENTITY {
+            // Services name the field first ("page_size: must be ..."); keep that shape.
+            let (field, message) = match status.message().split_once(": ") {
+                Some((field, message)) if is_field_name(field) => (field, message),
+                _ => ("body", status.message()),
+            };
+            error.errors = vec![FieldError::new(field, message)];
+        }
+        if http == StatusCode::TOO_MANY_REQUESTS {
+            error.retry_after = Some(UNAVAILABLE_RETRY_AFTER_SECONDS);
+        }
+        error
+    }
+}
+
+fn is_field_name(candidate: &str) -> bool {
+    !candidate.is_empty()
+        && candidate.len() <= 64
+        && candidate
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']'))
+}
+
+/// Marker the request-id middleware finds on a response whose body it must render.
+#[derive(Clone, Debug)]
+pub struct Problem(pub ApiError);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        // The body is rendered by the request-id middleware, which knows the id; a bare
+        // body without it is the fallback should the middleware not run.
+        let mut response = problem_response(&self, "");
+        response.extensions_mut().insert(Problem(self));
+        response
+    }
+}
+
+/// The full problem response for `error` and `request_id`.
+pub fn problem_response(error: &ApiError, request_id: &str) -> Response {
+    let mut response = Response::new(Body::from(error.body(request_id).to_string()));
+    *response.status_mut() = error.status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    if let Some(seconds) = error.retry_after {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    if error.status == StatusCode::UNAUTHORIZED {
+        headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::Code;
+
+    use super::*;
+
+    #[test]
+    fn every_grpc_code_maps_to_the_documented_http_status() {
+        let table = [
+            (Code::InvalidArgument, 422),
+            (Code::Unauthenticated, 401),
+            (Code::PermissionDenied, 403),
+            (Code::NotFound, 404),
+            (Code::AlreadyExists, 409),
+            (Code::Aborted, 409),
+            (Code::FailedPrecondition, 400),
+            (Code::OutOfRange, 400),
+            (Code::ResourceExhausted, 429),
+            (Code::Cancelled, 499),
+            (Code::Unimplemented, 501),
+            (Code::Unavailable, 503),
+            (Code::DeadlineExceeded, 504),
+            (Code::Internal, 500),
+            (Code::Unknown, 500),
+            (Code::DataLoss, 500),
+        ];
+        for (code, expected) in table {
+            assert_eq!(http_status(code, "whatever").as_u16(), expected, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn a_server_side_timeout_reported_as_cancelled_is_a_gateway_timeout() {
+        assert_eq!(
+            http_status(Code::Cancelled, "Timeout expired").as_u16(),
+            504
+        );
+    }
+
+    #[test]
+    fn every_status_has_its_documented_code() {
+        for (status, code) in [
+            (400, "BAD_REQUEST"),
+            (401, "UNAUTHORIZED"),
+            (403, "FORBIDDEN"),
+            (404, "NOT_FOUND"),
+            (405, "METHOD_NOT_ALLOWED"),
+            (409, "CONFLICT"),
+            (413, "PAYLOAD_TOO_LARGE"),
+            (422, "VALIDATION_ERROR"),
+            (429, "RATE_LIMIT_EXCEEDED"),
+            (499, "CANCELLED"),
+            (500, "INTERNAL_ERROR"),
+            (501, "NOT_IMPLEMENTED"),
+            (503, "SERVICE_UNAVAILABLE"),
+            (504, "TIMEOUT"),
+        ] {
+            assert_eq!(
+                code_of(StatusCode::from_u16(status).unwrap()),
+                code,
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn server_errors_hide_the_service_message() {
+        let error = ApiError::from(tonic::Status::internal("relation \"users\" does not exist"));
+
+        assert_eq!(error.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(error.code, "INTERNAL_ERROR");
+        assert!(!error.detail.contains("users"), "{}", error.detail);
+    }
+
+    #[test]
+    fn client_errors_keep_the_service_message_and_validation_names_the_field() {
+        let not_found = ApiError::from(tonic::Status::not_found("Deck with ID 'x' not found"));
+        let invalid = ApiError::from(tonic::Status::invalid_argument(
+            "page_size: must be between 1 and 100",
+        ));
+
+        assert_eq!(not_found.detail, "Deck with ID 'x' not found");
+        assert_eq!(invalid.status.as_u16(), 422);
+        assert_eq!(
+            invalid.errors,
+            vec![FieldError::new("page_size", "must be between 1 and 100")]
+        );
+    }
+
+    #[test]
+    fn unavailable_and_exhausted_carry_retry_after_and_unauthorized_a_challenge() {
+        let unavailable = problem_response(
+            &ApiError::from(tonic::Status::unavailable("redis down")),
+            "r1",
+        );
+        let exhausted = problem_response(
+            &ApiError::from(tonic::Status::resource_exhausted("slow down")),
+            "r1",
+        );
+        let unauthorized = problem_response(
+            &ApiError::from(tonic::Status::unauthenticated("token expired")),
+            "r1",
+        );
+
+        assert!(unavailable.headers().contains_key(header::RETRY_AFTER));
+        assert!(exhausted.headers().contains_key(header::RETRY_AFTER));
+        assert_eq!(unauthorized.headers()[header::WWW_AUTHENTICATE], "Bearer");
+        assert_eq!(
+            unauthorized.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+    }
+
+    #[test]
+    fn the_body_carries_code_detail_request_id_and_errors() {
+        let error = ApiError::field("page", "must be at least 1");
+
+        let body = error.body("req-1");
+
+        assert_eq!(body["status"], 422);
+        assert_eq!(body["code"], "VALIDATION_ERROR");
+        assert_eq!(body["request_id"], "req-1");
+        assert_eq!(body["errors"][0]["field"], "page");
+        assert_eq!(body["title"], "Unprocessable Entity");
+    }
+}

@@ -1,0 +1,22 @@
+//! gateway: the HTTP/JSON API of HTTP_API.md over the session and deck services'
+//! gRPC APIs. `main.rs` only parses the command line and calls in here.
+//!
+//! - [`routes`]: the router, one module per resource, and the open routes (health,
+//!   JWKS, OpenAPI, metrics);
+//! - [`extract`]: parsing at the edge (JSON, query, path ids) into typed values, and
+//!   [`extract::Ctx`], which builds each gRPC request (token, request id, deadline);
+//! - [`middleware`]: request ids and problem rendering, authentication, rate limits;
+//! - [`error`]: the one status → HTTP table and the RFC 9457 problem body;
+//! - [`rate_limit`]: GCRA in Redis, fail-open; [`client_ip`]: trusted proxies;
+//! - [`convert`]: proto → JSON shapes.
+
+pub mod client_ip;
+pub mod config;
+pub mod convert;
+pub mod error;
+pub mod extract;
+pub mod middleware;
+pub mod rate_limit;
+pub mod routes;
+pub mod startup;
+pub mod state;

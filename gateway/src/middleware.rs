@@ -1,0 +1,290 @@
+//! The layers every request passes: request id and problem rendering (outermost),
+//! authentication, and the two rate limits.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::{
+    body::Body,
+    extract::{ConnectInfo, MatchedPath, Request, State},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use common::auth::{AuthError, Caller, bearer_token};
+use http::{HeaderValue, StatusCode, header};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::{
+    error::{ApiError, Problem, problem_response},
+    rate_limit::Policy,
+    state::AppState,
+};
+
+/// Name of the request id header, in and out (and the gRPC metadata key).
+pub const REQUEST_ID: &str = common::grpc::REQUEST_ID_HEADER;
+/// Largest request body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The id of this request, as returned in `X-Request-ID`.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+/// When this request must be answered by.
+#[derive(Clone, Copy, Debug)]
+pub struct Deadline(pub Instant);
+
+/// The client's IP (see `client_ip`).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientIp(pub IpAddr);
+
+/// A verified caller and the token it presented (forwarded to the services).
+#[derive(Clone, Debug)]
+pub struct Auth {
+    pub caller: Caller,
+    pub token: String,
+}
+
+/// A client's id is kept when it is 1–128 characters of `[A-Za-z0-9._-]`; anything
+/// else could smuggle text into logs, so it is replaced.
+pub fn valid_request_id(value: &str) -> bool {
+    (1..=128).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Outermost layer: picks the request id, the deadline and the client IP, runs the
+/// request in a span carrying the id, renders every error as a problem body with that
+/// id, and sets `X-Request-ID` on the response.
+pub async fn request_context(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .filter(|value| valid_request_id(value))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([127, 0, 0, 1]), |info| info.0.ip());
+    let client_ip = state.trusted_proxies.client_ip(peer, request.headers());
+    request
+        .extensions_mut()
+        .insert(RequestId(request_id.clone()));
+    request
+        .extensions_mut()
+        .insert(Deadline(Instant::now() + state.request_timeout));
+    request.extensions_mut().insert(ClientIp(client_ip));
+
+    let span = tracing::info_span!(
+        "http",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %request_id,
+        client_ip = %client_ip,
+        status = tracing::field::Empty,
+    );
+    let started = Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    let mut response = render_problem(response, &request_id);
+    span.record("status", response.status().as_u16());
+    span.in_scope(|| {
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "request finished"
+        )
+    });
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
+/// Gives every error response the problem shape: an [`ApiError`] is rendered with the
+/// request id; an error produced by a layer (axum's 405 with `Allow`, the body limit's
+/// 413) is rewritten, keeping its headers.
+fn render_problem(mut response: Response, request_id: &str) -> Response {
+    let error = match response.extensions_mut().remove::<Problem>() {
+        Some(Problem(error)) => error,
+        None if response.status().is_client_error() || response.status().is_server_error() => {
+            // A JSON body is a deliberate answer (e.g. /health's 503); plain or empty
+            // bodies come from layers and get the problem shape.
+            let is_json = response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|value| {
+                    value.as_bytes().starts_with(b"application/")
+                        && value.as_bytes().ends_with(b"json")
+                });
+            if is_json {
+                return response;
+            }
+            ApiError::new(response.status(), default_detail(response.status()))
+        }
+        None => return response,
+    };
+    let (mut parts, _) = response.into_parts();
+    let rendered = problem_response(&error, request_id);
+    parts.status = rendered.status();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    for (name, value) in rendered.headers() {
+        parts.headers.insert(name, value.clone());
+    }
+    Response::from_parts(parts, rendered.into_body())
+}
+
+fn default_detail(status: StatusCode) -> String {
+    match status {
+        StatusCode::NOT_FOUND => "Not found".into(),
+        StatusCode::METHOD_NOT_ALLOWED => "Method not allowed".into(),
+        StatusCode::PAYLOAD_TOO_LARGE => format!("Request body exceeds {MAX_BODY_BYTES} bytes"),
+        status if status.is_server_error() => "Internal server error".into(),
+        status => status.canonical_reason().unwrap_or("Error").into(),
+    }
+}
+
+/// The fallback of unknown paths (including the legacy routes outside the contract).
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("Not found")
+}
+
+/// Verifies the bearer token; on success the request carries an [`Auth`].
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    // Only the header goes into the future: a `&Request` is not `Send`.
+    let header = request.headers().get(header::AUTHORIZATION).cloned();
+    match verify(&state, header).await {
+        Ok(auth) => {
+            request.extensions_mut().insert(auth);
+            next.run(request).await
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn verify(state: &AppState, header: Option<HeaderValue>) -> Result<Auth, ApiError> {
+    let header = header.ok_or_else(|| ApiError::unauthorized("Not authenticated"))?;
+    let token = header
+        .to_str()
+        .map_err(|_| AuthError::Malformed)
+        .and_then(bearer_token)
+        .map_err(auth_error)?;
+    let caller = state.verifier.verify(token).await.map_err(auth_error)?;
+    Ok(Auth {
+        caller,
+        token: token.to_owned(),
+    })
+}
+
+fn auth_error(error: AuthError) -> ApiError {
+    match error {
+        AuthError::KeysUnavailable => {
+            tracing::warn!("token verification keys unavailable");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The service is temporarily unavailable; retry shortly",
+            )
+        }
+        AuthError::Expired => ApiError::unauthorized("Token has expired"),
+        AuthError::Missing => ApiError::unauthorized("Not authenticated"),
+        AuthError::Malformed | AuthError::Invalid => {
+            ApiError::unauthorized("Could not validate credentials")
+        }
+    }
+}
+
+/// The per-IP limit of the auth routes.
+pub async fn limit_auth(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let ip = request
+        .extensions()
+        .get::<ClientIp>()
+        .map_or(IpAddr::from([127, 0, 0, 1]), |ip| ip.0);
+    let key = state.limiter.auth_key(ip);
+    limited(&state, Policy::Auth, key, request, next).await
+}
+
+/// The per-user, per-endpoint limit of the other authenticated routes; runs after
+/// [`authenticate`].
+pub async fn limit_api(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(auth) = request.extensions().get::<Auth>() else {
+        return ApiError::unauthorized("Not authenticated").into_response();
+    };
+    let template = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("", MatchedPath::as_str);
+    let endpoint = format!(
+        "{} {}",
+        request.method(),
+        template.strip_prefix("/api/v1").unwrap_or(template)
+    );
+    let key = state.limiter.api_key(auth.caller.user_id, &endpoint);
+    limited(&state, Policy::Api, key, request, next).await
+}
+
+async fn limited(
+    state: &AppState,
+    policy: Policy,
+    key: String,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(decision) = state.limiter.check(policy, key).await else {
+        return next.run(request).await;
+    };
+    let mut response = if decision.allowed {
+        next.run(request).await
+    } else {
+        decision.rejection().into_response()
+    };
+    decision.write_headers(&mut response);
+    response
+}
+
+/// Axum's own body type, for handlers that answer without a body (204).
+pub fn empty(status: StatusCode) -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = status;
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_kept_only_when_short_and_plain() {
+        assert!(valid_request_id("abc-123_X.y"));
+        assert!(valid_request_id(&"a".repeat(128)));
+        assert!(!valid_request_id(""));
+        assert!(!valid_request_id(&"a".repeat(129)));
+        assert!(!valid_request_id("has space"));
+        assert!(!valid_request_id("new\nline"));
+        assert!(!valid_request_id("ünï"));
+    }
+
+    #[test]
+    fn a_plain_405_from_a_layer_becomes_a_problem_keeping_allow() {
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET,HEAD"));
+
+        let rendered = render_problem(response, "rid");
+
+        assert_eq!(rendered.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(rendered.headers()[header::ALLOW], "GET,HEAD");
+        assert_eq!(
+            rendered.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+    }
+}

@@ -1,0 +1,151 @@
+//! Builds the gateway: the HTTP listener, the grpc.health.v1 server whose readiness
+//! follows both services, and the shared shutdown. Both listeners are bound in
+//! [`Application::build`], so tests pass port 0 and read the real ports back.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use axum::Router;
+use common::{
+    auth::{AccessVerifier, PublicJwk},
+    grpc::{GrpcApp, require_serving},
+    health::Dependency,
+    redis::RedisPool,
+    shutdown::Shutdown,
+};
+use proto::{
+    deck::v1::deck_service_client::DeckServiceClient,
+    session::v1::session_service_client::SessionServiceClient,
+};
+use tokio::{net::TcpListener, time::Instant};
+use tonic::{service::Routes, transport::Channel};
+
+use crate::{
+    config::{Config, DEFAULT_GRPC_PORT},
+    rate_limit::RateLimiter,
+    state::AppState,
+};
+
+/// A built, bound, not yet serving gateway.
+pub struct Application {
+    grpc: GrpcApp,
+    http: TcpListener,
+    router: Router,
+}
+
+/// A channel that connects on first use, so the gateway starts (and reports not
+/// ready) while a service is still down.
+fn lazy_channel(name: &str, url: &str) -> anyhow::Result<Channel> {
+    Ok(Channel::from_shared(url.to_owned())
+        .with_context(|| format!("{name} is not a valid URL"))?
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_while_idle(true)
+        .connect_lazy())
+}
+
+#[derive(serde::Deserialize)]
+struct JwksFile {
+    keys: Vec<PublicJwk>,
+}
+
+impl Application {
+    pub async fn build(config: Config, shutdown: Shutdown) -> anyhow::Result<Self> {
+        let http = TcpListener::bind(config.http_addr)
+            .await
+            .with_context(|| format!("cannot bind HTTP_ADDR {}", config.http_addr))?;
+        let session_url = config.session_service_url.clone();
+        let deck_url = config.deck_service_url.clone();
+        let session_channel = lazy_channel("SESSION_SERVICE_URL", &session_url)?;
+        let deck_channel = lazy_channel("DECK_SERVICE_URL", &deck_url)?;
+
+        let (verifier, static_jwks) = match &config.token.jwt_public_keys_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!("JWT_PUBLIC_KEYS_FILE {} cannot be read", path.display())
+                })?;
+                let file: JwksFile = serde_json::from_str(&text).with_context(|| {
+                    format!("JWT_PUBLIC_KEYS_FILE {} is not a JWKS", path.display())
+                })?;
+                let verifier = AccessVerifier::with_keys(
+                    file.keys.clone(),
+                    &config.token.jwt_issuer,
+                    &config.token.jwt_audience,
+                );
+                (verifier, Some(Arc::new(file.keys)))
+            }
+            None => (
+                AccessVerifier::from_session_service(
+                    session_channel.clone(),
+                    &config.token.jwt_issuer,
+                    &config.token.jwt_audience,
+                ),
+                None,
+            ),
+        };
+        let pool = RedisPool::new(config.rate_limit_redis_url.expose(), &config.redis)
+            .context("RATE_LIMIT_REDIS_URL")?;
+        let limiter = RateLimiter::new(
+            pool,
+            config.rate_limit_auth_per_minute,
+            config.rate_limit_api_per_minute,
+        );
+
+        let grpc = GrpcApp::bind(
+            &config.grpc,
+            ([0, 0, 0, 0], DEFAULT_GRPC_PORT).into(),
+            &[],
+            shutdown,
+        )
+        .await
+        .context("cannot bind GRPC_ADDR")?
+        .depends_on(Dependency::new("session-service", {
+            let url = session_url.clone();
+            move || require_serving(url.clone(), "readiness")
+        }))
+        .depends_on(Dependency::new("deck-service", {
+            let url = deck_url.clone();
+            move || require_serving(url.clone(), "readiness")
+        }));
+
+        let state = AppState {
+            session: SessionServiceClient::new(session_channel),
+            deck: DeckServiceClient::new(deck_channel),
+            verifier,
+            static_jwks,
+            limiter,
+            trusted_proxies: Arc::new(config.trusted_proxies.clone()),
+            request_timeout: config.request_timeout,
+            session_service_url: session_url.into(),
+            deck_service_url: deck_url.into(),
+            started: Instant::now(),
+        };
+        let router = crate::routes::router(state, &config.cors_allowed_origins);
+        Ok(Self { grpc, http, router })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc.local_addr()
+    }
+
+    /// Serves HTTP and gRPC health until the shutdown signal fires and both drain.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let shutdown = self.grpc.shutdown().clone();
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let http = axum::serve(self.http, service)
+            .with_graceful_shutdown(async move { shutdown.wait().await });
+        let (http, grpc) = tokio::join!(http.into_future(), self.grpc.run(Routes::default()));
+        http.context("HTTP server")?;
+        grpc.context("gRPC health server")?;
+        Ok(())
+    }
+}

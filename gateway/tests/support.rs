@@ -1,0 +1,196 @@
+//! Shared by the gateway-only tests: the gateway in-process on port 0, and a fake
+//! gRPC upstream that answers every call with a chosen status and records what the
+//! gateway sent (metadata and message bytes).
+
+#![allow(dead_code)]
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{Router, body::Bytes, extract::State, http::HeaderMap, response::Response};
+use common::shutdown::Shutdown;
+use gateway::{config::Cli, startup::Application};
+use test_support::{TestTokens, http::HttpClient};
+
+/// A gateway running in this test process, stopped on drop.
+pub struct Gateway {
+    pub http: HttpClient,
+    pub grpc_addr: String,
+    shutdown: Shutdown,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
+
+/// Address of a port nobody listens on.
+pub fn nobody() -> String {
+    format!("http://127.0.0.1:{}", test_support::free_port())
+}
+
+/// Starts the gateway with test defaults (trusted JWKS file, shared Redis with a random
+/// prefix, services at ports nobody listens on), overridden by `flags` (`--flag`, value).
+pub async fn start_gateway(flags: &[(&str, String)]) -> Gateway {
+    test_support::init();
+    let mut args: BTreeMap<&str, String> = BTreeMap::from([
+        ("--http-addr", "127.0.0.1:0".to_owned()),
+        ("--grpc-addr", "127.0.0.1:0".to_owned()),
+        ("--session-service-url", nobody()),
+        ("--deck-service-url", nobody()),
+        ("--rate-limit-redis-url", test_support::redis_url()),
+        ("--redis-key-prefix", test_support::key_prefix()),
+        (
+            "--jwt-public-keys-file",
+            TestTokens::new().jwks_file().to_string_lossy().into_owned(),
+        ),
+        ("--readiness-interval-ms", "200".to_owned()),
+    ]);
+    for (flag, value) in flags {
+        args.insert(flag, value.clone());
+    }
+    let argv = std::iter::once("gateway".to_owned()).chain(
+        args.into_iter()
+            .flat_map(|(flag, value)| [flag.to_owned(), value]),
+    );
+    let cli = <Cli as clap::Parser>::try_parse_from(argv).expect("test configuration parses");
+    let shutdown = Shutdown::new();
+    let app = Application::build(cli.config, shutdown.clone())
+        .await
+        .expect("gateway builds");
+    let http = HttpClient::new(app.http_addr().to_string());
+    let grpc_addr = app.grpc_addr().to_string();
+    tokio::spawn(app.run());
+    Gateway {
+        http,
+        grpc_addr,
+        shutdown,
+    }
+}
+
+/// What one call to the fake upstream carried.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub path: String,
+    pub headers: HeaderMap,
+    /// The protobuf message (the gRPC frame without its 5-byte prefix).
+    pub message: Vec<u8>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Behaviour {
+    pub code: i32,
+    pub message: String,
+    pub delay: Duration,
+}
+
+/// A gRPC "service" answering every call trailers-only with the configured status.
+#[derive(Clone)]
+pub struct FakeUpstream {
+    pub url: String,
+    behaviour: Arc<Mutex<Behaviour>>,
+    calls: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl FakeUpstream {
+    pub async fn start() -> Self {
+        let behaviour = Arc::new(Mutex::new(Behaviour {
+            code: tonic::Code::Unimplemented as i32,
+            message: "not here".into(),
+            delay: Duration::ZERO,
+        }));
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let state = (behaviour.clone(), calls.clone());
+        let router = Router::new().fallback(answer).with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake upstream");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Self {
+            url,
+            behaviour,
+            calls,
+        }
+    }
+
+    pub fn answer_with(&self, code: tonic::Code, message: &str) {
+        let mut behaviour = self.behaviour.lock().unwrap();
+        behaviour.code = code as i32;
+        behaviour.message = message.to_owned();
+    }
+
+    pub fn delay(&self, delay: Duration) {
+        self.behaviour.lock().unwrap().delay = delay;
+    }
+
+    /// The calls received, without the gateway's readiness probes.
+    pub fn calls(&self) -> Vec<Recorded> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|call| !call.path.starts_with("/grpc.health"))
+            .cloned()
+            .collect()
+    }
+}
+
+type FakeState = (Arc<Mutex<Behaviour>>, Arc<Mutex<Vec<Recorded>>>);
+
+async fn answer(
+    State((behaviour, calls)): State<FakeState>,
+    request: axum::extract::Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let bytes: Bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    calls.lock().unwrap().push(Recorded {
+        path: parts.uri.path().to_owned(),
+        headers: parts.headers.clone(),
+        message: bytes.get(5..).map(<[u8]>::to_vec).unwrap_or_default(),
+    });
+    let behaviour = behaviour.lock().unwrap().clone();
+    tokio::time::sleep(behaviour.delay).await;
+    Response::builder()
+        .status(200)
+        .header("content-type", "application/grpc")
+        .header("grpc-status", behaviour.code.to_string())
+        .header("grpc-message", behaviour.message.replace(' ', "%20"))
+        .body(axum::body::Body::empty())
+        .expect("valid response")
+}
+
+/// Asserts a problem body: status, `code`, content type, non-empty `detail`, and a
+/// `request_id` equal to the `X-Request-ID` header.
+pub fn assert_problem(
+    response: &test_support::http::HttpResponse,
+    status: u16,
+    code: &str,
+) -> serde_json::Value {
+    assert_eq!(response.status, status, "{}", response.text());
+    assert_eq!(
+        response.header("content-type"),
+        Some("application/problem+json"),
+        "{}",
+        response.text()
+    );
+    let body = response.json();
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status, "{body}");
+    assert!(
+        body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "{body}"
+    );
+    assert_eq!(
+        body["request_id"].as_str(),
+        response.header("x-request-id"),
+        "{body}"
+    );
+    body
+}
