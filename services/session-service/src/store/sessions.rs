@@ -205,7 +205,7 @@ impl Sessions {
     pub async fn revoke_all(&self, user_id: Uuid) -> Result<u32, Error> {
         for _ in 0..SET_READ_ATTEMPTS {
             let ids = self.members(user_id).await?;
-            let invocation = self.over_members(&*REVOKE_ALL, user_id, &ids);
+            let invocation = self.over_members(&REVOKE_ALL, user_id, &ids);
             let ended: i64 = self
                 .redis
                 .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
@@ -223,7 +223,7 @@ impl Sessions {
     pub async fn list(&self, user_id: Uuid) -> Result<Vec<SessionInfo>, Error> {
         for _ in 0..SET_READ_ATTEMPTS {
             let ids = self.members(user_id).await?;
-            let invocation = self.over_members(&*LIST, user_id, &ids);
+            let invocation = self.over_members(&LIST, user_id, &ids);
             let reply: redis::Value = self
                 .redis
                 .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })

@@ -1,5 +1,7 @@
 //! Register, login, logout, profile, password hashing and the admin bootstrap.
 
+use std::time::Duration;
+
 use proto::session::v1 as pb;
 use test_support::run_to_exit;
 use tonic::Code;
@@ -159,27 +161,31 @@ async fn unknown_email_wrong_password_and_inactive_user_get_the_same_answer() {
 #[tokio::test]
 async fn unknown_email_takes_about_as_long_as_a_wrong_password() {
     let app = spawn_app().await;
-    let email = unique_email();
-    app.register(&email).await;
-    let time = |email: String| {
+    let known_email = unique_email();
+    app.register(&known_email).await;
+    let unknown_email = unique_email();
+    let timed = |email: &str| {
         let app = &app;
+        let email = email.to_owned();
         async move {
             let start = std::time::Instant::now();
-            for _ in 0..5 {
-                let _ = app.login(&email, "wrong-password-1").await;
-            }
+            let _ = app.login(&email, "wrong-password-1").await;
             start.elapsed()
         }
     };
 
-    let known = time(email).await;
-    let unknown = time(unique_email()).await;
+    // Interleaved, so load from other tests hits both sides alike.
+    let (mut known, mut unknown) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..6 {
+        known += timed(&known_email).await;
+        unknown += timed(&unknown_email).await;
+    }
 
-    // Both verify one argon2id hash per attempt; skipping it would make the unknown
-    // e-mail an order of magnitude faster.
+    // Both verify one argon2id hash per attempt; skipping it for an unknown e-mail
+    // would make that side an order of magnitude faster.
     let ratio = unknown.as_secs_f64() / known.as_secs_f64();
     assert!(
-        (0.5..2.0).contains(&ratio),
+        (0.33..3.0).contains(&ratio),
         "known {known:?}, unknown {unknown:?}"
     );
 }

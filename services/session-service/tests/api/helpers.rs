@@ -23,7 +23,8 @@ pub struct TestApp {
     pub client: SessionServiceClient<Channel>,
     pub pg: sqlx::PgPool,
     pub database_url: String,
-    pub redis: redis::Client,
+    /// The service's Redis (one node or a cluster), for looking at keys directly.
+    pub redis: common::redis::RedisPool,
     pub prefix: String,
     /// Mints tokens with the service's own signing key (the test fixture key).
     pub tokens: TestTokens,
@@ -89,11 +90,23 @@ pub async fn spawn_app_with(flags: &[&str], redis: Option<String>) -> TestApp {
         client,
         pg,
         database_url,
-        redis: redis::Client::open(redis).expect("redis url"),
+        redis: test_redis_pool(&redis),
         prefix,
         tokens: TestTokens::new(),
         shutdown,
     }
+}
+
+/// A pool on the test Redis, single node or cluster (`make test` runs this suite on both).
+fn test_redis_pool(url: &str) -> common::redis::RedisPool {
+    let config = common::config::RedisConfig {
+        redis_connect_timeout: Duration::from_secs(2),
+        redis_response_timeout: Duration::from_secs(2),
+        redis_pool_wait_timeout: Duration::from_secs(2),
+        redis_pool_size: 2,
+        redis_key_prefix: String::new(),
+    };
+    common::redis::RedisPool::new(url, &config).expect("test Redis URL")
 }
 
 pub fn unique_email() -> String {
@@ -218,19 +231,24 @@ impl TestApp {
         self.tokens.access_token(user_id, false)
     }
 
-    /// Every Redis key of this test's prefix.
+    /// Every Redis key of this test's prefix (on every master of a cluster).
     pub async fn redis_keys(&self) -> Vec<String> {
-        let mut connection = self
-            .redis
-            .get_multiplexed_async_connection()
-            .await
-            .expect("redis");
-        let mut keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}*", self.prefix))
-            .query_async(&mut connection)
-            .await
-            .expect("KEYS");
+        let mut keys: Vec<String> = self
+            .redis_command(redis::cmd("KEYS").arg(format!("{}*", self.prefix)))
+            .await;
         keys.sort();
         keys
+    }
+
+    /// Runs one command on the service's Redis.
+    pub async fn redis_command<T: redis::FromRedisValue + Send + 'static>(
+        &self,
+        command: &redis::Cmd,
+    ) -> T {
+        let command = command.clone();
+        self.redis
+            .run(|mut connection| async move { command.query_async::<T>(&mut connection).await })
+            .await
+            .expect("Redis command")
     }
 }
