@@ -159,7 +159,7 @@ mod tests {
     fn five_perfect_reviews_then_a_failure_match_the_vectors_bit_for_bit() {
         let mut state = SrsState::initial(TODAY);
         let expected = [
-            (2.6, 1, 1, Status::Learning),
+            (2.6_f64, 1, 1, Status::Learning),
             (2.7, 6, 2, Status::Learning),
             (2.8000000000000003, 17, 3, Status::Review),
             (2.9000000000000004, 49, 4, Status::Mastered),

@@ -179,12 +179,18 @@ impl Cache {
         F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = std::result::Result<T, redis::RedisError>>,
     {
+        self.call_with(self.inner.settings.timeout, operation).await
+    }
+
+    async fn call_with<T, F, Fut>(&self, deadline: Duration, operation: F) -> Option<T>
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: Future<Output = std::result::Result<T, redis::RedisError>>,
+    {
         if !self.inner.breaker.allow() {
             return None;
         }
-        match tokio::time::timeout(self.inner.settings.timeout, self.inner.redis.run(operation))
-            .await
-        {
+        match tokio::time::timeout(deadline, self.inner.redis.run(operation)).await {
             Ok(Ok(value)) => {
                 self.inner.breaker.success();
                 Some(value)
@@ -196,7 +202,7 @@ impl Cache {
                 None
             }
             Err(_) => {
-                tracing::debug!(timeout = ?self.inner.settings.timeout, "cache Redis call timed out");
+                tracing::debug!(?deadline, "cache Redis call timed out");
                 inc(&self.inner.metrics.errors);
                 self.inner.breaker.failure();
                 None
@@ -387,27 +393,55 @@ impl Cache {
         Ok(encoded.map(Arc::new))
     }
 
-    /// Deletes `keys` and bumps their generations, in one round trip. `false` when
-    /// Redis did not confirm every key.
+    /// Deletes `keys` and bumps their generations: one pipeline on a single node, one
+    /// pipeline per hash slot on a cluster. `false` when Redis did not confirm every key.
     pub async fn invalidate(&self, keys: &[String]) -> bool {
         if keys.is_empty() {
             return true;
         }
-        let mut pipe = redis::pipe();
-        for key in keys {
-            pipe.cmd("EVAL")
-                .arg(INVALIDATE_SCRIPT)
-                .arg(2)
-                .arg(key)
-                .arg(keys::generation_key(key))
-                .arg(GENERATION_TTL.as_millis() as u64);
-        }
+        let mut groups: Vec<Vec<&String>> = if self.inner.redis.is_cluster() {
+            let mut by_slot: HashMap<u16, Vec<&String>> = HashMap::new();
+            for key in keys {
+                by_slot.entry(keys::slot(key)).or_default().push(key);
+            }
+            by_slot.into_values().collect()
+        } else {
+            vec![keys.iter().collect()]
+        };
+        groups.retain(|group| !group.is_empty());
+        let pipelines: Vec<(redis::Pipeline, usize)> = groups
+            .iter()
+            .map(|group| {
+                let mut pipe = redis::pipe();
+                for key in group {
+                    pipe.cmd("EVAL")
+                        .arg(INVALIDATE_SCRIPT)
+                        .arg(2)
+                        .arg(key.as_str())
+                        .arg(keys::generation_key(key))
+                        .arg(GENERATION_TTL.as_millis() as u64);
+                }
+                (pipe, group.len())
+            })
+            .collect();
+        // Writes may wait longer than reads: a missed invalidation costs every reader
+        // the cache until the outbox is drained.
+        let deadline = (self.inner.settings.timeout * 10).max(Duration::from_millis(250));
         let done = self
-            .call(
-                |mut connection| async move { pipe.query_async::<Vec<i64>>(&mut connection).await },
-            )
+            .call_with(deadline, |mut connection| async move {
+                for (pipe, expected) in pipelines {
+                    let results = pipe.query_async::<Vec<i64>>(&mut connection).await?;
+                    if results.len() != expected {
+                        return Err(redis::RedisError::from((
+                            redis::ErrorKind::UnexpectedReturnType,
+                            "short pipeline reply",
+                        )));
+                    }
+                }
+                Ok(())
+            })
             .await
-            .is_some_and(|results| results.len() == keys.len());
+            .is_some();
         if done {
             self.inner
                 .metrics

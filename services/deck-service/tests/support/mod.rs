@@ -96,7 +96,10 @@ impl TestApp {
         let app = Application::build_with(
             cli.config,
             shutdown.clone(),
-            Options { clock: Arc::new(clock.clone()), hooks: spawn.hooks },
+            Options {
+                clock: Arc::new(clock.clone()),
+                hooks: spawn.hooks,
+            },
         )
         .await
         .expect("deck-service builds");
@@ -143,7 +146,11 @@ impl TestApp {
         let deck = client
             .create_deck(auth(
                 &self.admin,
-                pb::CreateDeckRequest { name: name.into(), description: None, level: pb::Level::A1 as i32 },
+                pb::CreateDeckRequest {
+                    name: name.into(),
+                    description: None,
+                    level: pb::Level::A1 as i32,
+                },
             ))
             .await
             .expect("create deck")
@@ -162,57 +169,106 @@ impl TestApp {
             })
             .collect();
         let created = client
-            .create_cards(auth(&self.admin, pb::CreateCardsRequest { deck_id: deck.id.clone(), cards: new_cards }))
+            .create_cards(auth(
+                &self.admin,
+                pb::CreateCardsRequest {
+                    deck_id: deck.id.clone(),
+                    cards: new_cards,
+                },
+            ))
             .await
             .expect("create cards")
             .into_inner();
         (deck, created.cards)
     }
 
-    /// Every key of this test's prefix in Redis.
-    pub async fn redis_keys(&self) -> Vec<String> {
-        let client = redis::Client::open(self.redis_url.as_str()).unwrap();
-        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-        let mut keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}*", self.prefix))
-            .query_async(&mut connection)
+    /// A Redis pool on this test's Redis (single node or cluster alike).
+    pub fn redis(&self) -> common::redis::RedisPool {
+        let config = common::config::RedisConfig {
+            redis_connect_timeout: std::time::Duration::from_secs(2),
+            redis_response_timeout: std::time::Duration::from_secs(2),
+            redis_pool_wait_timeout: std::time::Duration::from_secs(2),
+            redis_pool_size: 2,
+            redis_key_prefix: self.prefix.clone(),
+        };
+        common::redis::RedisPool::new(&self.redis_url, &config).unwrap()
+    }
+
+    /// Whether `key` exists in Redis.
+    pub async fn exists(&self, key: &str) -> bool {
+        let key = key.to_owned();
+        self.redis()
+            .run(|mut c| async move {
+                redis::cmd("EXISTS")
+                    .arg(&key)
+                    .query_async::<i64>(&mut c)
+                    .await
+            })
             .await
-            .unwrap();
-        keys.sort();
-        keys
+            .unwrap()
+            == 1
     }
 
     /// Milliseconds to live of `key`.
     pub async fn pttl(&self, key: &str) -> i64 {
-        let client = redis::Client::open(self.redis_url.as_str()).unwrap();
-        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-        redis::cmd("PTTL").arg(key).query_async(&mut connection).await.unwrap()
+        let key = key.to_owned();
+        self.redis()
+            .run(|mut c| async move {
+                redis::cmd("PTTL")
+                    .arg(&key)
+                    .query_async::<i64>(&mut c)
+                    .await
+            })
+            .await
+            .unwrap()
+    }
+
+    pub fn keys(&self) -> deck_service::cache::Keys {
+        deck_service::cache::Keys::new(&self.prefix)
     }
 }
 
 /// `message` with `authorization: Bearer <token>`.
 pub fn auth<T>(token: &str, message: T) -> Request<T> {
     let mut request = Request::new(message);
-    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
     request
 }
 
 pub fn get_deck(id: &str) -> pb::GetDeckRequest {
-    pb::GetDeckRequest { deck_id: id.to_owned() }
+    pb::GetDeckRequest {
+        deck_id: id.to_owned(),
+    }
 }
 
 pub fn list_cards(id: &str) -> pb::ListCardsRequest {
-    pb::ListCardsRequest { deck_id: id.to_owned(), ..Default::default() }
+    pb::ListCardsRequest {
+        deck_id: id.to_owned(),
+        ..Default::default()
+    }
 }
 
 pub fn queue(deck: Option<&str>) -> pb::GetStudyQueueRequest {
-    pb::GetStudyQueueRequest { deck_id: deck.map(str::to_owned), ..Default::default() }
+    pb::GetStudyQueueRequest {
+        deck_id: deck.map(str::to_owned),
+        ..Default::default()
+    }
 }
 
 pub fn review(card: &str, quality: i32) -> pb::SubmitReviewRequest {
-    pb::SubmitReviewRequest { card_id: card.to_owned(), quality, time_taken: 5 }
+    pb::SubmitReviewRequest {
+        card_id: card.to_owned(),
+        quality,
+        time_taken: 5,
+    }
 }
 
 pub fn initialize_all(deck: &str) -> pb::InitializeStudyRequest {
-    pb::InitializeStudyRequest { deck_id: deck.to_owned(), card_ids: Vec::new(), all_cards: true }
+    pb::InitializeStudyRequest {
+        deck_id: deck.to_owned(),
+        card_ids: Vec::new(),
+        all_cards: true,
+    }
 }

@@ -1,0 +1,416 @@
+//! The cache-aside layer through gRPC on real Redis and PostgreSQL: hits without
+//! queries, no stale fill, single flight, negative entries, slots, TTL caps, and a Redis
+//! that is stopped, paused, or comes back after missing an invalidation.
+
+mod support;
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use deck_service::cache::{BreakerState, CacheHooks};
+use futures::FutureExt;
+use proto::deck::v1 as pb;
+use support::{Spawn, TestApp, auth, get_deck, initialize_all, list_cards, queue};
+use test_support::{RedisServer, key_slot};
+use time::macros::datetime;
+use tokio::sync::oneshot;
+use tonic::Code;
+use uuid::Uuid;
+
+/// Every cached read of `deck` for the app's user; panics on an error.
+async fn read_all_views(
+    app: &TestApp,
+    deck: &str,
+) -> (
+    pb::Deck,
+    pb::ListCardsResponse,
+    pb::StudyQueue,
+    pb::ListDeckProgressResponse,
+) {
+    let mut client = app.client.clone();
+    let cached_queue = pb::GetStudyQueueRequest {
+        include_new: Some(false),
+        ..queue(Some(deck))
+    };
+    (
+        client
+            .get_deck(auth(&app.user, get_deck(deck)))
+            .await
+            .unwrap()
+            .into_inner(),
+        client
+            .list_cards(auth(&app.user, list_cards(deck)))
+            .await
+            .unwrap()
+            .into_inner(),
+        client
+            .get_study_queue(auth(&app.user, cached_queue))
+            .await
+            .unwrap()
+            .into_inner(),
+        client
+            .list_deck_progress(auth(&app.user, pb::ListDeckProgressRequest::default()))
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+}
+
+async fn started_deck(app: &TestApp, name: &str) -> (pb::Deck, Vec<pb::Card>) {
+    let (deck, cards) = app.deck_with_cards(name, 3).await;
+    app.client
+        .clone()
+        .initialize_study(auth(&app.user, initialize_all(&deck.id)))
+        .await
+        .unwrap();
+    (deck, cards)
+}
+
+#[tokio::test]
+async fn repeated_reads_are_served_from_redis_without_touching_postgres() {
+    let app = TestApp::spawn().await;
+    let (deck, _) = started_deck(&app, "Cached").await;
+    let first = read_all_views(&app, &deck.id).await;
+    let (queries, hits) = (app.queries(), app.metrics().hits);
+
+    let second = read_all_views(&app, &deck.id).await;
+
+    assert_eq!(
+        app.queries(),
+        queries,
+        "no PostgreSQL statement for cached reads"
+    );
+    assert_eq!(
+        app.metrics().hits,
+        hits + 5,
+        "deck (twice: GetDeck and the queue's deck check), cards, due cards, progress"
+    );
+    assert_eq!(first, second);
+}
+
+#[tokio::test]
+async fn a_fill_that_read_postgres_before_a_write_does_not_land_after_it() {
+    // Arrange: a hook that parks the fill of one key until the test releases it.
+    type Gate = Option<(String, oneshot::Sender<()>, oneshot::Receiver<()>)>;
+    let gate: Arc<Mutex<Gate>> = Arc::default();
+    let hook_gate = gate.clone();
+    let hooks = CacheHooks {
+        before_fill: Some(Arc::new(move |key: String| {
+            let gate = hook_gate.clone();
+            async move {
+                let parked = {
+                    let mut gate = gate.lock().unwrap();
+                    if gate.as_ref().is_some_and(|(target, _, _)| *target == key) {
+                        gate.take()
+                    } else {
+                        None
+                    }
+                };
+                if let Some((_, reached, release)) = parked {
+                    reached.send(()).unwrap();
+                    release.await.unwrap();
+                }
+            }
+            .boxed()
+        })),
+    };
+    let app = TestApp::spawn_with(Spawn {
+        hooks,
+        ..Default::default()
+    })
+    .await;
+    let (deck, _) = app.deck_with_cards("Old name", 1).await;
+    let (reached_tx, reached_rx) = oneshot::channel();
+    let (release_tx, release_rx) = oneshot::channel();
+    *gate.lock().unwrap() = Some((
+        app.keys()
+            .deck(deck_service::domain::DeckId(deck.id.parse().unwrap())),
+        reached_tx,
+        release_rx,
+    ));
+
+    // Act: the reader reads PostgreSQL ("Old name") and parks before its fill; a write
+    // commits and invalidates; then the fill is let go.
+    let mut reader_client = app.client.clone();
+    let (token, id) = (app.user.clone(), deck.id.clone());
+    let reader =
+        tokio::spawn(async move { reader_client.get_deck(auth(&token, get_deck(&id))).await });
+    reached_rx.await.unwrap();
+    app.client
+        .clone()
+        .update_deck(auth(
+            &app.admin,
+            pb::UpdateDeckRequest {
+                deck_id: deck.id.clone(),
+                name: Some("New name".into()),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    release_tx.send(()).unwrap();
+    let read_before_write = reader.await.unwrap().unwrap().into_inner();
+
+    // Assert: the old value was refused; the next read shows the write.
+    assert_eq!(read_before_write.name, "Old name");
+    assert_eq!(app.metrics().rejected_fills, 1);
+    let next = app
+        .client
+        .clone()
+        .get_deck(auth(&app.user, get_deck(&deck.id)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next.name, "New name");
+    let again = app
+        .client
+        .clone()
+        .get_deck(auth(&app.user, get_deck(&deck.id)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.name, "New name");
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_misses_of_one_key_run_one_database_query() {
+    let app = TestApp::spawn().await;
+    let (deck, _) = app.deck_with_cards("Stampede", 2).await;
+    let queries = app.queries();
+
+    let calls = (0..100).map(|_| {
+        let mut client = app.client.clone();
+        let (token, id) = (app.user.clone(), deck.id.clone());
+        tokio::spawn(async move { client.get_deck(auth(&token, get_deck(&id))).await })
+    });
+    let results = futures::future::join_all(calls).await;
+
+    assert!(
+        results
+            .into_iter()
+            .all(|r| r.unwrap().unwrap().into_inner().card_count == Some(2))
+    );
+    assert_eq!(app.queries() - queries, 1);
+}
+
+#[tokio::test]
+async fn unknown_deck_ids_are_cached_briefly_as_missing() {
+    let app = TestApp::spawn().await;
+    let unknown = Uuid::new_v4().to_string();
+    let mut client = app.client.clone();
+    let first = client
+        .get_deck(auth(&app.user, get_deck(&unknown)))
+        .await
+        .unwrap_err();
+    let queries = app.queries();
+
+    let second = client
+        .get_deck(auth(&app.user, get_deck(&unknown)))
+        .await
+        .unwrap_err();
+
+    assert_eq!(
+        (first.code(), second.code()),
+        (Code::NotFound, Code::NotFound)
+    );
+    assert_eq!(app.queries(), queries);
+    let key = app
+        .keys()
+        .deck(deck_service::domain::DeckId(unknown.parse().unwrap()));
+    let ttl = app.pttl(&key).await;
+    assert!(ttl > 0 && ttl <= 5_500, "negative TTL {ttl}");
+}
+
+#[tokio::test]
+async fn keys_of_one_user_share_a_slot_and_keys_of_one_deck_share_a_slot() {
+    let app = TestApp::spawn().await;
+    let (deck, _) = started_deck(&app, "Slots").await;
+    read_all_views(&app, &deck.id).await;
+    let keys = app.keys();
+    let deck_id = deck_service::domain::DeckId(deck.id.parse().unwrap());
+    let user_id = deck_service::domain::UserId(app.user_id);
+
+    let [deck_key, cards_key] = keys.of_deck(deck_id);
+    let [decks_key, due_key] = keys.of_user(user_id);
+
+    for key in [&deck_key, &cards_key, &decks_key, &due_key] {
+        assert!(app.exists(key).await, "{key} was filled");
+    }
+    assert_eq!(
+        deck_key,
+        format!("{}cache:deck:{{{}}}", app.prefix, deck.id)
+    );
+    assert_eq!(
+        due_key,
+        format!("{}cache:due_cards:{{{}}}", app.prefix, app.user_id)
+    );
+    assert_eq!(key_slot(&deck_key), key_slot(&cards_key));
+    assert_eq!(key_slot(&decks_key), key_slot(&due_key));
+    assert_eq!(key_slot(&deck_key), key_slot(&format!("{deck_key}:gen")));
+}
+
+#[tokio::test]
+async fn due_cards_never_outlive_the_next_utc_midnight_and_ttls_carry_jitter() {
+    let app = TestApp::spawn_with(Spawn {
+        now: datetime!(2030-01-10 23:59:50 UTC),
+        ..Default::default()
+    })
+    .await;
+    let (deck, _) = started_deck(&app, "Midnight").await;
+    read_all_views(&app, &deck.id).await;
+
+    let due_ttl = app
+        .pttl(
+            &app.keys()
+                .due_cards(deck_service::domain::UserId(app.user_id)),
+        )
+        .await;
+    let deck_ttl = app
+        .pttl(
+            &app.keys()
+                .deck(deck_service::domain::DeckId(deck.id.parse().unwrap())),
+        )
+        .await;
+
+    assert!(
+        due_ttl > 0 && due_ttl <= 10_000,
+        "due cards TTL {due_ttl} ms reaches past midnight"
+    );
+    assert!(
+        (540_000..=660_000).contains(&deck_ttl),
+        "deck TTL {deck_ttl} ms is 600 s ± 10 %"
+    );
+}
+
+#[tokio::test]
+async fn with_redis_stopped_every_read_still_succeeds_from_postgres() {
+    let mut redis = RedisServer::start();
+    let app = TestApp::spawn_with(Spawn {
+        redis_url: redis.url(),
+        ..Default::default()
+    })
+    .await;
+    let (deck, cards) = started_deck(&app, "No Redis").await;
+    read_all_views(&app, &deck.id).await;
+
+    redis.stop();
+    let mut client = app.client.clone();
+    let (read_deck, read_cards, read_queue, progress) = read_all_views(&app, &deck.id).await;
+    let review = client
+        .submit_review(auth(&app.user, support::review(&cards[0].id, 5)))
+        .await;
+    let after_write = read_all_views(&app, &deck.id).await;
+    let dashboard = client
+        .get_dashboard(auth(&app.user, pb::GetDashboardRequest::default()))
+        .await;
+
+    assert_eq!(read_deck.card_count, Some(3));
+    assert_eq!(read_cards.total, 3);
+    assert_eq!(read_queue.total_due, 3);
+    assert_eq!(progress.total, 1);
+    assert!(review.is_ok());
+    assert_eq!(
+        after_write.2.total_due, 2,
+        "the review shows although its invalidation could not be sent"
+    );
+    assert!(dashboard.is_ok());
+    assert!(app.metrics().errors > 0);
+}
+
+#[tokio::test]
+async fn with_redis_paused_reads_answer_within_the_deadline() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn_with(Spawn {
+        redis_url: redis.url(),
+        ..Default::default()
+    })
+    .await;
+    let (deck, _) = started_deck(&app, "Frozen").await;
+    read_all_views(&app, &deck.id).await;
+
+    redis.pause();
+    let mut slowest = Duration::ZERO;
+    for _ in 0..10 {
+        let started = Instant::now();
+        read_all_views(&app, &deck.id).await;
+        slowest = slowest.max(started.elapsed());
+    }
+    redis.resume();
+
+    // Four reads per round; each costs at most a few 50 ms Redis deadlines before the
+    // breaker opens, instead of hanging on the frozen server.
+    assert!(
+        slowest < Duration::from_millis(1500),
+        "slowest round {slowest:?}"
+    );
+    assert_eq!(app.metrics().breaker_state, BreakerState::Open);
+}
+
+#[tokio::test]
+async fn a_write_while_redis_is_unreachable_leaves_no_stale_entry_when_it_returns() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn_with(Spawn {
+        redis_url: redis.url(),
+        ..Default::default()
+    })
+    .await;
+    let (deck, _) = app.deck_with_cards("Before outage", 1).await;
+    let mut client = app.client.clone();
+    // Cached twice, so the entry surely sits in Redis.
+    client
+        .get_deck(auth(&app.user, get_deck(&deck.id)))
+        .await
+        .unwrap();
+    client
+        .get_deck(auth(&app.user, get_deck(&deck.id)))
+        .await
+        .unwrap();
+
+    // Paused, not stopped: the stale entry stays in Redis's memory.
+    redis.pause();
+    client
+        .update_deck(auth(
+            &app.admin,
+            pb::UpdateDeckRequest {
+                deck_id: deck.id.clone(),
+                name: Some("After outage".into()),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    redis.resume();
+
+    let right_after = client
+        .get_deck(auth(&app.user, get_deck(&deck.id)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(right_after.name, "After outage");
+    // The drainer deletes the stale entry once Redis answers; then the cache serves again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.metrics().outbox_drained == 0 || app.handles.cache.invalidations_pending() {
+        assert!(
+            Instant::now() < deadline,
+            "outbox not drained: {:?}",
+            app.metrics()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for _ in 0..3 {
+        let read = client
+            .get_deck(auth(&app.user, get_deck(&deck.id)))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(read.name, "After outage");
+    }
+    assert!(app.metrics().hits > 0);
+    let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM cache_outbox")
+        .fetch_one(&app.handles.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+}
