@@ -47,7 +47,7 @@ pub struct Quality(u8);
 
 impl Quality {
     pub fn new(value: i64) -> Option<Self> {
-        (0..=5).contains(&value).then(|| Self(value as u8))
+        (0..=5).contains(&value).then_some(Self(value as u8))
     }
 
     pub fn get(self) -> u8 {
