@@ -8,13 +8,14 @@
 //! - [`middleware`]: request ids and problem rendering, authentication, rate limits;
 //! - [`error`]: the one status → HTTP table and the RFC 9457 problem body;
 //! - [`rate_limit`]: GCRA in Redis, fail-open; [`client_ip`]: trusted proxies;
-//! - [`convert`]: proto → JSON shapes.
+//! - [`convert`]: proto → JSON shapes; [`metrics`]: the gateway's Prometheus series.
 
 pub mod client_ip;
 pub mod config;
 pub mod convert;
 pub mod error;
 pub mod extract;
+pub mod metrics;
 pub mod middleware;
 pub mod rate_limit;
 pub mod routes;

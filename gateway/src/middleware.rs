@@ -89,15 +89,21 @@ pub async fn request_context(
         status = tracing::field::Empty,
     );
     let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
     let response = next.run(request).instrument(span.clone()).await;
     let mut response = render_problem(response, &request_id);
     span.record("status", response.status().as_u16());
-    span.in_scope(|| {
-        tracing::info!(
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "request finished"
-        )
-    });
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    state
+        .metrics
+        .record(&method, &route, status, elapsed.as_secs_f64());
+    span.in_scope(|| tracing::info!(elapsed_ms = elapsed.as_millis() as u64, "request finished"));
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }

@@ -4,16 +4,14 @@
 //! and counts each such call in [`RateLimiter::fail_open_total`].
 
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use axum::response::Response;
 use common::redis::RedisPool;
 use http::{HeaderName, HeaderValue};
+use prometheus_client::metrics::counter::Counter;
 
 use crate::error::ApiError;
 
@@ -45,7 +43,7 @@ pub struct RateLimiter {
     script: Arc<redis::Script>,
     auth_per_minute: u32,
     api_per_minute: u32,
-    fail_open: Arc<AtomicU64>,
+    fail_open: Counter,
 }
 
 impl std::fmt::Debug for RateLimiter {
@@ -58,19 +56,25 @@ impl std::fmt::Debug for RateLimiter {
 }
 
 impl RateLimiter {
-    pub fn new(pool: RedisPool, auth_per_minute: u32, api_per_minute: u32) -> Self {
+    /// `fail_open` counts the calls let through unchecked (registered by the caller).
+    pub fn new(
+        pool: RedisPool,
+        auth_per_minute: u32,
+        api_per_minute: u32,
+        fail_open: Counter,
+    ) -> Self {
         Self {
             pool,
             script: Arc::new(redis::Script::new(include_str!("rate_limit.gcra.lua"))),
             auth_per_minute,
             api_per_minute,
-            fail_open: Arc::new(AtomicU64::new(0)),
+            fail_open,
         }
     }
 
     /// Calls let through without a check because Redis was unavailable.
     pub fn fail_open_total(&self) -> u64 {
-        self.fail_open.load(Ordering::Relaxed)
+        self.fail_open.get()
     }
 
     pub fn pool(&self) -> &RedisPool {
@@ -118,7 +122,7 @@ impl RateLimiter {
                 reset_after: Duration::from_micros(values[3].max(0) as u64),
             }),
             Ok(values) => {
-                self.fail_open.fetch_add(1, Ordering::Relaxed);
+                self.fail_open.inc();
                 tracing::error!(
                     ?values,
                     "rate-limit script returned an unexpected shape; failing open"
@@ -126,7 +130,7 @@ impl RateLimiter {
                 None
             }
             Err(error) => {
-                self.fail_open.fetch_add(1, Ordering::Relaxed);
+                self.fail_open.inc();
                 tracing::warn!(%error, "rate-limit Redis unavailable; failing open");
                 None
             }

@@ -22,6 +22,7 @@ use tonic::{service::Routes, transport::Channel};
 
 use crate::{
     config::{Config, DEFAULT_GRPC_PORT},
+    metrics::HttpMetrics,
     rate_limit::RateLimiter,
     state::AppState,
 };
@@ -84,14 +85,6 @@ impl Application {
                 None,
             ),
         };
-        let pool = RedisPool::new(config.rate_limit_redis_url.expose(), &config.redis)
-            .context("RATE_LIMIT_REDIS_URL")?;
-        let limiter = RateLimiter::new(
-            pool,
-            config.rate_limit_auth_per_minute,
-            config.rate_limit_api_per_minute,
-        );
-
         let grpc = GrpcApp::bind(
             &config.grpc,
             ([0, 0, 0, 0], DEFAULT_GRPC_PORT).into(),
@@ -109,6 +102,15 @@ impl Application {
             move || require_serving(url.clone(), "readiness")
         }));
 
+        let metrics = HttpMetrics::register(grpc.metrics());
+        let pool = RedisPool::new(config.rate_limit_redis_url.expose(), &config.redis)
+            .context("RATE_LIMIT_REDIS_URL")?;
+        let limiter = RateLimiter::new(
+            pool,
+            config.rate_limit_auth_per_minute,
+            config.rate_limit_api_per_minute,
+            metrics.rate_limit_fail_open.clone(),
+        );
         let state = AppState {
             session: SessionServiceClient::new(session_channel),
             deck: DeckServiceClient::new(deck_channel),
@@ -120,6 +122,7 @@ impl Application {
             session_service_url: session_url.into(),
             deck_service_url: deck_url.into(),
             started: Instant::now(),
+            metrics,
         };
         let router = crate::routes::router(state, &config.cors_allowed_origins);
         Ok(Self { grpc, http, router })

@@ -25,6 +25,7 @@ pub struct AppState {
     pub session_service_url: Arc<str>,
     pub deck_service_url: Arc<str>,
     pub started: Instant,
+    pub metrics: crate::metrics::HttpMetrics,
 }
 
 impl AppState {

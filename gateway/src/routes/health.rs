@@ -149,20 +149,13 @@ pub async fn openapi() -> Response {
         .into_response()
 }
 
-/// Prometheus text format.
+/// The process registry in the OpenMetrics text format (also on the metrics port).
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let body = format!(
-        "# HELP gateway_rate_limit_fail_open_total Calls let through unchecked because the rate-limit Redis was unavailable.\n\
-         # TYPE gateway_rate_limit_fail_open_total counter\n\
-         gateway_rate_limit_fail_open_total {}\n",
-        state.limiter.fail_open_total()
-    );
+    let content_type =
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8");
     (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4"),
-        )],
-        body,
+        [(header::CONTENT_TYPE, content_type)],
+        state.metrics.render(),
     )
         .into_response()
 }
