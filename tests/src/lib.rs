@@ -119,24 +119,6 @@ pub fn key_slot(key: &str) -> u16 {
     crc % 16384
 }
 
-#[cfg(test)]
-mod tests {
-    use super::key_slot;
-
-    #[test]
-    fn key_slot_matches_redis_reference_values() {
-        // Values from the Redis Cluster specification and `CLUSTER KEYSLOT`.
-        assert_eq!(key_slot("123456789"), 12739);
-        assert_eq!(key_slot("foo"), 12182);
-        assert_eq!(
-            key_slot("{user1000}.following"),
-            key_slot("{user1000}.followers")
-        );
-        assert_eq!(key_slot("foo{}{bar}"), key_slot("foo{}{bar}"));
-        assert_eq!(key_slot("{user1000}x"), key_slot("user1000"));
-    }
-}
-
 /// A plain HTTP/1.1 GET (no client crate needed): returns the status code and body.
 pub async fn http_get(addr: &str, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -164,4 +146,25 @@ pub async fn http_get(addr: &str, path: &str) -> (u16, String) {
         .map(|(_, body)| body.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_slot;
+
+    #[test]
+    fn key_slot_matches_redis_reference_values() {
+        // Values from the Redis Cluster specification and `CLUSTER KEYSLOT`.
+        assert_eq!(key_slot("123456789"), 12739);
+        assert_eq!(key_slot("foo"), 12182);
+        assert_eq!(
+            key_slot("{user1000}.following"),
+            key_slot("{user1000}.followers")
+        );
+        // An empty first tag hashes the whole key; only the first tag counts.
+        assert_eq!(key_slot("foo{}{bar}"), 8363);
+        assert_eq!(key_slot("foo{bar}{zap}"), 5061);
+        assert_eq!(key_slot("{user1000}x"), 3443);
+        assert_eq!(key_slot("user1000"), 3443);
+    }
 }
