@@ -1,0 +1,25 @@
+-- POST /api/v1/auth/refresh, run with -t 32 -c 32: each thread owns one connection
+-- and one session, and chains its rotating token: response() keeps the refresh
+-- token of each answer and the next request() sends it. setup() hands each thread
+-- a different user's refresh token.
+local bench = dofile(os.getenv("BENCH_WRK_DIR") .. "/common.lua")
+setup = bench.setup
+done = bench.done
+
+local refresh_tokens = bench.data("refresh.txt")
+local handed_out = 0
+setup = function(thread)
+  bench.setup(thread)
+  handed_out = handed_out + 1
+  thread:set("refresh_token", refresh_tokens[(handed_out - 1) % #refresh_tokens + 1])
+end
+function request()
+  return wrk.format("POST", "/api/v1/auth/refresh", { ["Content-Type"] = "application/json" },
+    '{"refresh_token":"' .. refresh_token .. '"}')
+end
+function response(status, headers, body)
+  if status == 200 then
+    local token = body:match('"refresh_token"%s*:%s*"([^"]+)"')
+    if token then refresh_token = token end
+  end
+end

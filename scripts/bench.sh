@@ -1,0 +1,261 @@
+#!/usr/bin/env bash
+# `make bench`: the benchmark report, bench/REPORT.md (docs/benchmarks.md explains it).
+#
+# Builds the release binaries, starts a fresh PostgreSQL, three Redis servers (the
+# sessions, cache and rate-limit roles) and the three services on free ports, loads
+# the fixed data set through the HTTP API (bench/load.py), then drives the gateway
+# with wrk at 32 connections for BENCH_DURATION seconds per scenario, the deck
+# service directly over gRPC (bench/grpc-load) and Redis with redis-benchmark. Around
+# every run it reads each process's CPU time from /proc, and its memory halfway.
+#
+# Environment:
+#   BENCH_DURATION  seconds per scenario (10)
+#   BENCH_USERS     users registered with study initialised (64; at least 32)
+#   BENCH_PROFILE   release (default) or debug, for quick work on the plumbing
+#   BENCH_RUST_LOG  the services' RUST_LOG (warn: no per-request log lines)
+#   BENCH_REPORT    where the report goes (bench/REPORT.md)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/deps.sh
+
+duration=${BENCH_DURATION:-10}
+users=${BENCH_USERS:-64}
+profile=${BENCH_PROFILE:-release}
+report=${BENCH_REPORT:-$PWD/bench/REPORT.md}
+connections=32
+[[ $duration =~ ^[1-9][0-9]*$ ]] || { log "BENCH_DURATION must be a whole number of seconds, got '$duration'"; exit 64; }
+[[ $users =~ ^[0-9]+$ ]] && ((users >= 32)) || { log "BENCH_USERS must be at least 32, got '$users'"; exit 64; }
+case $profile in release | debug) ;; *) log "BENCH_PROFILE must be release or debug, got '$profile'"; exit 64 ;; esac
+
+# wrk comes from Debian's packages; redis-benchmark comes with redis-server.
+if ! command -v wrk >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    log "installing wrk from Debian's packages"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+  else
+    log "wrk is missing; install it with: sudo apt-get install -y wrk"
+    exit 1
+  fi
+fi
+ensure_redis
+ensure_postgres
+command -v python3 >/dev/null || { log "python3 is needed for the data loader and the report"; exit 1; }
+
+out=$PWD/bench/out
+run=$out/run
+rm -rf "$run"
+mkdir -p "$run/results" "$run/data" "$run/logs"
+# PostgreSQL and Redis data live under /tmp: the postgres user can always reach it.
+state=$(mktemp -d /tmp/learngreek-bench.XXXXXX)
+chmod 755 "$state"
+
+pids=()
+cleanup() {
+  trap - EXIT INT TERM
+  log "stopping the stack"
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  stop_redis
+  stop_postgres
+  rm -rf "$state"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [ "$profile" = release ]; then
+  log "building release binaries"
+  cargo build --release --bins
+  bin=$PWD/target/release
+else
+  log "building debug binaries (BENCH_PROFILE=debug: the figures mean nothing)"
+  cargo build --bins
+  bin=$PWD/target/debug
+fi
+
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---------------------------------------------------------------- the stack
+pg_port=$(free_port)
+start_postgres "$state/pg" "$pg_port"
+pg_pid=$(head -1 "$PG_DIR/data/postmaster.pid")
+create_database "$pg_port" learngreek_sessions
+create_database "$pg_port" learngreek_decks
+
+declare -A redis_port redis_pid
+start_role_redis() { # start_role_redis ROLE ARGS...
+  local role=$1
+  shift
+  redis_port[$role]=$(free_port)
+  start_redis "$state/redis-$role" "${redis_port[$role]}" "$@"
+  redis_pid[$role]=$(cat "$state/redis-$role/redis.pid")
+}
+# The roles as ARCHITECTURE.md configures them.
+start_role_redis sessions --appendonly yes --appendfsync everysec --maxmemory-policy noeviction
+start_role_redis cache --maxmemory 128mb --maxmemory-policy allkeys-lru
+start_role_redis ratelimit
+
+key=$state/jwt-ed25519.pem
+"$bin/session-service" generate-key >"$key"
+chmod 600 "$key"
+
+session_grpc=$(free_port)
+deck_grpc=$(free_port)
+gateway_http=$(free_port)
+gateway_grpc=$(free_port)
+sessions_db="postgres://postgres@127.0.0.1:$pg_port/learngreek_sessions"
+decks_db="postgres://postgres@127.0.0.1:$pg_port/learngreek_decks"
+export LOG_FORMAT=json RUST_LOG=${BENCH_RUST_LOG:-warn}
+
+declare -A pid_of
+start() { # start NAME ENV... : a service in the background, logging to the run folder
+  local name=$1
+  shift
+  env METRICS_ADDR="127.0.0.1:$(free_port)" "$@" "$bin/$name" >"$run/logs/$name.log" 2>&1 &
+  pid_of[$name]=$!
+  pids+=($!)
+}
+wait_ready() { # wait_ready NAME PORT
+  for _ in $(seq 300); do
+    "$bin/$1" healthcheck --addr "127.0.0.1:$2" >/dev/null 2>&1 && return 0
+    kill -0 "${pid_of[$1]}" 2>/dev/null || break
+    sleep 0.2
+  done
+  log "$1 did not become ready; its log:"
+  tail -20 "$run/logs/$1.log" >&2
+  exit 1
+}
+
+start session-service GRPC_ADDR="127.0.0.1:$session_grpc" DATABASE_URL="$sessions_db" \
+  SESSION_REDIS_URL="redis://127.0.0.1:${redis_port[sessions]}" JWT_PRIVATE_KEY_FILE="$key"
+wait_ready session-service "$session_grpc"
+start deck-service GRPC_ADDR="127.0.0.1:$deck_grpc" DATABASE_URL="$decks_db" \
+  CACHE_REDIS_URL="redis://127.0.0.1:${redis_port[cache]}" SESSION_SERVICE_URL="http://127.0.0.1:$session_grpc"
+wait_ready deck-service "$deck_grpc"
+# Rate limits at their maximum, so the runs measure the services, not the limiter
+# (which still does its Redis call on every request).
+start gateway HTTP_ADDR="127.0.0.1:$gateway_http" GRPC_ADDR="127.0.0.1:$gateway_grpc" \
+  SESSION_SERVICE_URL="http://127.0.0.1:$session_grpc" DECK_SERVICE_URL="http://127.0.0.1:$deck_grpc" \
+  RATE_LIMIT_REDIS_URL="redis://127.0.0.1:${redis_port[ratelimit]}" \
+  RATE_LIMIT_AUTH_PER_MINUTE=1000000 RATE_LIMIT_API_PER_MINUTE=1000000
+wait_ready gateway "$gateway_grpc"
+base="http://127.0.0.1:$gateway_http"
+
+# ---------------------------------------------------------------- measuring
+# Process CPU in clock ticks: utime + stime (+ reaped children's). PostgreSQL is the
+# postmaster plus every backend, and backends that exited are in its cutime/cstime.
+ticks() { awk '{ print $14 + $15 + $16 + $17 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+pg_pids() { echo "$pg_pid" $(pgrep -P "$pg_pid" || true); }
+processes() { # NAME PID... lines
+  echo "gateway ${pid_of[gateway]}"
+  echo "session-service ${pid_of[session-service]}"
+  echo "deck-service ${pid_of[deck-service]}"
+  echo "redis-sessions ${redis_pid[sessions]}"
+  echo "redis-cache ${redis_pid[cache]}"
+  echo "redis-ratelimit ${redis_pid[ratelimit]}"
+  echo "postgres $(pg_pids)"
+}
+cpu_snapshot() { # "NAME TICKS" per process, plus the machine's busy and total ticks
+  local name pids total pid
+  while read -r name pids; do
+    total=0
+    for pid in $pids; do total=$((total + $(ticks "$pid"))); done
+    echo "$name $total"
+  done < <(processes)
+  awk '/^cpu / { busy = $2 + $3 + $4 + $7 + $8 + $9; print "machine_busy " busy; print "machine_total " busy + $5 + $6 }' /proc/stat
+}
+mem_snapshot() { # "NAME KB": VmRSS; for PostgreSQL the PSS of all its processes (RSS would count shared buffers once per backend)
+  local name pids total pid
+  while read -r name pids; do
+    total=0
+    if [ "$name" = postgres ]; then
+      for pid in $pids; do
+        total=$((total + $(awk '/^Pss:/ { print $2 }' "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0)))
+      done
+    else
+      total=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pids/status" 2>/dev/null || echo 0)
+    fi
+    echo "$name $total"
+  done < <(processes)
+}
+
+export BENCH_WRK_DIR=$PWD/bench/wrk BENCH_DATA=$run/data
+
+# measure NAME COMMAND...: runs COMMAND with CPU snapshots around it, memory halfway,
+# and the client's own CPU; results in $run/results/NAME/.
+measure() {
+  local name=$1 dir=$run/results/$1
+  shift
+  mkdir -p "$dir"
+  (sleep "$(awk -v d="$duration" 'BEGIN { print d / 2 }')" && mem_snapshot >"$dir/mem_load") &
+  local sampler=$!
+  cpu_snapshot >"$dir/cpu_before"
+  BENCH_RESULT=$dir/result.json /usr/bin/time -f '%U %S' -o "$dir/client_cpu" "$@" >"$dir/output.txt" 2>&1 ||
+    log "$name: the load tool failed; see $dir/output.txt"
+  cpu_snapshot >"$dir/cpu_after"
+  wait "$sampler" || true
+}
+scenario() { # scenario NAME SCRIPT THREADS PATH
+  log "scenario $1: ${duration}s, $3 threads, $connections connections"
+  measure "$1" wrk -t"$3" -c"$connections" -d"${duration}s" -s "$BENCH_WRK_DIR/$2" "$base$4"
+}
+
+# ---------------------------------------------------------------- data set
+log "loading the data set: 10 decks x 50 cards, $users users"
+python3 bench/load.py --base "$base" --out "$run/data" --users "$users" \
+  --make-superuser "env DATABASE_URL=$sessions_db $bin/session-service make-superuser"
+sleep 1
+mem_snapshot >"$run/results/mem_idle"
+
+# ---------------------------------------------------------------- scenarios
+# Reads first (reviews change the study queues), refresh and login last.
+scenario health_live health_live.lua 2 /health/live
+scenario deck_get deck_get.lua 2 /
+scenario deck_list deck_list.lua 2 /
+scenario cards_list cards_list.lua 2 /
+scenario study_queue study_queue.lua 2 /
+scenario review review.lua 2 /
+scenario refresh refresh.lua 32 /
+scenario login login.lua 2 /
+
+# Login storm: 64 clients hammer login while the cached deck read runs as in deck_get.
+log "scenario login_storm: 64 login clients alongside the cached deck read"
+storm=$run/results/login_storm
+mkdir -p "$storm"
+BENCH_RESULT=$storm/login.json wrk -t2 -c64 -d"$((duration + 2))s" -s "$BENCH_WRK_DIR/login.lua" "$base/" \
+  >"$storm/login_output.txt" 2>&1 &
+storm_pid=$!
+sleep 1
+measure login_storm wrk -t2 -c"$connections" -d"${duration}s" -s "$BENCH_WRK_DIR/deck_get.lua" "$base/"
+wait "$storm_pid" || log "login_storm: the login load failed; see $storm/login_output.txt"
+
+# The cached deck read straight at deck-service over gRPC (no gateway, no rate limit).
+log "scenario grpc_deck_get: ${duration}s, $connections tasks"
+first_deck=$(head -1 "$run/data/decks.txt")
+grpc_load=("$bin/grpc-load" --url "http://127.0.0.1:$deck_grpc" --deck-id "$first_deck"
+  --tokens "$run/data/access.txt" --concurrency "$connections")
+"${grpc_load[@]}" --duration 1 >/dev/null
+measure grpc_deck_get sh -c '"$@" >"$BENCH_RESULT"' grpc-load "${grpc_load[@]}" --duration "$duration"
+
+# The ceiling: Redis GET of a 4 KB value, 32 clients, on the cache Redis.
+log "scenario redis_get: redis-benchmark GET 4 KB, 32 clients"
+redis-cli -p "${redis_port[cache]}" SET key:__rand_int__ "$(head -c 4096 /dev/zero | tr '\0' x)" >/dev/null
+redis_requests=$((duration * 40000))
+measure redis_get sh -c 'redis-benchmark -p "$1" -t get -d 4096 -c 32 -n "$2" --csv >"$BENCH_RESULT.csv"' \
+  redis-benchmark "${redis_port[cache]}" "$redis_requests"
+echo "$redis_requests" >"$run/results/redis_get/requests"
+
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---------------------------------------------------------------- report
+cat >"$run/results/meta.json" <<EOF
+{"duration_s": $duration, "users": $users, "connections": $connections, "profile": "$profile",
+ "rust_log": "$RUST_LOG", "clk_tck": $(getconf CLK_TCK), "cpus": $(nproc),
+ "cpu_model": "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)",
+ "kernel": "$(uname -r)", "date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)",
+ "commit": "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)",
+ "load_before": "$load_before", "load_after": "$load_after",
+ "wrk": "$(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2)", "redis": "$(redis-server --version | cut -d' ' -f3)"}
+EOF
+python3 bench/report.py "$run/results" >"$report"
+log "report written to $report"
+cat "$report"
