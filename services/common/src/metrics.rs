@@ -86,6 +86,44 @@ impl Metrics {
             .register(name, help, metric);
     }
 
+    /// Adds a counter whose value is read from `read` at each scrape: for counts a
+    /// component already keeps (atomics), so it need not depend on this crate's types.
+    pub fn register_counter_fn(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        read: impl Fn() -> u64 + Send + Sync + 'static,
+    ) {
+        self.register_collector(FnMetric {
+            name,
+            help,
+            gauge: false,
+            read: Box::new(move || read() as i64),
+        });
+    }
+
+    /// Adds a gauge whose value is read from `read` at each scrape (a state, a pool size).
+    pub fn register_gauge_fn(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        read: impl Fn() -> i64 + Send + Sync + 'static,
+    ) {
+        self.register_collector(FnMetric {
+            name,
+            help,
+            gauge: true,
+            read: Box::new(read),
+        });
+    }
+
+    fn register_collector(&self, collector: impl prometheus_client::collector::Collector) {
+        self.registry
+            .write()
+            .expect("metrics lock poisoned")
+            .register_collector(Box::new(collector));
+    }
+
     /// The whole registry in the Prometheus text format.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -115,6 +153,7 @@ impl Metrics {
         )
     }
 
+    /// Records one gRPC call (used by [`GrpcMetricsLayer`]).
     fn record_rpc(&self, method: &str, code: &str, started: Instant) {
         self.rpc_requests
             .get_or_create(&RpcLabels {
@@ -127,6 +166,44 @@ impl Metrics {
                 method: method.to_owned(),
             })
             .observe(started.elapsed().as_secs_f64());
+    }
+}
+
+/// A series read from a closure at scrape time.
+struct FnMetric {
+    name: &'static str,
+    help: &'static str,
+    gauge: bool,
+    read: Box<dyn Fn() -> i64 + Send + Sync>,
+}
+
+impl std::fmt::Debug for FnMetric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FnMetric")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl prometheus_client::collector::Collector for FnMetric {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::{
+            encoding::EncodeMetric,
+            metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
+        };
+        let value = (self.read)();
+        if self.gauge {
+            let metric =
+                encoder.encode_descriptor(self.name, self.help, None, MetricType::Gauge)?;
+            ConstGauge::new(value).encode(metric)
+        } else {
+            let metric =
+                encoder.encode_descriptor(self.name, self.help, None, MetricType::Counter)?;
+            ConstCounter::new(value.max(0) as u64).encode(metric)
+        }
     }
 }
 
@@ -225,5 +302,27 @@ fn format_code(code: tonic::Code) -> &'static str {
         Unavailable => "UNAVAILABLE",
         DataLoss => "DATA_LOSS",
         Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Metrics;
+
+    #[test]
+    fn closure_series_are_read_at_scrape_time() {
+        let metrics = Metrics::new();
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let reader = hits.clone();
+        metrics.register_counter_fn("cache_hits", "Cache hits", move || {
+            reader.load(std::sync::atomic::Ordering::Relaxed)
+        });
+        metrics.register_gauge_fn("breaker_state", "Breaker state", || 2);
+
+        hits.store(7, std::sync::atomic::Ordering::Relaxed);
+        let text = metrics.render();
+
+        assert!(text.contains("cache_hits_total 7"), "{text}");
+        assert!(text.contains("breaker_state 2"), "{text}");
     }
 }

@@ -65,3 +65,19 @@ pub async fn migrate(
 pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
 }
+
+/// Exports the pool's usage: `db_pool_connections` (open) and `db_pool_idle_connections`.
+pub fn register_metrics(metrics: &crate::metrics::Metrics, pool: &PgPool) {
+    let open = pool.clone();
+    metrics.register_gauge_fn(
+        "db_pool_connections",
+        "Open PostgreSQL connections in the pool",
+        move || i64::from(open.size()),
+    );
+    let idle = pool.clone();
+    metrics.register_gauge_fn(
+        "db_pool_idle_connections",
+        "Idle PostgreSQL connections in the pool",
+        move || idle.num_idle() as i64,
+    );
+}

@@ -188,6 +188,28 @@ impl RedisPool {
         matches!(self.pool, Backend::Cluster(_))
     }
 
+    /// Exports the pool's usage as `<name>_connections` (open) and
+    /// `<name>_idle_connections`, e.g. `redis_cache_pool_connections`.
+    pub fn register_metrics(
+        &self,
+        metrics: &crate::metrics::Metrics,
+        open_name: &'static str,
+        idle_name: &'static str,
+    ) {
+        let status = |backend: &Backend| match backend {
+            Backend::Single(pool) => pool.status(),
+            Backend::Cluster(pool) => pool.status(),
+        };
+        let pool = self.pool.clone();
+        metrics.register_gauge_fn(open_name, "Open Redis connections in the pool", move || {
+            status(&pool).size as i64
+        });
+        let pool = self.pool.clone();
+        metrics.register_gauge_fn(idle_name, "Idle Redis connections in the pool", move || {
+            status(&pool).available as i64
+        });
+    }
+
     /// One PING, for readiness.
     pub async fn ping(&self) -> Result<(), RedisError> {
         self.run(|mut connection| async move {
