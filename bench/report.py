@@ -47,6 +47,24 @@ def read_pairs(path):
     return pairs
 
 
+def load_result_file(path):
+    """A wrk result written by bench/wrk/common.lua, or None."""
+    folder, name = os.path.split(path)
+    if name == "result.json":
+        return load_result(folder)
+    try:
+        with open(path) as f:
+            data = json.loads(f.read().strip() or "null")
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    if not data:
+        return None
+    seconds = data["duration_us"] / 1e6
+    errors = sum(data[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts"))
+    return {"requests": data["requests"], "rps": data["requests"] / seconds, "p50": data["p50_us"] / 1000,
+            "p99": data["p99_us"] / 1000, "errors": errors, "error_detail": ""}
+
+
 def load_result(folder):
     """requests, rps, p50 ms, p99 ms, errors (None when the run left nothing)."""
     path = os.path.join(folder, "result.json")
@@ -153,8 +171,10 @@ def main():
       "docs/benchmarks.md explains how to run it and how to read it.")
     w("")
     w(f"- Machine: {cores} × {meta['cpu_model']}, Linux {meta['kernel']}. The load tools run on the same machine.")
-    w(f"- Load average (1, 5, 15 min) before the run: **{meta['load_before']}**; after: {meta['load_after']}. "
-      "Other engineers' builds share these cores; the column *other* below shows how much CPU they took during each scenario.")
+    w(f"- Machine load: load average (1, 5, 15 min) **{meta['load_before']}** before the build, "
+      f"**{meta['load_start']}** when the scenarios started, {meta['load_after']} at the end; with the stack idle just "
+      f"before the scenarios the cores were **{meta['idle_busy_pct']} % busy** with other work. The column *other* below "
+      "shows how much CPU other processes took during each scenario.")
     w(f"- Build: `{meta['profile']}`; services log at `RUST_LOG={meta['rust_log']}` (JSON). "
       f"Each scenario: {meta['duration_s']} s, {meta['connections']} connections; data set: 10 decks × 50 cards, "
       f"{meta['users']} users with study initialised on every deck; {meta['wrk']}, Redis {meta['redis']}.")
@@ -285,11 +305,19 @@ def main():
     storm = results.get("login_storm")
     if storm and deck:
         ratio = storm["rps"] / deck["rps"]
+        storm_login = load_result_file(os.path.join(root, "login_storm", "login.json"))
+        storm_cpu = cpu["login_storm"]
+        storm_share = (storm_cpu["session-service"] or 0) * storm["rps"] / (cores * 1e6) * 100
         check("cached deck reads keep ≥ ½ of their idle rate while 64 clients log in",
               f"{fmt_int(storm['rps'])} vs {fmt_int(deck['rps'])} req/s idle = {ratio * 100:.0f} %", ratio >= 0.5,
-              "Password hashing competes for the same 2 cores: session-service's hash pool (PASSWORD_HASH_CONCURRENCY, "
-              "default = the CPU count) can take every core, leaving the gateway and deck-service only what the scheduler "
-              "gives back. A hash pool of cores − 1, or a lower priority for the hashing threads, closes it.")
+              f"During the storm session-service took {storm_share:.0f} % of the machine's CPU (hashing), the "
+              f"machine was {cpu['login_storm']['busy_pct']:.0f} % busy. Password hashing competes for the same "
+              f"{cores} cores: session-service's hash pool (PASSWORD_HASH_CONCURRENCY, default = the CPU count) can take "
+              "every core, leaving the gateway and deck-service only what the scheduler gives back. A hash pool of "
+              "cores − 1, or a lower scheduling priority for the hashing threads, closes it.")
+        if storm_login:
+            rows.append(("(login rate during the storm)", f"{fmt_int(storm_login['rps'])} logins/s, "
+                         f"p99 {fmt_ms(storm_login['p99'])} ms, errors {fmt_int(storm_login['errors'])}", "info"))
     w("| goal | figure | |")
     w("|---|---|---|")
     for goal, figure, state in rows:
@@ -302,6 +330,20 @@ def main():
     else:
         w("None: every goal above was met in this run.")
     w("")
+    try:
+        with open(os.path.join(root, "top_idle.txt")) as f:
+            top = f.read().strip()
+    except FileNotFoundError:
+        top = ""
+    if top:
+        w("## Machine before the scenarios")
+        w("")
+        w("The busiest processes over one second with the stack idle (`top`), i.e. what else was running:")
+        w("")
+        w("```")
+        w(top)
+        w("```")
+        w("")
     grpc, redis = results.get("grpc_deck_get"), results.get("redis_get")
     if deck and grpc and redis:
         w("## Ceiling references")

@@ -62,6 +62,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 if [ "$profile" = release ]; then
   log "building release binaries"
   cargo build --release --bins
@@ -71,8 +72,6 @@ else
   cargo build --bins
   bin=$PWD/target/debug
 fi
-
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------- the stack
 pg_port=$(free_port)
@@ -196,7 +195,7 @@ measure() {
 }
 scenario() { # scenario NAME SCRIPT THREADS PATH
   log "scenario $1: ${duration}s, $3 threads, $connections connections"
-  measure "$1" wrk -t"$3" -c"$connections" -d"${duration}s" -s "$BENCH_WRK_DIR/$2" "$base$4"
+  measure "$1" wrk -t"$3" -c"$connections" -d"${duration}s" --timeout 10s -s "$BENCH_WRK_DIR/$2" "$base$4"
 }
 
 # ---------------------------------------------------------------- data set
@@ -205,6 +204,14 @@ python3 bench/load.py --base "$base" --out "$run/data" --users "$users" \
   --make-superuser "env DATABASE_URL=$sessions_db $bin/session-service make-superuser"
 sleep 1
 mem_snapshot >"$run/results/mem_idle"
+# How busy the machine is with the stack idle: other users' work that every scenario competes with.
+machine_busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
+read -r busy0 total0 < <(machine_busy)
+sleep 3
+read -r busy1 total1 < <(machine_busy)
+idle_busy_pct=$(awk -v b=$((busy1 - busy0)) -v t=$((total1 - total0)) 'BEGIN { printf "%.0f", t ? 100 * b / t : 0 }')
+top -b -n 2 -d 1 -w 200 | awk '/^top -/ { n++ } n == 2' | sed -n '/PID/,$p' | head -8 >"$run/results/top_idle.txt" || true
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------- scenarios
 # Reads first (reviews change the study queues), refresh and login last.
@@ -221,11 +228,11 @@ scenario login login.lua 2 /
 log "scenario login_storm: 64 login clients alongside the cached deck read"
 storm=$run/results/login_storm
 mkdir -p "$storm"
-BENCH_RESULT=$storm/login.json wrk -t2 -c64 -d"$((duration + 2))s" -s "$BENCH_WRK_DIR/login.lua" "$base/" \
+BENCH_RESULT=$storm/login.json wrk -t2 -c64 -d"$((duration + 2))s" --timeout 10s -s "$BENCH_WRK_DIR/login.lua" "$base/" \
   >"$storm/login_output.txt" 2>&1 &
 storm_pid=$!
 sleep 1
-measure login_storm wrk -t2 -c"$connections" -d"${duration}s" -s "$BENCH_WRK_DIR/deck_get.lua" "$base/"
+measure login_storm wrk -t2 -c"$connections" -d"${duration}s" --timeout 10s -s "$BENCH_WRK_DIR/deck_get.lua" "$base/"
 wait "$storm_pid" || log "login_storm: the login load failed; see $storm/login_output.txt"
 
 # The cached deck read straight at deck-service over gRPC (no gateway, no rate limit).
@@ -253,7 +260,8 @@ cat >"$run/results/meta.json" <<EOF
  "cpu_model": "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)",
  "kernel": "$(uname -r)", "date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)",
  "commit": "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)",
- "load_before": "$load_before", "load_after": "$load_after",
+ "load_before": "$load_before", "load_start": "$load_start", "load_after": "$load_after",
+ "idle_busy_pct": $idle_busy_pct,
  "wrk": "$(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2)", "redis": "$(redis-server --version | cut -d' ' -f3)"}
 EOF
 python3 bench/report.py "$run/results" >"$report"
