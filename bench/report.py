@@ -94,7 +94,8 @@ def load_result(folder):
         detail = {k: data[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts") if data[k]}
         return {"requests": data["requests"], "rps": data["requests"] / seconds, "p50": data["p50_us"] / 1000,
                 "p99": data["p99_us"] / 1000, "errors": sum(detail.values()),
-                "error_detail": ", ".join(f"{k.replace('_errors', '')} {v}" for k, v in detail.items())}
+                "error_detail": ", ".join(f"{k.replace('_errors', '')} {v}" for k, v in detail.items()),
+                "rotations": data.get("rotations"), "unchanged": data.get("unchanged")}
     return {"requests": data["requests"], "rps": data["rps"], "p50": data["p50_us"] / 1000,
             "p99": data["p99_us"] / 1000, "errors": data["errors"], "error_detail": ""}
 
@@ -284,6 +285,12 @@ def main():
     if ref:
         check("refresh rotation ≥ 2,000 req/s", f"{fmt_int(ref['rps'])} req/s", ref["rps"] >= 2000,
               machine_story("refresh", 2000) + "Each rotation signs two Ed25519 JWTs and runs one Lua script in the sessions Redis.")
+        if ref.get("rotations") is not None:
+            answered = ref["rotations"] + ref["unchanged"]
+            check("every refresh rotated its chain (new token in each 200 answer)",
+                  f"{fmt_int(ref['rotations'])} of {fmt_int(answered)}", ref["unchanged"] == 0,
+                  "A 200 answer that repeats the token sent means the grace window answered a replay: the chain "
+                  "resent an old token after a failed call.")
         if ref["errors"]:
             missed.append(f"- **refresh chains broke**: {fmt_int(ref['errors'])} errors ({ref['error_detail']}); "
                           "a chain that gets a non-200 answer resends its token, which is a replay.")

@@ -14,21 +14,22 @@ function M.data(name)
   return lines
 end
 
-local threads = 0
+M.threads = {}
 function M.setup(thread)
-  threads = threads + 1
-  thread:set("thread_id", threads)
+  M.threads[#M.threads + 1] = thread
+  thread:set("thread_id", #M.threads)
 end
 
-function M.done(summary, latency, requests)
+-- extra: optional string of further JSON members (',"name":value...') a script adds.
+function M.done(summary, latency, requests, extra)
   local e = summary.errors
   local out = assert(io.open(os.getenv("BENCH_RESULT"), "w"))
   out:write(string.format(
     '{"requests":%d,"duration_us":%d,"bytes":%d,"connect_errors":%d,"read_errors":%d,'
       .. '"write_errors":%d,"status_errors":%d,"timeouts":%d,'
-      .. '"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d,"mean_us":%.1f}\n',
+      .. '"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d,"mean_us":%.1f%s}\n',
     summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean))
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean, extra or ""))
   out:close()
 end
 

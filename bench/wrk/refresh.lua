@@ -17,9 +17,25 @@ function request()
   return wrk.format("POST", "/api/v1/auth/refresh", { ["Content-Type"] = "application/json" },
     '{"refresh_token":"' .. refresh_token .. '"}')
 end
+-- Counted per thread and summed in done(): a chain that really rotates gets a new
+-- token in every 200 answer; an unchanged one would mean the grace window answered.
+rotations, unchanged = 0, 0
 function response(status, headers, body)
   if status == 200 then
     local token = body:match('"refresh_token"%s*:%s*"([^"]+)"')
-    if token then refresh_token = token end
+    if token and token ~= refresh_token then
+      refresh_token = token
+      rotations = rotations + 1
+    else
+      unchanged = unchanged + 1
+    end
   end
+end
+done = function(summary, latency, requests)
+  local rotated, same = 0, 0
+  for _, thread in ipairs(bench.threads) do
+    rotated = rotated + (thread:get("rotations") or 0)
+    same = same + (thread:get("unchanged") or 0)
+  end
+  bench.done(summary, latency, requests, string.format(',"rotations":%d,"unchanged":%d', rotated, same))
 end
