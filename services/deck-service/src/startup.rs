@@ -158,6 +158,7 @@ impl Application {
         .await
         .context("cannot bind GRPC_ADDR")?
         .depends_on(Dependency::postgres(pg));
+        crate::cache::register_metrics(app.metrics(), &handles.cache_metrics, &handles.db_queries);
         let routes = Routes::new(DeckServiceServer::new(api));
         Ok(Self {
             app,
@@ -169,6 +170,11 @@ impl Application {
     /// The address the server is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.app.local_addr()
+    }
+
+    /// Where `/metrics` is served.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.app.metrics_addr()
     }
 
     pub fn handles(&self) -> Handles {

@@ -91,6 +91,35 @@ async fn repeated_reads_are_served_from_redis_without_touching_postgres() {
 }
 
 #[tokio::test]
+async fn cache_counters_and_breaker_state_are_exported_on_metrics() {
+    let app = TestApp::spawn().await;
+    let (deck, _) = app.deck_with_cards("Metrics", 1).await;
+    let mut client = app.client.clone();
+    client
+        .get_deck(auth(&app.user, get_deck(&deck.id)))
+        .await
+        .unwrap();
+    client
+        .get_deck(auth(&app.user, get_deck(&deck.id)))
+        .await
+        .unwrap();
+
+    let body = app.scrape_metrics().await;
+
+    let value = |name: &str| {
+        body.lines()
+            .find(|line| line.starts_with(name) && !line.starts_with('#'))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{body}"))
+    };
+    assert!(value("deck_cache_hits") >= 1.0);
+    assert!(value("deck_cache_fills") >= 1.0);
+    assert_eq!(value("deck_cache_breaker_state"), 0.0);
+    assert!(value("deck_db_queries") >= 1.0);
+}
+
+#[tokio::test]
 async fn a_fill_that_read_postgres_before_a_write_does_not_land_after_it() {
     // Arrange: a hook that parks the fill of one key until the test releases it.
     type Gate = Option<(String, oneshot::Sender<()>, oneshot::Receiver<()>)>;

@@ -68,3 +68,75 @@ impl CacheMetrics {
 pub(crate) fn inc(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
+
+/// Exports the counters (and the breaker state, 0 closed / 1 open / 2 half-open) on
+/// the process's `/metrics`, plus the PostgreSQL statements run for requests.
+pub fn register(
+    metrics: &common::metrics::Metrics,
+    cache: &Arc<CacheMetrics>,
+    db_queries: &Arc<AtomicU64>,
+) {
+    macro_rules! counter {
+        ($name:literal, $help:literal, $field:ident) => {{
+            let cache = cache.clone();
+            metrics.register_counter_fn($name, $help, move || cache.$field.load(Ordering::Relaxed));
+        }};
+    }
+    counter!(
+        "deck_cache_hits",
+        "Reads answered from the Redis cache.",
+        hits
+    );
+    counter!(
+        "deck_cache_misses",
+        "Reads that found nothing usable in Redis.",
+        misses
+    );
+    counter!(
+        "deck_cache_bypassed",
+        "Reads that skipped Redis (breaker open or invalidations pending).",
+        bypassed
+    );
+    counter!(
+        "deck_cache_fills",
+        "Cache entries written after a PostgreSQL read.",
+        fills
+    );
+    counter!(
+        "deck_cache_rejected_fills",
+        "Fills refused because the key was invalidated meanwhile.",
+        rejected_fills
+    );
+    counter!(
+        "deck_cache_errors",
+        "Cache Redis calls that failed or timed out.",
+        errors
+    );
+    counter!(
+        "deck_cache_invalidations",
+        "Cache keys deleted by invalidations.",
+        invalidations
+    );
+    counter!(
+        "deck_cache_deferred_invalidations",
+        "Invalidations left to the outbox (Redis unavailable).",
+        deferred_invalidations
+    );
+    counter!(
+        "deck_cache_outbox_drained",
+        "Cache outbox rows drained by the background task.",
+        outbox_drained
+    );
+    let state = cache.breaker_state.clone();
+    metrics.register_gauge_fn(
+        "deck_cache_breaker_state",
+        "Cache Redis circuit breaker: 0 closed, 1 open, 2 half-open.",
+        move || i64::from(state.load(Ordering::Relaxed)),
+    );
+    let queries = db_queries.clone();
+    metrics.register_counter_fn(
+        "deck_db_queries",
+        "PostgreSQL statements run for requests.",
+        move || queries.load(Ordering::Relaxed),
+    );
+}

@@ -39,7 +39,7 @@ use sqlx::PgPool;
 
 pub use breaker::BreakerState;
 pub use keys::Keys;
-pub use metrics::{CacheMetrics, MetricsSnapshot};
+pub use metrics::{CacheMetrics, MetricsSnapshot, register as register_metrics};
 
 use crate::error::{Error, Result};
 use breaker::Breaker;

@@ -43,6 +43,7 @@ impl Default for Spawn {
 
 pub struct TestApp {
     pub client: Client,
+    pub metrics_addr: std::net::SocketAddr,
     pub handles: Handles,
     pub clock: ManualClock,
     pub prefix: String,
@@ -105,6 +106,7 @@ impl TestApp {
         .expect("deck-service builds");
         let addr = app.local_addr();
         let handles = app.handles();
+        let metrics_addr = app.metrics_addr();
         tokio::spawn(app.run());
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
             .unwrap()
@@ -114,6 +116,7 @@ impl TestApp {
         let user_id = Uuid::new_v4();
         Self {
             client: DeckServiceClient::new(channel),
+            metrics_addr,
             handles,
             clock,
             prefix,
@@ -221,6 +224,21 @@ impl TestApp {
             })
             .await
             .unwrap()
+    }
+
+    /// The body of `GET /metrics`.
+    pub async fn scrape_metrics(&self) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(self.metrics_addr)
+            .await
+            .unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        response
     }
 
     pub fn keys(&self) -> deck_service::cache::Keys {
