@@ -926,3 +926,101 @@ async fn the_gateway_is_ready_and_healthy_with_both_services_and_serves_their_ke
         "session-service signs with the fixture key"
     );
 }
+
+#[tokio::test]
+async fn gateway_readiness_turns_not_serving_when_a_service_stops() {
+    let mut stack = spawn_stack().await;
+    let grpc = stack.gateway.grpc_addr.clone();
+
+    stack.deck.terminate();
+    stack
+        .deck
+        .wait_exit(std::time::Duration::from_secs(20))
+        .await;
+    test_support::wait_for_health(
+        &grpc,
+        "readiness",
+        test_support::ServingStatus::NotServing,
+        std::time::Duration::from_secs(10),
+    )
+    .await;
+    let ready = stack.http.get("/health/ready").send().await;
+    let health = stack.http.get("/health").send().await;
+
+    assert_eq!(ready.status, 503);
+    assert_eq!(
+        ready.json()["checks"],
+        json!({"session_service": true, "deck_service": false})
+    );
+    assert_eq!(health.status, 503);
+    assert_eq!(health.json()["status"], "unhealthy");
+}
+
+#[tokio::test]
+async fn the_edges_of_every_bound_are_accepted_end_to_end_and_one_past_them_is_422() {
+    let api = Api::start().await;
+    let admin = api.superuser().await;
+    let (deck, cards) = api.deck_with_cards(&admin, "Bounds", 1).await;
+    let (_, tokens) = api.user().await;
+    let token = access(&tokens);
+    let long_query = "α".repeat(100);
+
+    for (template, path) in [
+        ("/api/v1/decks", "/api/v1/decks?page=1&page_size=100".to_owned()),
+        ("/api/v1/decks", "/api/v1/decks?page=1000&page_size=1".to_owned()),
+        ("/api/v1/decks/search", format!("/api/v1/decks/search?q={}&page_size=50", encode(&long_query))),
+        ("/api/v1/cards", format!("/api/v1/cards?deck_id={deck}&page_size=100&difficulty=easy")),
+        ("/api/v1/cards/search", format!("/api/v1/cards/search?q=x&page_size=50&deck_id={deck}")),
+        ("/api/v1/study/queue", "/api/v1/study/queue?limit=100&new_cards_limit=50&include_early_practice=true&early_practice_limit=50".to_owned()),
+        ("/api/v1/study/queue", "/api/v1/study/queue?limit=1&new_cards_limit=0&include_new=false&early_practice_limit=0".to_owned()),
+        ("/api/v1/reviews", "/api/v1/reviews?page_size=100&start_date=2020-01-01".to_owned()),
+        ("/api/v1/progress/decks", "/api/v1/progress/decks?page_size=100".to_owned()),
+        ("/api/v1/progress/trends", "/api/v1/progress/trends?period=year".to_owned()),
+    ] {
+        let response = api.get(template, &path, &token).await;
+
+        assert_eq!(response.status, 200, "{path}: {}", response.text());
+    }
+    let quality_zero = api
+        .call(
+            "POST",
+            "/api/v1/reviews",
+            "/api/v1/reviews",
+            Some(&token),
+            Some(json!({"card_id": cards[0], "quality": 0, "time_taken": 0})),
+        )
+        .await;
+    assert_eq!(quality_zero.status, 200, "{}", quality_zero.text());
+
+    for (template, path) in [
+        ("/api/v1/decks", "/api/v1/decks?page=0".to_owned()),
+        ("/api/v1/decks", "/api/v1/decks?page_size=101".to_owned()),
+        ("/api/v1/decks", "/api/v1/decks?level=a1".to_owned()),
+        (
+            "/api/v1/decks/search",
+            format!(
+                "/api/v1/decks/search?q={}",
+                encode(&format!("{long_query}α"))
+            ),
+        ),
+        ("/api/v1/decks/{id}", "/api/v1/decks/123".to_owned()),
+        (
+            "/api/v1/study/queue",
+            "/api/v1/study/queue?limit=101".to_owned(),
+        ),
+    ] {
+        let response = api.get(template, &path, &token).await;
+
+        assert_eq!(response.status, 422, "{path}: {}", response.text());
+    }
+    let quality_six = api
+        .call(
+            "POST",
+            "/api/v1/reviews",
+            "/api/v1/reviews",
+            Some(&token),
+            Some(json!({"card_id": cards[0], "quality": 6, "time_taken": 0})),
+        )
+        .await;
+    assert_eq!(quality_six.status, 422);
+}
