@@ -733,3 +733,122 @@ async fn seed_loads_the_greek_decks_once() {
         .unwrap();
     assert!(a1 >= 100, "{a1}");
 }
+
+#[tokio::test]
+async fn reviews_list_only_the_callers_own_newest_first_within_inclusive_dates() {
+    let app = TestApp::spawn_with(support::Spawn {
+        now: datetime!(2030-01-01 10:00 UTC),
+        ..Default::default()
+    })
+    .await;
+    let mut client = app.client.clone();
+    let (_, cards) = app.deck_with_cards("Log", 2).await;
+    let (_, other) = app.other_user();
+    client
+        .submit_review(auth(&app.user, review(&cards[0].id, 3)))
+        .await
+        .unwrap();
+    app.clock.advance(time::Duration::days(1));
+    client
+        .submit_review(auth(&app.user, review(&cards[1].id, 4)))
+        .await
+        .unwrap();
+    client
+        .submit_review(auth(&other, review(&cards[1].id, 5)))
+        .await
+        .unwrap();
+
+    let all = client
+        .list_reviews(auth(&app.user, pb::ListReviewsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    let second_day = client
+        .list_reviews(auth(
+            &app.user,
+            pb::ListReviewsRequest {
+                start_date: Some("2030-01-02".into()),
+                end_date: Some("2030-01-02".into()),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let backwards = client
+        .list_reviews(auth(
+            &app.user,
+            pb::ListReviewsRequest {
+                start_date: Some("2030-01-02".into()),
+                end_date: Some("2030-01-01".into()),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+
+    assert_eq!((all.total, all.page, all.page_size), (2, 1, 50));
+    assert_eq!(
+        all.reviews.iter().map(|r| r.quality).collect::<Vec<_>>(),
+        [4, 3]
+    );
+    assert!(
+        all.reviews
+            .iter()
+            .all(|r| r.user_id == app.user_id.to_string())
+    );
+    assert_eq!(
+        (second_day.total, second_day.reviews[0].card_id.as_str()),
+        (1, cards[1].id.as_str())
+    );
+    assert_eq!(backwards.code(), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn moving_a_card_to_another_deck_moves_its_progress_with_it() {
+    let app = TestApp::spawn().await;
+    let mut client = app.client.clone();
+    let (from, cards) = app.deck_with_cards("From", 2).await;
+    let (to, _) = app.deck_with_cards("To", 1).await;
+    client
+        .submit_review(auth(&app.user, review(&cards[0].id, 5)))
+        .await
+        .unwrap();
+    client
+        .list_deck_progress(auth(&app.user, pb::ListDeckProgressRequest::default()))
+        .await
+        .unwrap();
+
+    client
+        .update_card(auth(
+            &app.admin,
+            pb::UpdateCardRequest {
+                card_id: cards[0].id.clone(),
+                deck_id: Some(to.id.clone()),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let progress = client
+        .list_deck_progress(auth(&app.user, pb::ListDeckProgressRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    let to_cards = client
+        .list_cards(auth(&app.user, list_cards(&to.id)))
+        .await
+        .unwrap()
+        .into_inner();
+
+    let studied = |id: &str| {
+        progress
+            .decks
+            .iter()
+            .find(|d| d.deck_id == id)
+            .map(|d| (d.cards_studied, d.total_cards))
+    };
+    assert_eq!(studied(&from.id), Some((0, 1)));
+    assert_eq!(studied(&to.id), Some((1, 2)));
+    assert_eq!(to_cards.total, 2);
+}

@@ -443,3 +443,74 @@ async fn a_write_while_redis_is_unreachable_leaves_no_stale_entry_when_it_return
         .unwrap();
     assert_eq!(rows, 0);
 }
+
+#[tokio::test]
+async fn a_write_while_redis_is_stopped_leaves_no_stale_entry_after_it_restarts_with_its_data() {
+    // Append-only file on: the stale entry survives the restart, as on a real server.
+    let mut redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let app = TestApp::spawn_with(Spawn {
+        redis_url: redis.url(),
+        ..Default::default()
+    })
+    .await;
+    let (deck, _) = app.deck_with_cards("Before restart", 2).await;
+    let mut client = app.client.clone();
+    client
+        .list_cards(auth(&app.user, list_cards(&deck.id)))
+        .await
+        .unwrap();
+    client
+        .list_cards(auth(&app.user, list_cards(&deck.id)))
+        .await
+        .unwrap();
+    let cards_key = app
+        .keys()
+        .cards(deck_service::domain::DeckId(deck.id.parse().unwrap()));
+    assert!(app.exists(&cards_key).await);
+
+    redis.stop();
+    let added = client
+        .create_card(auth(
+            &app.admin,
+            pb::CreateCardRequest {
+                deck_id: deck.id.clone(),
+                card: Some(pb::NewCard {
+                    front_text: "νέα κάρτα".into(),
+                    back_text: "new card".into(),
+                    difficulty: pb::Difficulty::Easy as i32,
+                    order_index: 5,
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    redis.restart();
+
+    for _ in 0..5 {
+        let cards = client
+            .list_cards(auth(&app.user, list_cards(&deck.id)))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(cards.total, 3);
+        assert!(cards.cards.iter().any(|card| card.id == added.id));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.handles.cache.invalidations_pending() {
+        assert!(
+            Instant::now() < deadline,
+            "outbox not drained: {:?}",
+            app.metrics()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let cached = client
+        .list_cards(auth(&app.user, list_cards(&deck.id)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cached.total, 3);
+}
