@@ -6,6 +6,7 @@
 //! or pause a dependency start a private one with [`RedisServer::start`] or
 //! [`PostgresServer::start`].
 
+pub mod chaos;
 pub mod conformance;
 pub mod http;
 mod process;
