@@ -83,6 +83,19 @@ async fn main() {
         .await
         .expect("register");
 
+    // Baseline: an RPC that touches neither PostgreSQL nor Redis.
+    let start = Instant::now();
+    for _ in 0..100 {
+        client
+            .get_public_keys(pb::GetPublicKeysRequest {})
+            .await
+            .expect("get public keys");
+    }
+    println!(
+        "baseline: GetPublicKeys {:.2} ms per call, one worker",
+        start.elapsed().as_secs_f64() * 10.0
+    );
+
     // Refresh rotations: each worker chains its own session's tokens.
     let deadline = Instant::now() + Duration::from_secs(options.seconds);
     let mut workers = Vec::new();
