@@ -10,8 +10,8 @@
 use std::time::Duration;
 
 use crate::{
-    ServiceProcess, ServingStatus, TestTokens, conformance::workspace_binary, fresh_database, http::HttpClient,
-    key_prefix, redis_url, run_to_exit, spawn_service, wait_for_health,
+    ServiceProcess, ServingStatus, TestTokens, conformance::workspace_binary, fresh_database,
+    http::HttpClient, key_prefix, redis_url, run_to_exit, spawn_service, wait_for_health,
 };
 
 /// Knobs of [`spawn_stack_with`]; `Default` is what most tests want.
@@ -45,7 +45,10 @@ pub struct Stack {
 
 /// The signing key session-service uses in tests (the trusted [`TestTokens`] key).
 pub fn signing_key_file() -> String {
-    format!("{}/fixtures/test-signing-key.pem", env!("CARGO_MANIFEST_DIR"))
+    format!(
+        "{}/fixtures/test-signing-key.pem",
+        env!("CARGO_MANIFEST_DIR")
+    )
 }
 
 /// Starts the stack with default options and waits until the gateway is ready.
@@ -87,7 +90,10 @@ pub async fn spawn_stack_with(options: StackOptions) -> Stack {
     let mut gateway_env = vec![
         ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
         ("GRPC_ADDR", "127.0.0.1:0".to_owned()),
-        ("SESSION_SERVICE_URL", format!("http://{}", session.grpc_addr)),
+        (
+            "SESSION_SERVICE_URL",
+            format!("http://{}", session.grpc_addr),
+        ),
         ("DECK_SERVICE_URL", format!("http://{}", deck.grpc_addr)),
         ("RATE_LIMIT_REDIS_URL", redis_url.clone()),
         ("REDIS_KEY_PREFIX", redis_prefix.clone()),
@@ -95,8 +101,18 @@ pub async fn spawn_stack_with(options: StackOptions) -> Stack {
     ];
     gateway_env.extend(options.gateway_env.iter().cloned());
     let gateway = spawn_service(&workspace_binary("gateway"), &[], &gateway_env).await;
-    let http_addr = gateway.listeners.get("HTTP").expect("gateway reports its HTTP address").clone();
-    wait_for_health(&gateway.grpc_addr, "readiness", ServingStatus::Serving, Duration::from_secs(30)).await;
+    let http_addr = gateway
+        .listeners
+        .get("HTTP")
+        .expect("gateway reports its HTTP address")
+        .clone();
+    wait_for_health(
+        &gateway.grpc_addr,
+        "readiness",
+        ServingStatus::Serving,
+        Duration::from_secs(30),
+    )
+    .await;
 
     Stack {
         session,
@@ -113,14 +129,26 @@ pub async fn spawn_stack_with(options: StackOptions) -> Stack {
 
 impl Stack {
     /// Registers a user through the API and returns its TokenResponse JSON.
-    pub async fn register(&self, email: &str, password: &str, full_name: &str) -> serde_json::Value {
+    pub async fn register(
+        &self,
+        email: &str,
+        password: &str,
+        full_name: &str,
+    ) -> serde_json::Value {
         let response = self
             .http
             .post("/api/v1/auth/register")
-            .json(&serde_json::json!({"email": email, "password": password, "full_name": full_name}))
+            .json(
+                &serde_json::json!({"email": email, "password": password, "full_name": full_name}),
+            )
             .send()
             .await;
-        assert_eq!(response.status, 201, "register {email}: {}", response.text());
+        assert_eq!(
+            response.status,
+            201,
+            "register {email}: {}",
+            response.text()
+        );
         response.json()
     }
 
