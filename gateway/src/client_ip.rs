@@ -83,19 +83,21 @@ impl TrustedProxies {
         if !self.trusts(peer) {
             return peer;
         }
-        let chain: Vec<IpAddr> = headers
+        let entries: Vec<&str> = headers
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(','))
             .map(str::trim)
-            .map_while(|item| item.parse::<IpAddr>().ok())
-            .map(canonical)
             .collect();
         let mut client = peer;
-        for ip in chain.into_iter().rev() {
-            client = ip;
-            if !self.trusts(ip) {
+        for entry in entries.into_iter().rev() {
+            // Garbage ends the walk: whatever is left of it was not written by our proxies.
+            let Ok(ip) = entry.parse::<IpAddr>() else {
+                break;
+            };
+            client = canonical(ip);
+            if !self.trusts(client) {
                 break;
             }
         }
