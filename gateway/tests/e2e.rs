@@ -1024,3 +1024,48 @@ async fn the_edges_of_every_bound_are_accepted_end_to_end_and_one_past_them_is_4
         .await;
     assert_eq!(quality_six.status, 422);
 }
+
+#[tokio::test]
+async fn the_request_id_reaches_the_services_logs() {
+    let logs = std::env::temp_dir().join(format!("lge-stack-logs-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&logs).unwrap();
+    let service_log = ("RUST_LOG", "info,tower_http=debug".to_owned());
+    let stack = test_support::stack::spawn_stack_with(test_support::stack::StackOptions {
+        session_env: vec![service_log.clone()],
+        deck_env: vec![service_log],
+        log_dir: Some(logs.clone()),
+        ..Default::default()
+    })
+    .await;
+    let email = format!("trace-{}@example.com", Uuid::new_v4().simple());
+    let tokens = stack.register(&email, PASSWORD, "Trace").await;
+
+    let answered = stack
+        .http
+        .get("/api/v1/decks")
+        .bearer(&access(&tokens))
+        .header("X-Request-ID", "e2e-trace-4711")
+        .send()
+        .await;
+    let profile = stack
+        .http
+        .get("/api/v1/auth/me")
+        .bearer(&access(&tokens))
+        .header("X-Request-ID", "e2e-trace-4712")
+        .send()
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    assert_eq!(answered.header("x-request-id"), Some("e2e-trace-4711"));
+    assert_eq!(profile.header("x-request-id"), Some("e2e-trace-4712"));
+    let deck_log = std::fs::read_to_string(logs.join("deck-service.log")).unwrap();
+    let session_log = std::fs::read_to_string(logs.join("session-service.log")).unwrap();
+    assert!(
+        deck_log.contains("e2e-trace-4711"),
+        "deck-service log lacks the request id:\n{deck_log}"
+    );
+    assert!(
+        session_log.contains("e2e-trace-4712"),
+        "session-service log lacks the request id:\n{session_log}"
+    );
+}

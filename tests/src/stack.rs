@@ -25,6 +25,8 @@ pub struct StackOptions {
     pub deck_env: Vec<(&'static str, String)>,
     /// Redis URL for all three roles (default: the shared test Redis).
     pub redis_url: Option<String>,
+    /// When set, each process's log (stderr) is appended to `<dir>/<binary>.log`.
+    pub log_dir: Option<std::path::PathBuf>,
 }
 
 /// The three running processes (killed on drop) and an HTTP client for the gateway.
@@ -74,7 +76,7 @@ pub async fn spawn_stack_with(options: StackOptions) -> Stack {
         ("JWT_PRIVATE_KEY_FILE", signing_key_file()),
     ];
     session_env.extend(options.session_env.iter().cloned());
-    let session = spawn_service(&workspace_binary("session-service"), &[], &session_env).await;
+    let session = spawn_logged("session-service", &session_env, options.log_dir.as_deref()).await;
 
     let mut deck_env = vec![
         ("GRPC_ADDR", "127.0.0.1:0".to_owned()),
@@ -84,7 +86,7 @@ pub async fn spawn_stack_with(options: StackOptions) -> Stack {
         ("JWT_PUBLIC_KEYS_FILE", jwks_file),
     ];
     deck_env.extend(options.deck_env.iter().cloned());
-    let deck = spawn_service(&workspace_binary("deck-service"), &[], &deck_env).await;
+    let deck = spawn_logged("deck-service", &deck_env, options.log_dir.as_deref()).await;
 
     // The gateway fetches its verification keys from session-service, as in production.
     let mut gateway_env = vec![
@@ -100,7 +102,7 @@ pub async fn spawn_stack_with(options: StackOptions) -> Stack {
         ("READINESS_INTERVAL_MS", "200".to_owned()),
     ];
     gateway_env.extend(options.gateway_env.iter().cloned());
-    let gateway = spawn_service(&workspace_binary("gateway"), &[], &gateway_env).await;
+    let gateway = spawn_logged("gateway", &gateway_env, options.log_dir.as_deref()).await;
     let http_addr = gateway
         .listeners
         .get("HTTP")
@@ -124,6 +126,33 @@ pub async fn spawn_stack_with(options: StackOptions) -> Stack {
         redis_url,
         session_database_url,
         deck_database_url,
+    }
+}
+
+/// Spawns a workspace binary; with `log_dir`, through `sh` so its stderr lands in a file
+/// (`exec` keeps the pid, so signals still reach the binary).
+async fn spawn_logged(
+    name: &str,
+    envs: &[(&'static str, String)],
+    log_dir: Option<&std::path::Path>,
+) -> ServiceProcess {
+    let binary = workspace_binary(name);
+    match log_dir {
+        None => spawn_service(&binary, &[], envs).await,
+        Some(dir) => {
+            let log = dir
+                .join(format!("{name}.log"))
+                .to_string_lossy()
+                .into_owned();
+            let mut envs = envs.to_vec();
+            envs.push(("STACK_LOG_FILE", log));
+            spawn_service(
+                "sh",
+                &["-c", r#"exec "$0" 2>>"$STACK_LOG_FILE""#, &binary],
+                &envs,
+            )
+            .await
+        }
     }
 }
 
