@@ -7,13 +7,14 @@
 //! - [`tokens`]: signing and verifying JWTs; [`password`]: argon2id / legacy bcrypt;
 //! - [`store`]: PostgreSQL accounts and Redis sessions (Lua scripts);
 //! - [`service`]: the use cases; [`grpc`]: the thin gRPC adapter; [`error`]: the status mapping;
-//! - [`startup`]: wiring; [`admin`]: operator subcommands.
+//! - [`startup`]: wiring; [`admin`]: operator subcommands; [`metrics`]: the service's own series.
 
 pub mod admin;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod grpc;
+pub mod metrics;
 pub mod password;
 pub mod service;
 pub mod startup;

@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::{
     domain::{ClientInfo, Email, FullName, Password, ProfileUpdate},
     error::{Error, RefreshError},
+    metrics::SessionMetrics,
     password::{Hasher, Verified},
     store::{
         sessions::{Rotation, SessionInfo, Sessions},
@@ -33,6 +34,7 @@ pub struct SessionApp {
     pub keys: Arc<TokenKeys>,
     pub hasher: Hasher,
     pub lifetimes: Lifetimes,
+    pub metrics: Arc<SessionMetrics>,
 }
 
 fn now_ms() -> u64 {
@@ -66,6 +68,22 @@ impl SessionApp {
         password: Password,
         client: ClientInfo,
     ) -> Result<TokenPair, Error> {
+        let result = self.check_password_and_start(email, password, client).await;
+        match &result {
+            Ok(_) => SessionMetrics::inc(&self.metrics.logins),
+            Err(Error::InvalidCredentials) => SessionMetrics::inc(&self.metrics.login_failures),
+            Err(Error::SessionStore(_)) => SessionMetrics::inc(&self.metrics.store_unavailable),
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn check_password_and_start(
+        &self,
+        email: Email,
+        password: Password,
+        client: ClientInfo,
+    ) -> Result<TokenPair, Error> {
         let user = users::credentials(&self.pg, &email).await?;
         let stored = user.as_ref().map(|user| user.password_hash.clone());
         let verified = self.hasher.verify(password.clone(), stored).await?;
@@ -83,6 +101,7 @@ impl SessionApp {
                         .await
                     {
                         Ok(_) => {
+                            SessionMetrics::inc(&self.metrics.password_hash_upgrades);
                             tracing::info!(user_id = %user.id, "password hash upgraded to argon2id")
                         }
                         Err(error) => {
@@ -143,6 +162,19 @@ impl SessionApp {
     /// Rotates a refresh token (see `store/lua/rotate.lua` for the rules).
     #[tracing::instrument(skip_all)]
     pub async fn refresh(&self, token: &str) -> Result<TokenPair, Error> {
+        let result = self.rotate(token).await;
+        match &result {
+            Err(Error::Refresh(RefreshError::Reused)) => {
+                SessionMetrics::inc(&self.metrics.refresh_reuse_detected)
+            }
+            Err(Error::Refresh(_)) => SessionMetrics::inc(&self.metrics.refresh_rejected),
+            Err(Error::SessionStore(_)) => SessionMetrics::inc(&self.metrics.store_unavailable),
+            _ => {}
+        }
+        result
+    }
+
+    async fn rotate(&self, token: &str) -> Result<TokenPair, Error> {
         let claims = self.keys.verify_refresh(token)?;
         let (user_id, session_id) = (claims.sub, claims.sid);
         let standing = users::standing(&self.pg, user_id).await?;
@@ -161,8 +193,12 @@ impl SessionApp {
             .rotate(claims.generation, claims.jti, &next, now_ms())
             .await?
         {
-            Rotation::Rotated => Ok(pair),
+            Rotation::Rotated => {
+                SessionMetrics::inc(&self.metrics.refresh_rotations);
+                Ok(pair)
+            }
             Rotation::Grace(current) => {
+                SessionMetrics::inc(&self.metrics.refresh_grace_replays);
                 tracing::info!(%user_id, %session_id, "refresh replayed inside the grace window");
                 self.sign(&current)
             }

@@ -11,6 +11,7 @@ use tonic::service::Routes;
 use crate::{
     config::{Config, DEFAULT_PORT},
     grpc::SessionGrpc,
+    metrics::SessionMetrics,
     password::{self, Hasher},
     service::{Lifetimes, SessionApp},
     store::sessions::{self, Sessions},
@@ -64,6 +65,7 @@ impl Application {
             sessions: store,
             keys: Arc::new(keys),
             hasher: Hasher::new(config.password_hash_concurrency()),
+            metrics: Arc::new(SessionMetrics::default()),
             lifetimes: Lifetimes {
                 access: tokens.access_token_ttl,
                 refresh: tokens.refresh_token_ttl,
@@ -81,6 +83,7 @@ impl Application {
         .depends_on(Dependency::postgres(pg))
         .depends_on(Dependency::redis("sessions redis", redis));
 
+        session_app.metrics.register(app.metrics());
         let routes = Routes::new(SessionGrpc::new(session_app).into_server());
         Ok(Self { app, routes })
     }
@@ -88,6 +91,11 @@ impl Application {
     /// The address the server is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.app.local_addr()
+    }
+
+    /// Where `/metrics` is served.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.app.metrics_addr()
     }
 
     /// Serves until the shutdown signal fires and in-flight calls drain.

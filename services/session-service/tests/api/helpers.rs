@@ -28,6 +28,8 @@ pub struct TestApp {
     pub prefix: String,
     /// Mints tokens with the service's own signing key (the test fixture key).
     pub tokens: TestTokens,
+    /// `host:port` of the Prometheus `/metrics` endpoint.
+    pub metrics_addr: String,
     shutdown: Shutdown,
 }
 
@@ -52,6 +54,7 @@ pub async fn spawn_app_with(flags: &[&str], redis: Option<String>) -> TestApp {
     let mut args: Vec<String> = [
         "session-service",
         "--grpc-addr=127.0.0.1:0",
+        "--metrics-addr=127.0.0.1:0",
         "--readiness-interval-ms=100",
         "--shutdown-timeout-ms=1000",
         "--password-hash-concurrency=2",
@@ -71,6 +74,7 @@ pub async fn spawn_app_with(flags: &[&str], redis: Option<String>) -> TestApp {
         .await
         .expect("build session-service");
     let addr = application.local_addr().to_string();
+    let metrics_addr = application.metrics_addr().to_string();
     tokio::spawn(application.run());
     wait_for_health(
         &addr,
@@ -93,6 +97,7 @@ pub async fn spawn_app_with(flags: &[&str], redis: Option<String>) -> TestApp {
         redis: test_redis_pool(&redis),
         prefix,
         tokens: TestTokens::new(),
+        metrics_addr,
         shutdown,
     }
 }

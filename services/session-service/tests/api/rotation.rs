@@ -269,3 +269,32 @@ async fn a_deactivated_user_cannot_refresh() {
         "token invalid",
     );
 }
+
+#[tokio::test]
+async fn metrics_count_rotations_grace_replays_and_reuse() {
+    let app = spawn_app_with(&["--refresh-grace-seconds=1"], None).await;
+    let first = app.register(&unique_email()).await;
+    app.refresh(&first.refresh_token).await.unwrap();
+    app.refresh(&first.refresh_token).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let _ = app.refresh(&first.refresh_token).await;
+    let _ = app.refresh("garbage").await;
+
+    let body = test_support::http::HttpClient::new(app.metrics_addr.clone())
+        .get("/metrics")
+        .send()
+        .await
+        .text();
+
+    for line in [
+        "session_refresh_rotations_total 1",
+        "session_refresh_grace_replays_total 1",
+        "session_refresh_reuse_detected_total 1",
+        "session_refresh_rejected_total 1",
+    ] {
+        assert!(
+            body.lines().any(|l| l == line),
+            "{line} missing in:\n{body}"
+        );
+    }
+}

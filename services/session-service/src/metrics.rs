@@ -1,0 +1,75 @@
+//! The service's own Prometheus series (besides the per-RPC ones every process has).
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
+
+/// Counts of what logins and refreshes did, read by the `/metrics` endpoint.
+#[derive(Debug, Default)]
+pub struct SessionMetrics {
+    pub logins: AtomicU64,
+    pub login_failures: AtomicU64,
+    pub refresh_rotations: AtomicU64,
+    pub refresh_grace_replays: AtomicU64,
+    pub refresh_reuse_detected: AtomicU64,
+    pub refresh_rejected: AtomicU64,
+    pub password_hash_upgrades: AtomicU64,
+    pub store_unavailable: AtomicU64,
+}
+
+impl SessionMetrics {
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Registers every counter (each is exported with the `_total` suffix).
+    pub fn register(self: &Arc<Self>, registry: &common::metrics::Metrics) {
+        type Field = fn(&SessionMetrics) -> &AtomicU64;
+        let series: [(&'static str, &'static str, Field); 8] = [
+            (
+                "session_logins",
+                "Successful logins (new sessions, registrations excluded)",
+                |m| &m.logins,
+            ),
+            (
+                "session_login_failures",
+                "Logins refused as invalid credentials",
+                |m| &m.login_failures,
+            ),
+            ("session_refresh_rotations", "Refresh tokens rotated", |m| {
+                &m.refresh_rotations
+            }),
+            (
+                "session_refresh_grace_replays",
+                "Refreshes answered with the identical pair inside the grace window",
+                |m| &m.refresh_grace_replays,
+            ),
+            (
+                "session_refresh_reuse_detected",
+                "Old refresh tokens replayed outside the grace window (the session was revoked)",
+                |m| &m.refresh_reuse_detected,
+            ),
+            (
+                "session_refresh_rejected",
+                "Refreshes refused as expired, invalid or revoked (reuse not included)",
+                |m| &m.refresh_rejected,
+            ),
+            (
+                "session_password_hash_upgrades",
+                "Legacy or outdated password hashes replaced by argon2id at login",
+                |m| &m.password_hash_upgrades,
+            ),
+            (
+                "session_store_unavailable",
+                "Calls answered UNAVAILABLE because the sessions Redis failed or timed out",
+                |m| &m.store_unavailable,
+            ),
+        ];
+        for (name, help, field) in series {
+            let metrics = Arc::clone(self);
+            registry
+                .register_counter_fn(name, help, move || field(&metrics).load(Ordering::Relaxed));
+        }
+    }
+}
