@@ -37,7 +37,7 @@ fn options() -> StackOptions {
         gateway_env: unlimited(),
         session_env: fast_readiness(),
         deck_env: fast_readiness(),
-        redis_url: None,
+        ..StackOptions::default()
     }
 }
 
