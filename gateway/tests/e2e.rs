@@ -772,6 +772,65 @@ async fn missing_things_are_404_and_other_peoples_things_are_not_yours() {
     assert_eq!(bob_still["total"], 1);
     assert_eq!(create.status, 403);
     assert_eq!(delete_card.status, 403);
+
+    // The superuser's writes on things that do not exist.
+    let new_card =
+        json!({"deck_id": nothing, "front_text": "a", "back_text": "b", "difficulty": "easy"});
+    let bulk = json!({"deck_id": nothing, "cards": [{"front_text": "a", "back_text": "b", "difficulty": "easy"}]});
+    for (method, template, path, body) in [
+        (
+            "PATCH",
+            "/api/v1/decks/{id}",
+            format!("/api/v1/decks/{nothing}"),
+            Some(json!({"name": "x"})),
+        ),
+        (
+            "DELETE",
+            "/api/v1/decks/{id}",
+            format!("/api/v1/decks/{nothing}"),
+            None,
+        ),
+        (
+            "PATCH",
+            "/api/v1/cards/{id}",
+            format!("/api/v1/cards/{nothing}"),
+            Some(json!({"front_text": "x"})),
+        ),
+        (
+            "DELETE",
+            "/api/v1/cards/{id}",
+            format!("/api/v1/cards/{nothing}"),
+            None,
+        ),
+        (
+            "POST",
+            "/api/v1/cards",
+            "/api/v1/cards".to_owned(),
+            Some(new_card),
+        ),
+        (
+            "POST",
+            "/api/v1/cards/bulk",
+            "/api/v1/cards/bulk".to_owned(),
+            Some(bulk),
+        ),
+        (
+            "GET",
+            "/api/v1/cards/search",
+            format!("/api/v1/cards/search?q=x&deck_id={nothing}"),
+            None,
+        ),
+        (
+            "POST",
+            "/api/v1/study/initialize",
+            "/api/v1/study/initialize".to_owned(),
+            Some(json!({"deck_id": nothing, "card_ids": [nothing]})),
+        ),
+    ] {
+        let response = api.call(method, template, &path, Some(&admin), body).await;
+
+        assert_eq!(response.status, 404, "{method} {path}: {}", response.text());
+    }
 }
 
 #[tokio::test]
