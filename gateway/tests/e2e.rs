@@ -1128,3 +1128,41 @@ async fn the_request_id_reaches_the_services_logs() {
         "session-service log lacks the request id:\n{session_log}"
     );
 }
+
+/// Not a check: prints the latency of a few routes through the whole (debug) stack.
+/// `scripts/test.sh -p gateway --run-ignored only -E 'test(/latency/)' --no-capture`
+#[tokio::test]
+#[ignore = "measurement, not a check"]
+async fn latency_through_the_stack() {
+    let api = Api::start().await;
+    let admin = api.superuser().await;
+    let (deck, _) = api.deck_with_cards(&admin, "Latency", 20).await;
+    let (_, tokens) = api.user().await;
+    let token = access(&tokens);
+    for (name, path) in [
+        ("GET /health/live", "/health/live".to_owned()),
+        ("GET /decks", "/api/v1/decks".to_owned()),
+        ("GET /decks/{id}", format!("/api/v1/decks/{deck}")),
+        (
+            "GET /cards?deck_id",
+            format!("/api/v1/cards?deck_id={deck}"),
+        ),
+    ] {
+        let mut samples = Vec::new();
+        for _ in 0..90 {
+            let started = std::time::Instant::now();
+            let response = api.stack.http.get(&path).bearer(&token).send().await;
+            samples.push(started.elapsed());
+            assert_eq!(response.status, 200, "{}", response.text());
+        }
+        samples.sort();
+        let at =
+            |q: f64| samples[((samples.len() as f64 - 1.0) * q) as usize].as_secs_f64() * 1000.0;
+        println!(
+            "{name:<22} p50 {:>6.2} ms  p95 {:>6.2} ms  p99 {:>6.2} ms",
+            at(0.5),
+            at(0.95),
+            at(0.99)
+        );
+    }
+}

@@ -424,7 +424,7 @@ pub async fn delete_card(
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
-/// Unused ids would otherwise be silently dropped; keep the helper close to its use.
+/// The ids of a list, canonical; a malformed one is an error naming its index (`card_ids[2]`).
 pub fn uuid_list(check: &mut Validator, field: &str, ids: &[String]) -> Vec<String> {
     ids.iter()
         .enumerate()
