@@ -1,7 +1,9 @@
 //! GCRA rate limits in Redis (HTTP_API.md, "Rate limits"): auth routes per client IP,
 //! the other authenticated routes per user and endpoint. When Redis is unavailable the
 //! limiter fails open — an outage of the limiter must not become an outage of the API —
-//! and counts each such call in [`RateLimiter::fail_open_total`].
+//! and counts each such call in [`RateLimiter::fail_open_total`]. After a failure the
+//! limiter skips Redis for [`BREAKER_COOLDOWN`], so a Redis that hangs (rather than
+//! refuses) costs one timeout per cooldown, not one per request.
 
 use std::{
     sync::Arc,
@@ -17,6 +19,8 @@ use crate::error::ApiError;
 
 /// The window every limit is expressed in.
 const WINDOW: Duration = Duration::from_secs(60);
+/// How long the limiter fails open without asking Redis after Redis failed.
+pub const BREAKER_COOLDOWN: Duration = Duration::from_secs(1);
 
 /// Which limit a route falls under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +48,8 @@ pub struct RateLimiter {
     auth_per_minute: u32,
     api_per_minute: u32,
     fail_open: Counter,
+    /// Until when Redis is not asked (set after a failure).
+    skip_until: Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
 }
 
 impl std::fmt::Debug for RateLimiter {
@@ -69,6 +75,7 @@ impl RateLimiter {
             auth_per_minute,
             api_per_minute,
             fail_open,
+            skip_until: Arc::new(std::sync::Mutex::new(None)),
         }
     }
 
@@ -98,6 +105,16 @@ impl RateLimiter {
             Policy::Auth => self.auth_per_minute,
             Policy::Api => self.api_per_minute,
         };
+        let now = tokio::time::Instant::now();
+        let skipping = self
+            .skip_until
+            .lock()
+            .expect("breaker lock poisoned")
+            .is_some_and(|until| now < until);
+        if skipping {
+            self.fail_open.inc();
+            return None;
+        }
         let interval_us = (WINDOW.as_micros() / u128::from(limit)).max(1) as u64;
         let script = self.script.clone();
         let outcome = self
@@ -131,7 +148,9 @@ impl RateLimiter {
             }
             Err(error) => {
                 self.fail_open.inc();
-                tracing::warn!(%error, "rate-limit Redis unavailable; failing open");
+                *self.skip_until.lock().expect("breaker lock poisoned") =
+                    Some(tokio::time::Instant::now() + BREAKER_COOLDOWN);
+                tracing::warn!(%error, cooldown = ?BREAKER_COOLDOWN, "rate-limit Redis unavailable; failing open");
                 None
             }
         }

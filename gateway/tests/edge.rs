@@ -898,6 +898,35 @@ async fn with_redis_down_the_limiter_fails_open_and_counts_it() {
     assert!(counted >= 15, "{metrics}");
 }
 
+#[tokio::test]
+async fn a_hung_redis_costs_one_timeout_per_cooldown_not_one_per_request() {
+    let redis = RedisServer::start();
+    let gateway = start_gateway(&[("--rate-limit-redis-url", redis.url())]).await;
+    let login = || {
+        gateway
+            .http
+            .post("/api/v1/auth/login")
+            .json(&json!({"email": "a@b.cd", "password": "abc12345"}))
+    };
+    assert!(
+        login().send().await.header("x-ratelimit-limit").is_some(),
+        "limited while Redis answers"
+    );
+    redis.pause();
+
+    let started = std::time::Instant::now();
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        statuses.push(login().send().await.status);
+    }
+    let elapsed = started.elapsed();
+    redis.resume();
+
+    assert!(statuses.iter().all(|status| *status == 503), "{statuses:?}");
+    // Each Redis call is bounded by 500 ms; without the breaker 20 calls would take ~10 s.
+    assert!(elapsed < Duration::from_secs(4), "{elapsed:?}");
+}
+
 // ------------------------------------------------------------------ CORS
 
 #[tokio::test]
