@@ -117,10 +117,10 @@ impl Validator {
     pub fn length(&mut self, field: &str, value: &str, min: usize, max: usize) {
         let count = value.chars().count();
         if count < min || count > max {
-            if min == max {
-                self.error(field, format!("must be {min} characters"));
-            } else if count < min && min == 1 {
-                self.error(field, "must not be empty".to_string());
+            if count < min && min == 1 {
+                self.error(field, "must not be empty");
+            } else if min == 0 {
+                self.error(field, format!("must be at most {max} characters"));
             } else {
                 self.error(field, format!("must be between {min} and {max} characters"));
             }
