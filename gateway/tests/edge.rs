@@ -810,6 +810,29 @@ async fn the_eleventh_auth_call_from_one_ip_is_429_and_a_spoofed_forwarded_for_d
 }
 
 #[tokio::test]
+async fn concurrent_calls_cannot_overdraw_a_bucket() {
+    let gateway = start_gateway(&[]).await;
+    let calls = (0..30).map(|_| {
+        let http = gateway.http.clone();
+        tokio::spawn(async move {
+            http.post("/api/v1/auth/login")
+                .json(&json!({"email": "a@b.cd", "password": "abc12345"}))
+                .send()
+                .await
+                .status
+        })
+    });
+
+    let mut statuses = Vec::new();
+    for call in calls.collect::<Vec<_>>() {
+        statuses.push(call.await.unwrap());
+    }
+
+    let allowed = statuses.iter().filter(|status| **status != 429).count();
+    assert_eq!(allowed, 10, "{statuses:?}");
+}
+
+#[tokio::test]
 async fn forwarded_for_from_a_trusted_proxy_selects_the_clients_bucket() {
     let gateway = start_gateway(&[("--trusted-proxies", "127.0.0.1/32".to_owned())]).await;
     let login = |ip: &str| {
