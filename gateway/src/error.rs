@@ -181,11 +181,26 @@ fn generic_detail(status: StatusCode) -> &'static str {
     }
 }
 
+/// A status the client transport made up because no answer came (the connection to
+/// the service broke mid-call): tonic reports it as UNKNOWN "transport error" or an
+/// INTERNAL h2 error, with the transport error as its `source`. A status a service sent
+/// never has a source. The service was unavailable, so it maps like UNAVAILABLE.
+fn is_transport_failure(status: &tonic::Status) -> bool {
+    use std::error::Error;
+    matches!(status.code(), tonic::Code::Unknown | tonic::Code::Internal)
+        && status.source().is_some()
+}
+
 impl From<tonic::Status> for ApiError {
     fn from(status: tonic::Status) -> Self {
-        let http = http_status(status.code(), status.message());
+        let code = if is_transport_failure(&status) {
+            tonic::Code::Unavailable
+        } else {
+            status.code()
+        };
+        let http = http_status(code, status.message());
         if http.is_server_error() {
-            tracing::warn!(code = ?status.code(), message = status.message(), "service call failed");
+            tracing::warn!(code = ?status.code(), message = status.message(), http = http.as_u16(), "service call failed");
             return Self::new(http, generic_detail(http));
         }
         let detail = if status.message().is_empty() {
@@ -321,6 +336,26 @@ mod tests {
         assert_eq!(error.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(error.code, "INTERNAL_ERROR");
         assert!(!error.detail.contains("users"), "{}", error.detail);
+    }
+
+    #[test]
+    fn a_call_cut_by_the_transport_is_unavailable_but_a_services_unknown_stays_500() {
+        let cut = tonic::Status::from_error(Box::new(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "connection reset",
+        )));
+        assert_eq!(
+            cut.code(),
+            Code::Unknown,
+            "tonic's own code for a lost connection"
+        );
+
+        let cut = ApiError::from(cut);
+        let sent_by_service = ApiError::from(tonic::Status::unknown("transport error"));
+
+        assert_eq!(cut.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(cut.retry_after, Some(UNAVAILABLE_RETRY_AFTER_SECONDS));
+        assert_eq!(sent_by_service.status, StatusCode::INTERNAL_SERVER_ERROR);
     }
 
     #[test]
