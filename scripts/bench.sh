@@ -14,6 +14,7 @@
 #   BENCH_PROFILE   release (default) or debug, for quick work on the plumbing
 #   BENCH_RUST_LOG  the services' RUST_LOG (warn: no per-request log lines)
 #   BENCH_REPORT    where the report goes (bench/REPORT.md)
+#   BENCH_NO_BUILD  set: skip the build and use the binaries already in target/<profile>
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
@@ -63,15 +64,19 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-if [ "$profile" = release ]; then
-  log "building release binaries"
-  cargo build --release --bins
-  bin=$PWD/target/release
+build=(cargo build --bins)
+[ "$profile" = release ] && build+=(--release)
+bin=$PWD/target/$profile
+if [ -n "${BENCH_NO_BUILD:-}" ]; then
+  log "BENCH_NO_BUILD: using the binaries already in $bin"
+  for name in session-service deck-service gateway grpc-load; do
+    [ -x "$bin/$name" ] || { log "$bin/$name is missing; run: ${build[*]}"; exit 1; }
+  done
 else
-  log "building debug binaries (BENCH_PROFILE=debug: the figures mean nothing)"
-  cargo build --bins
-  bin=$PWD/target/debug
+  log "building $profile binaries"
+  "${build[@]}"
 fi
+built_at=$(date -u -r "$bin/gateway" +%Y-%m-%dT%H:%M:%SZ)
 
 # ---------------------------------------------------------------- the stack
 pg_port=$(free_port)
@@ -260,7 +265,7 @@ cat >"$run/results/meta.json" <<EOF
  "cpu_model": "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)",
  "kernel": "$(uname -r)", "date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)",
  "commit": "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo ' + uncommitted changes')",
- "load_before": "$load_before", "load_start": "$load_start", "load_after": "$load_after",
+ "built_at": "$built_at", "load_before": "$load_before", "load_start": "$load_start", "load_after": "$load_after",
  "idle_busy_pct": $idle_busy_pct,
  "wrk": "$(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2)", "redis": "$(redis-server --version | cut -d' ' -f3)"}
 EOF
