@@ -348,7 +348,6 @@ fn deck_env(stack: &Stack, extra: &[(&'static str, String)]) -> Vec<(&'static st
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "gateway bug: a call in flight when deck-service dies fails with UNKNOWN \"transport error\" and is answered 500 instead of 503 (docs/resilience.md)"]
 async fn when_deck_service_dies_under_load_the_gateway_answers_503_and_recovers_after_it_returns() {
     // Arrange
     let mut stack = spawn_stack_with(options()).await;
