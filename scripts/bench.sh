@@ -215,7 +215,10 @@ read -r busy0 total0 < <(machine_busy)
 sleep 3
 read -r busy1 total1 < <(machine_busy)
 idle_busy_pct=$(awk -v b=$((busy1 - busy0)) -v t=$((total1 - total0)) 'BEGIN { printf "%.0f", t ? 100 * b / t : 0 }')
-top -b -n 2 -d 1 -w 200 | awk '/^top -/ { n++ } n == 2' | sed -n '/PID/,$p' | head -8 >"$run/results/top_idle.txt" || true
+# The busiest other processes then (the stack's own are left out).
+stack_pids=" $(processes | cut -d' ' -f2- | tr '\n' ' ') "
+top -b -n 2 -d 1 -w 200 | awk '/^top -/ { n++ } n == 2' | sed -n '/PID/,$p' |
+  awk -v skip="$stack_pids" 'NR == 1 || index(skip, " " $1 " ") == 0' | head -8 >"$run/results/top_idle.txt" || true
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------- scenarios
