@@ -25,7 +25,7 @@ profile=${BENCH_PROFILE:-release}
 report=${BENCH_REPORT:-$PWD/bench/REPORT.md}
 connections=32
 [[ $duration =~ ^[1-9][0-9]*$ ]] || { log "BENCH_DURATION must be a whole number of seconds, got '$duration'"; exit 64; }
-[[ $users =~ ^[0-9]+$ ]] && ((users >= 32)) || { log "BENCH_USERS must be at least 32, got '$users'"; exit 64; }
+if ! [[ $users =~ ^[0-9]+$ ]] || ((users < 32)); then log "BENCH_USERS must be at least 32, got '$users'"; exit 64; fi
 case $profile in release | debug) ;; *) log "BENCH_PROFILE must be release or debug, got '$profile'"; exit 64 ;; esac
 
 # wrk comes from Debian's packages; redis-benchmark comes with redis-server.
@@ -148,6 +148,7 @@ base="http://127.0.0.1:$gateway_http"
 # Process CPU in clock ticks: utime + stime (+ reaped children's). PostgreSQL is the
 # postmaster plus every backend, and backends that exited are in its cutime/cstime.
 ticks() { awk '{ print $14 + $15 + $16 + $17 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# shellcheck disable=SC2046 # one pid per word, on purpose
 pg_pids() { echo "$pg_pid" $(pgrep -P "$pg_pid" || true); }
 processes() { # NAME PID... lines
   echo "gateway ${pid_of[gateway]}"
@@ -249,12 +250,14 @@ first_deck=$(head -1 "$run/data/decks.txt")
 grpc_load=("$bin/grpc-load" --url "http://127.0.0.1:$deck_grpc" --deck-id "$first_deck"
   --tokens "$run/data/access.txt" --concurrency "$connections")
 "${grpc_load[@]}" --duration 1 >/dev/null
+# shellcheck disable=SC2016 # expanded by the inner sh
 measure grpc_deck_get sh -c '"$@" >"$BENCH_RESULT"' grpc-load "${grpc_load[@]}" --duration "$duration"
 
 # The ceiling: Redis GET of a 4 KB value, 32 clients, on the cache Redis.
 log "scenario redis_get: redis-benchmark GET 4 KB, 32 clients"
 redis-cli -p "${redis_port[cache]}" SET key:__rand_int__ "$(head -c 4096 /dev/zero | tr '\0' x)" >/dev/null
 redis_requests=$((duration * 40000))
+# shellcheck disable=SC2016 # expanded by the inner sh
 measure redis_get sh -c 'redis-benchmark -p "$1" -t get -d 4096 -c 32 -n "$2" --csv >"$BENCH_RESULT.csv"' \
   redis-benchmark "${redis_port[cache]}" "$redis_requests"
 echo "$redis_requests" >"$run/results/redis_get/requests"
