@@ -10,7 +10,7 @@ use crate::{
     domain::{self, ClientInfo, Email, FullName, ProfileUpdate},
     service::SessionApp,
     store::{sessions::SessionInfo, users::ProfileRow},
-    tokens::{TokenPair, unix_now},
+    tokens::TokenPair,
 };
 
 /// The `learngreek.session.v1.SessionService` implementation.
@@ -43,7 +43,7 @@ fn token_pair(pair: TokenPair) -> pb::TokenPair {
         access_token: pair.access_token,
         refresh_token: pair.refresh_token,
         token_type: "bearer".into(),
-        expires_in: pair.access_expires_at.saturating_sub(unix_now()) as i64,
+        expires_in: i64::try_from(pair.expires_in).unwrap_or(i64::MAX),
     }
 }
 

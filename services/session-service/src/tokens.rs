@@ -55,8 +55,9 @@ pub struct PairSpec {
 pub struct TokenPair {
     pub access_token: String,
     pub refresh_token: String,
-    /// Unix seconds at which the access token expires.
-    pub access_expires_at: u64,
+    /// The access token's lifetime as issued, in seconds. A grace replay re-signs the
+    /// same pair, so it answers the same number too: the response is identical.
+    pub expires_in: u64,
 }
 
 /// Why the signing-key configuration is unusable (start-up stops with exit 64).
@@ -217,7 +218,7 @@ impl TokenKeys {
         Ok(TokenPair {
             access_token: jsonwebtoken::encode(&header, &access, &self.encoding)?,
             refresh_token: jsonwebtoken::encode(&header, &refresh, &self.encoding)?,
-            access_expires_at: spec.access_expires_at,
+            expires_in: spec.access_expires_at.saturating_sub(spec.issued_at),
         })
     }
 
