@@ -318,6 +318,7 @@ async fn with_redis_stopped_every_read_still_succeeds_from_postgres() {
     let mut redis = RedisServer::start();
     let app = TestApp::spawn_with(Spawn {
         redis_url: redis.url(),
+        cache_timeout_ms: 50,
         ..Default::default()
     })
     .await;
@@ -353,6 +354,7 @@ async fn with_redis_paused_reads_answer_within_the_deadline() {
     let redis = RedisServer::start();
     let app = TestApp::spawn_with(Spawn {
         redis_url: redis.url(),
+        cache_timeout_ms: 50,
         ..Default::default()
     })
     .await;
@@ -382,6 +384,7 @@ async fn a_write_while_redis_is_unreachable_leaves_no_stale_entry_when_it_return
     let redis = RedisServer::start();
     let app = TestApp::spawn_with(Spawn {
         redis_url: redis.url(),
+        cache_timeout_ms: 50,
         ..Default::default()
     })
     .await;
@@ -450,6 +453,7 @@ async fn a_write_while_redis_is_stopped_leaves_no_stale_entry_after_it_restarts_
     let mut redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
     let app = TestApp::spawn_with(Spawn {
         redis_url: redis.url(),
+        cache_timeout_ms: 50,
         ..Default::default()
     })
     .await;

@@ -27,6 +27,11 @@ pub struct Spawn {
     pub redis_url: String,
     pub hooks: CacheHooks,
     pub now: OffsetDateTime,
+    /// `CACHE_REDIS_TIMEOUT_MS`. Generous by default: on a loaded test machine the
+    /// production 50 ms can pass while the process waits for a CPU, which would turn
+    /// a test of cache hits into one of the fallback. Tests of a slow or dead Redis
+    /// set the production value.
+    pub cache_timeout_ms: u64,
     pub extra_args: Vec<String>,
 }
 
@@ -36,6 +41,7 @@ impl Default for Spawn {
             redis_url: test_support::redis_url(),
             hooks: CacheHooks::default(),
             now: OffsetDateTime::now_utc(),
+            cache_timeout_ms: 1000,
             extra_args: Vec::new(),
         }
     }
@@ -90,6 +96,10 @@ impl TestApp {
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
+        args.extend([
+            "--cache-redis-timeout-ms".to_owned(),
+            spawn.cache_timeout_ms.to_string(),
+        ]);
         args.extend(spawn.extra_args);
         let cli = Cli::try_parse_from(args).expect("test configuration parses");
         let clock = ManualClock::new(spawn.now);
