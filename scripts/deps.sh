@@ -110,12 +110,31 @@ stop_redis() {
   return 0
 }
 
+# cluster_port: a free port whose cluster bus port (port + 10000) is free and valid too.
+cluster_port() {
+  python3 - <<'PY'
+import random, socket
+def free(port):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+while True:
+    port = random.randint(20000, 55000)
+    if free(port) and free(port + 10000):
+        print(port)
+        break
+PY
+}
+
 # start_redis_cluster DIR: three masters joined into a Redis Cluster on free ports;
 # sets REDIS_CLUSTER_URL to their comma-separated seed URLs.
 start_redis_cluster() {
   local dir=$1 port nodes=() urls=()
   for i in 1 2 3; do
-    port=$(free_port)
+    port=$(cluster_port)
     start_redis "$dir/node$i" "$port" --cluster-enabled yes \
       --cluster-config-file "$dir/node$i/nodes.conf" --cluster-node-timeout 2000 2>/dev/null
     nodes+=("127.0.0.1:$port")

@@ -40,8 +40,9 @@ run_tests "${scope[@]}" "$@" || status=$?
 # three-master Redis Cluster (ARCHITECTURE.md: every role may be a cluster).
 if [ ${#scope[@]} -gt 0 ] && [ "${SKIP_CLUSTER_TESTS:-0}" != 1 ]; then
   start_redis_cluster "$work/cluster"
-  log "session and deck suites against the Redis Cluster"
+  log "session, deck and rate-limit suites against the Redis Cluster"
   TEST_REDIS_URL=$REDIS_CLUSTER_URL TEST_REDIS_IS_CLUSTER=1 \
-    run_tests -p session-service -p deck-service "$@" || status=$?
+    run_tests --workspace -E 'package(session-service) | package(deck-service) | binary_id(gateway::edge)' "$@" ||
+    status=$?
 fi
 exit $status
