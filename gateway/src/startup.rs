@@ -105,6 +105,11 @@ impl Application {
         let metrics = HttpMetrics::register(grpc.metrics());
         let pool = RedisPool::new(config.rate_limit_redis_url.expose(), &config.redis)
             .context("RATE_LIMIT_REDIS_URL")?;
+        pool.register_metrics(
+            grpc.metrics(),
+            "redis_rate_limit_pool_connections",
+            "redis_rate_limit_pool_idle_connections",
+        );
         let limiter = RateLimiter::new(
             pool,
             config.rate_limit_auth_per_minute,

@@ -919,6 +919,10 @@ async fn with_redis_down_the_limiter_fails_open_and_counts_it() {
         .parse()
         .unwrap();
     assert!(counted >= 15, "{metrics}");
+    assert!(
+        metrics.contains("redis_rate_limit_pool_connections "),
+        "pool usage: {metrics}"
+    );
 }
 
 #[tokio::test]

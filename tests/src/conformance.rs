@@ -182,6 +182,7 @@ macro_rules! service_conformance_tests {
                     "{body}"
                 );
                 assert!(body.contains("grpc_server_request_duration_seconds_bucket"), "{body}");
+                assert!(body.contains("db_pool_connections "), "pool usage: {body}");
             }
 
             #[tokio::test]

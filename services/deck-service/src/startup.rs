@@ -114,7 +114,7 @@ impl Application {
         let redis = RedisPool::new(config.cache_redis_url.expose(), &config.redis)
             .context("CACHE_REDIS_URL")?;
         let cache = Cache::new(
-            redis,
+            redis.clone(),
             CacheSettings {
                 timeout: config.cache.cache_redis_timeout,
                 breaker_threshold: config.cache.cache_breaker_threshold,
@@ -157,8 +157,14 @@ impl Application {
         )
         .await
         .context("cannot bind GRPC_ADDR")?
-        .depends_on(Dependency::postgres(pg));
+        .depends_on(Dependency::postgres(pg.clone()));
         crate::cache::register_metrics(app.metrics(), &handles.cache_metrics, &handles.db_queries);
+        common::postgres::register_metrics(app.metrics(), &pg);
+        redis.register_metrics(
+            app.metrics(),
+            "redis_cache_pool_connections",
+            "redis_cache_pool_idle_connections",
+        );
         let routes = Routes::new(DeckServiceServer::new(api));
         Ok(Self {
             app,

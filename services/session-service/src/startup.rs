@@ -80,10 +80,16 @@ impl Application {
         )
         .await
         .context("cannot bind GRPC_ADDR")?
-        .depends_on(Dependency::postgres(pg))
-        .depends_on(Dependency::redis("sessions redis", redis));
+        .depends_on(Dependency::postgres(pg.clone()))
+        .depends_on(Dependency::redis("sessions redis", redis.clone()));
 
         session_app.metrics.register(app.metrics());
+        common::postgres::register_metrics(app.metrics(), &pg);
+        redis.register_metrics(
+            app.metrics(),
+            "redis_sessions_pool_connections",
+            "redis_sessions_pool_idle_connections",
+        );
         let routes = Routes::new(SessionGrpc::new(session_app).into_server());
         Ok(Self { app, routes })
     }
