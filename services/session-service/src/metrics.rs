@@ -16,6 +16,8 @@ pub struct SessionMetrics {
     pub refresh_rejected: AtomicU64,
     pub password_hash_upgrades: AtomicU64,
     pub store_unavailable: AtomicU64,
+    pub sessions_created: AtomicU64,
+    pub sessions_revoked: AtomicU64,
 }
 
 impl SessionMetrics {
@@ -23,10 +25,16 @@ impl SessionMetrics {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Sessions ended by logout, logout-all or revoke (reuse detection is counted apart).
+    pub fn count_revoked(&self, sessions: u32) {
+        self.sessions_revoked
+            .fetch_add(u64::from(sessions), Ordering::Relaxed);
+    }
+
     /// Registers every counter (each is exported with the `_total` suffix).
     pub fn register(self: &Arc<Self>, registry: &common::metrics::Metrics) {
         type Field = fn(&SessionMetrics) -> &AtomicU64;
-        let series: [(&'static str, &'static str, Field); 8] = [
+        let series: [(&'static str, &'static str, Field); 10] = [
             (
                 "session_logins",
                 "Successful logins (new sessions, registrations excluded)",
@@ -59,6 +67,16 @@ impl SessionMetrics {
                 "session_password_hash_upgrades",
                 "Legacy or outdated password hashes replaced by argon2id at login",
                 |m| &m.password_hash_upgrades,
+            ),
+            (
+                "session_created",
+                "Sessions started by registration or login",
+                |m| &m.sessions_created,
+            ),
+            (
+                "session_revoked",
+                "Live sessions ended by logout, logout-all or revoke",
+                |m| &m.sessions_revoked,
             ),
             (
                 "session_store_unavailable",

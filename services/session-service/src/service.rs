@@ -128,6 +128,7 @@ impl SessionApp {
         let spec = self.new_spec(user_id, session_id, 0, is_superuser);
         let pair = self.sign(&spec)?;
         self.sessions.create(&spec, client, now_ms()).await?;
+        SessionMetrics::inc(&self.metrics.sessions_created);
         tracing::info!(%user_id, %session_id, "session started");
         Ok(pair)
     }
@@ -227,13 +228,17 @@ impl SessionApp {
             Ok(claims) if claims.sub == caller.user_id => claims,
             _ => return Ok(false),
         };
-        self.sessions.revoke(caller.user_id, claims.sid).await
+        let revoked = self.sessions.revoke(caller.user_id, claims.sid).await?;
+        self.metrics.count_revoked(u32::from(revoked));
+        Ok(revoked)
     }
 
     /// Ends every live session of the caller; returns how many.
     #[tracing::instrument(skip_all, fields(user_id = %caller.user_id))]
     pub async fn logout_all(&self, caller: &Caller) -> Result<u32, Error> {
-        self.sessions.revoke_all(caller.user_id).await
+        let revoked = self.sessions.revoke_all(caller.user_id).await?;
+        self.metrics.count_revoked(revoked);
+        Ok(revoked)
     }
 
     #[tracing::instrument(skip_all, fields(user_id = %caller.user_id))]
@@ -246,7 +251,10 @@ impl SessionApp {
     pub async fn revoke_session(&self, caller: &Caller, session_id: Uuid) -> Result<(), Error> {
         // The key carries the caller's own user id, so another user's session id finds nothing.
         match self.sessions.revoke(caller.user_id, session_id).await? {
-            true => Ok(()),
+            true => {
+                self.metrics.count_revoked(1);
+                Ok(())
+            }
             false => Err(Error::NotFound("session")),
         }
     }

@@ -233,3 +233,38 @@ async fn session_keys_expire_with_the_session_lifetime() {
         assert!((2_591_990..=2_592_000).contains(&ttl), "{key}: {ttl}");
     }
 }
+
+#[tokio::test]
+async fn metrics_count_session_creations_and_revocations() {
+    let app = spawn_app().await;
+    let email = unique_email();
+    let registered = app.register(&email).await;
+    let second = app.login(&email, PASSWORD).await.unwrap();
+    app.login(&email, PASSWORD).await.unwrap();
+
+    let logout = pb::LogoutRequest {
+        refresh_token: second.refresh_token.clone(),
+    };
+    app.client
+        .clone()
+        .logout(bearer(&registered.access_token, logout))
+        .await
+        .unwrap();
+    app.client
+        .clone()
+        .logout_all(bearer(&registered.access_token, pb::LogoutAllRequest {}))
+        .await
+        .unwrap();
+    let body = test_support::http::HttpClient::new(app.metrics_addr.clone())
+        .get("/metrics")
+        .send()
+        .await
+        .text();
+
+    for line in ["session_created_total 3", "session_revoked_total 3"] {
+        assert!(
+            body.lines().any(|l| l == line),
+            "{line} missing in:\n{body}"
+        );
+    }
+}
