@@ -102,10 +102,19 @@ start_redis() {
   log "Redis on 127.0.0.1:$port"
 }
 
+# stop_redis: stops every Redis started here and waits (up to 5 s) until each has
+# exited, so its folder can be removed without racing its last writes.
 stop_redis() {
-  local pidfile
+  local pidfile pids=() pid
   for pidfile in ${REDIS_PIDFILES:-}; do
-    [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null
+    [ -f "$pidfile" ] && pids+=("$(cat "$pidfile")")
+  done
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for _ in $(seq 100); do
+    local alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break
+    sleep 0.05
   done
   return 0
 }

@@ -7,7 +7,14 @@ source scripts/deps.sh
 
 work=$(mktemp -d /tmp/learngreek-test.XXXXXX)
 chmod 755 "$work"
-cleanup() { stop_redis; stop_postgres; rm -rf "$work"; }
+# Keeps the tests' exit status: nothing in the clean-up may change it.
+cleanup() {
+  local rc=$?
+  stop_redis
+  stop_postgres
+  rm -rf "$work" 2>/dev/null || true
+  exit "$rc"
+}
 trap cleanup EXIT
 
 pg_port=$(free_port)
