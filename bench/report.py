@@ -176,7 +176,9 @@ def main():
       f"**{meta['load_start']}** when the scenarios started, {meta['load_after']} at the end; with the stack idle just "
       f"before the scenarios the cores were **{meta['idle_busy_pct']} % busy** with other work. The column *other* below "
       "shows how much CPU other processes took during each scenario.")
-    w(f"- Build: `{meta['profile']}` (gateway binary built {meta.get('built_at', '?')}); services log at `RUST_LOG={meta['rust_log']}` (JSON). "
+    reused = ("; the run reused existing binaries (`BENCH_NO_BUILD`), built from the working tree of that time, "
+              "so the commit above is the run's, not necessarily the build's") if meta.get("no_build") else ""
+    w(f"- Build: `{meta['profile']}` (gateway binary built {meta.get('built_at', '?')}{reused}); services log at `RUST_LOG={meta['rust_log']}` (JSON). "
       f"Each scenario: {meta['duration_s']} s, {meta['connections']} connections; data set: 10 decks × 50 cards, "
       f"{meta['users']} users with study initialised on every deck; {meta['wrk']}, Redis {meta['redis']}.")
     w("- Rate limits raised to 1,000,000/min so the limiter never rejects; its Redis call still runs on every limited request.")

@@ -271,7 +271,7 @@ cat >"$run/results/meta.json" <<EOF
  "cpu_model": "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)",
  "kernel": "$(uname -r)", "date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)",
  "commit": "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo ' + uncommitted changes')",
- "built_at": "$built_at", "load_before": "$load_before", "load_start": "$load_start", "load_after": "$load_after",
+ "built_at": "$built_at", "no_build": $([ -n "${BENCH_NO_BUILD:-}" ] && echo true || echo false), "load_before": "$load_before", "load_start": "$load_start", "load_after": "$load_after",
  "idle_busy_pct": $idle_busy_pct,
  "wrk": "$(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2)", "redis": "$(redis-server --version | cut -d' ' -f3)"}
 EOF
