@@ -25,6 +25,8 @@ pub const DEFAULT_ISSUER: &str = "learn-greek-easy";
 pub const DEFAULT_AUDIENCE: &str = "learn-greek-easy-api";
 /// Seconds of clock skew tolerated on `exp`, `iat` and `nbf`.
 pub const LEEWAY_SECONDS: u64 = 5;
+/// Most verified tokens remembered per process (about 100 bytes each plus the token).
+pub const VERIFIED_CACHE_CAPACITY: usize = 50_000;
 /// Least time between two key-set fetches caused by unknown `kid`s.
 pub const REFETCH_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -173,6 +175,10 @@ pub struct AccessVerifier {
 }
 
 struct VerifierInner {
+    /// Tokens already verified, with their callers: a client sends the same access token
+    /// on every request for 30 minutes, and an Ed25519 check costs far more than a lookup.
+    /// Keyed by the whole token, so only the very bytes once verified can hit.
+    verified: RwLock<HashMap<Box<str>, Caller>>,
     keys: RwLock<HashMap<String, VerificationKey>>,
     fetcher: Option<KeyFetcher>,
     last_fetch: Mutex<Option<Instant>>,
@@ -234,6 +240,7 @@ impl AccessVerifier {
     fn build(fetcher: Option<KeyFetcher>, issuer: &str, audience: &str) -> Self {
         Self {
             inner: Arc::new(VerifierInner {
+                verified: RwLock::new(HashMap::new()),
                 keys: RwLock::new(HashMap::new()),
                 fetcher,
                 last_fetch: Mutex::new(None),
@@ -287,8 +294,37 @@ impl AccessVerifier {
         }
     }
 
-    /// Verifies `token` as an access token.
+    /// Verifies `token` as an access token. A token verified before is answered from the
+    /// cache until it expires (plus the leeway), without checking its signature again.
     pub async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        let now = unix_seconds();
+        if let Some(caller) = self.cached(token, now) {
+            return Ok(caller);
+        }
+        let caller = self.verify_uncached(token).await?;
+        self.remember(token, caller);
+        Ok(caller)
+    }
+
+    fn cached(&self, token: &str, now: u64) -> Option<Caller> {
+        let verified = self.inner.verified.read().expect("cache lock poisoned");
+        verified
+            .get(token)
+            .filter(|caller| now <= caller.expires_at.saturating_add(LEEWAY_SECONDS))
+            .copied()
+    }
+
+    fn remember(&self, token: &str, caller: Caller) {
+        let mut verified = self.inner.verified.write().expect("cache lock poisoned");
+        if verified.len() >= VERIFIED_CACHE_CAPACITY {
+            // Dropping everything is crude but bounded and rare: expired entries go with
+            // the rest, and live tokens are verified once more on their next use.
+            verified.clear();
+        }
+        verified.insert(token.into(), caller);
+    }
+
+    async fn verify_uncached(&self, token: &str) -> Result<Caller, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid)?;
         let kid = header.kid.ok_or(AuthError::Invalid)?;
         let key = match self.key(&kid) {
@@ -344,6 +380,12 @@ impl AccessVerifier {
     }
 }
 
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
 /// The token of an `Authorization` value `Bearer <token>` (scheme case-insensitive).
 pub fn bearer_token(value: &str) -> Result<&str, AuthError> {
     let (scheme, token) = value.trim().split_once(' ').ok_or(AuthError::Malformed)?;
@@ -377,6 +419,42 @@ mod tests {
         assert_eq!(bearer_token("Basic abc"), Err(AuthError::Malformed));
         assert_eq!(bearer_token("Bearer "), Err(AuthError::Malformed));
         assert_eq!(bearer_token("abc"), Err(AuthError::Malformed));
+    }
+
+    #[test]
+    fn a_cached_token_is_answered_only_until_its_expiry_and_leeway() {
+        let verifier = AccessVerifier::with_keys(Vec::new(), DEFAULT_ISSUER, DEFAULT_AUDIENCE);
+        let caller = Caller {
+            user_id: Uuid::new_v4(),
+            session_id: Uuid::new_v4(),
+            is_superuser: false,
+            expires_at: 1_000,
+        };
+        verifier.remember("token", caller);
+
+        assert_eq!(verifier.cached("token", 900), Some(caller));
+        assert_eq!(
+            verifier.cached("token", 1_000 + LEEWAY_SECONDS),
+            Some(caller)
+        );
+        assert_eq!(verifier.cached("token", 1_001 + LEEWAY_SECONDS), None);
+        assert_eq!(verifier.cached("other token", 900), None);
+    }
+
+    #[test]
+    fn the_cache_stays_bounded() {
+        let verifier = AccessVerifier::with_keys(Vec::new(), DEFAULT_ISSUER, DEFAULT_AUDIENCE);
+        let caller = Caller {
+            user_id: Uuid::new_v4(),
+            session_id: Uuid::new_v4(),
+            is_superuser: false,
+            expires_at: u64::MAX - LEEWAY_SECONDS,
+        };
+        for index in 0..=VERIFIED_CACHE_CAPACITY {
+            verifier.remember(&index.to_string(), caller);
+        }
+
+        assert!(verifier.inner.verified.read().unwrap().len() <= VERIFIED_CACHE_CAPACITY);
     }
 
     #[test]
