@@ -124,7 +124,8 @@ pub fn workspace_binary(name: &str) -> String {
 }
 
 /// Generates the conformance tests every gRPC service binary must pass:
-/// health names, NOT_FOUND for an unknown name, reflection, the `healthcheck`
+/// health names, NOT_FOUND for an unknown name, readiness that follows PostgreSQL both
+/// ways (every service needs it), reflection, the `healthcheck`
 /// subcommand, SIGTERM draining, and exit 64 on bad configuration.
 ///
 /// `$env` is a `fn(database_url: String, redis_url: String) -> Vec<(&'static str, String)>`
@@ -151,6 +152,25 @@ macro_rules! service_conformance_tests {
 
                 conformance::assert_all_names_serving(&service.grpc_addr, &[$service]).await;
                 conformance::assert_unknown_name_not_found(&service.grpc_addr).await;
+            }
+
+            #[tokio::test]
+            async fn readiness_follows_postgres_both_ways_and_watch_streams_it() {
+                $crate::init();
+                let mut postgres = $crate::PostgresServer::start();
+                let database_url = $crate::create_database(&postgres.admin_url()).await;
+                let service = spawn_service($binary, &[], &($env)(database_url, redis_url())).await;
+                let addr = service.grpc_addr.clone();
+                wait_for_health(&addr, "readiness", ServingStatus::Serving, Duration::from_secs(15)).await;
+                let mut watch = conformance::watch_readiness(&addr).await;
+
+                postgres.stop();
+                conformance::next_status_is(&mut watch, ServingStatus::NotServing, Duration::from_secs(5)).await;
+                wait_for_health(&addr, $service, ServingStatus::NotServing, Duration::from_secs(1)).await;
+                wait_for_health(&addr, "liveness", ServingStatus::Serving, Duration::from_secs(1)).await;
+
+                postgres.restart();
+                conformance::next_status_is(&mut watch, ServingStatus::Serving, Duration::from_secs(10)).await;
             }
 
             #[tokio::test]

@@ -1,12 +1,11 @@
-//! Foundation behaviour of the deck-service binary: the shared conformance tests,
-//! readiness that follows PostgreSQL both ways, and a cache Redis outage that leaves
+//! Foundation behaviour of the deck-service binary: the shared conformance tests
+//! (readiness following PostgreSQL among them), and a cache Redis outage that leaves
 //! it SERVING (reads fall back to PostgreSQL).
 
 use std::time::Duration;
 
 use test_support::{
-    PostgresServer, RedisServer, ServingStatus, conformance, create_database, fresh_database,
-    key_prefix, redis_url, spawn_service, wait_for_health,
+    RedisServer, ServingStatus, fresh_database, key_prefix, spawn_service, wait_for_health,
 };
 
 const BINARY: &str = env!("CARGO_BIN_EXE_deck-service");
@@ -23,41 +22,6 @@ fn env(database_url: String, redis_url: String) -> Vec<(&'static str, String)> {
 }
 
 test_support::service_conformance_tests!(binary: BINARY, service: SERVICE, env: env);
-
-#[tokio::test]
-async fn readiness_follows_postgres_both_ways_and_watch_streams_it() {
-    test_support::init();
-    let mut postgres = PostgresServer::start();
-    let database_url = create_database(&postgres.admin_url()).await;
-    let service = spawn_service(BINARY, &[], &env(database_url, redis_url())).await;
-    let addr = service.grpc_addr.clone();
-    wait_for_health(
-        &addr,
-        "readiness",
-        ServingStatus::Serving,
-        Duration::from_secs(15),
-    )
-    .await;
-    let mut watch = conformance::watch_readiness(&addr).await;
-
-    postgres.stop();
-    conformance::next_status_is(
-        &mut watch,
-        ServingStatus::NotServing,
-        Duration::from_secs(5),
-    )
-    .await;
-    wait_for_health(
-        &addr,
-        SERVICE,
-        ServingStatus::NotServing,
-        Duration::from_secs(1),
-    )
-    .await;
-
-    postgres.restart();
-    conformance::next_status_is(&mut watch, ServingStatus::Serving, Duration::from_secs(10)).await;
-}
 
 #[tokio::test]
 async fn cache_redis_down_leaves_readiness_serving() {

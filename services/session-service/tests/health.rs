@@ -1,11 +1,12 @@
-//! Foundation behaviour of the session-service binary: the shared conformance tests,
-//! and readiness that follows PostgreSQL and the sessions Redis both ways.
+//! Foundation behaviour of the session-service binary: the shared conformance tests
+//! (readiness following PostgreSQL among them), and readiness that follows the sessions
+//! Redis both ways.
 
 use std::time::Duration;
 
 use test_support::{
-    PostgresServer, RedisServer, ServingStatus, conformance, create_database, fresh_database,
-    key_prefix, redis_url, spawn_service, wait_for_health,
+    RedisServer, ServingStatus, conformance, fresh_database, key_prefix, spawn_service,
+    wait_for_health,
 };
 
 const BINARY: &str = env!("CARGO_BIN_EXE_session-service");
@@ -68,38 +69,4 @@ async fn readiness_follows_the_sessions_redis_both_ways_and_watch_streams_it() {
 
     redis.restart();
     conformance::next_status_is(&mut watch, ServingStatus::Serving, Duration::from_secs(5)).await;
-}
-
-#[tokio::test]
-async fn readiness_follows_postgres_both_ways() {
-    test_support::init();
-    let mut postgres = PostgresServer::start();
-    let database_url = create_database(&postgres.admin_url()).await;
-    let service = spawn_service(BINARY, &[], &env(database_url, redis_url())).await;
-    let addr = service.grpc_addr.clone();
-    wait_for_health(
-        &addr,
-        "readiness",
-        ServingStatus::Serving,
-        Duration::from_secs(15),
-    )
-    .await;
-
-    postgres.stop();
-    wait_for_health(
-        &addr,
-        "readiness",
-        ServingStatus::NotServing,
-        Duration::from_secs(5),
-    )
-    .await;
-
-    postgres.restart();
-    wait_for_health(
-        &addr,
-        "readiness",
-        ServingStatus::Serving,
-        Duration::from_secs(10),
-    )
-    .await;
 }
