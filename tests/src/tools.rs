@@ -10,7 +10,7 @@
 //! the pins makes a new one.
 //!
 //! In CI (`CI` set) a tool that cannot be had fails the test; elsewhere the test is skipped
-//! and says so ([`or_skip`]).
+//! and says so ([`or_skip`]), also at the end of `scripts/test.sh`.
 
 use std::{
     fs,
@@ -128,8 +128,30 @@ pub fn or_skip<T>(tool: Result<T, String>, test: &str) -> Option<T> {
         Err(reason) if in_ci() => panic!("{test}: a tool it needs is missing: {reason}"),
         Err(reason) => {
             eprintln!("SKIPPED {test}: {reason}\n(outside CI only; with CI=1 this is a failure)");
+            note_skip(test, &reason);
             None
         }
+    }
+}
+
+/// Adds the skip to the file `TEST_SKIP_LOG` names, which `scripts/test.sh` prints after
+/// the run: the test runner shows a passing test's output only on request.
+fn note_skip(test: &str, reason: &str) {
+    use std::io::Write;
+    let Some(path) = std::env::var_os("TEST_SKIP_LOG") else {
+        return;
+    };
+    let first_line = reason.lines().next().unwrap_or_default();
+    let written = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut file| writeln!(file, "{test}: {first_line}"));
+    if let Err(e) = written {
+        eprintln!(
+            "cannot note the skip in {}: {e}",
+            Path::new(&path).display()
+        );
     }
 }
 
