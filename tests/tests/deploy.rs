@@ -1108,7 +1108,6 @@ fn each_process_is_scraped_on_the_port_it_serves_metrics_on() {
 // NetworkPolicies, evaluated as Kubernetes does for TCP and UDP connections.
 
 /// A pod as NetworkPolicies see it.
-#[derive(Clone)]
 struct Pod {
     namespace: &'static str,
     labels: BTreeMap<String, String>,
@@ -1161,10 +1160,9 @@ const fn tcp(number: u16) -> Port<'static> {
 
 /// A label selector (`matchLabels` and `matchExpressions`; `{}` selects everything).
 fn selects(selector: &Value, labels: &BTreeMap<String, String>) -> bool {
-    let match_labels = selector["matchLabels"].as_mapping().into_iter().flatten();
-    let labels_match = match_labels
-        .into_iter()
-        .all(|(k, v)| labels.get(&as_str(k).unwrap_or_default()) == as_str(v).as_ref());
+    let mut match_labels = selector["matchLabels"].as_mapping().into_iter().flatten();
+    let labels_match =
+        match_labels.all(|(k, v)| labels.get(&as_str(k).unwrap_or_default()) == as_str(v).as_ref());
     let expressions_match = items(&selector["matchExpressions"]).all(|expression| {
         let value = labels.get(expression["key"].as_str().unwrap_or_default());
         let values = strings(&expression["values"]);
@@ -1381,7 +1379,9 @@ fn only_the_two_services_may_open_connections_to_postgresql() {
                 .cloned()
                 .unwrap_or_default()
         })
-        .filter_map(|(_, url)| as_str(&url).and_then(|u| url_host_port(&u).1))
+        .filter_map(|(_, value)| as_str(&value))
+        .filter(|value| value.starts_with("postgres://"))
+        .map(|url| url_host_port(&url).1.unwrap_or(5432))
         .collect::<BTreeSet<u16>>();
     assert_eq!(postgres_port, BTreeSet::from([5432]));
     let dns = Port {
