@@ -23,6 +23,8 @@ start_postgres "$work/pg" "$pg_port"
 start_redis "$work/redis" "$redis_port"
 
 export TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/postgres"
+# Tests that skip for a missing tool (outside CI only, tests/src/tools.rs) note it here.
+export TEST_SKIP_LOG="$work/skipped.txt"
 export TEST_REDIS_URL="redis://127.0.0.1:$redis_port"
 export REDIS_SERVER_BIN
 REDIS_SERVER_BIN=$(command -v redis-server)
@@ -51,5 +53,9 @@ if [ ${#scope[@]} -gt 0 ] && [ "${SKIP_CLUSTER_TESTS:-0}" != 1 ]; then
   TEST_REDIS_URL=$REDIS_CLUSTER_URL TEST_REDIS_IS_CLUSTER=1 \
     run_tests --workspace -E 'package(session-service) | package(deck-service) | binary_id(gateway::edge)' "$@" ||
     status=$?
+fi
+if [ -s "$TEST_SKIP_LOG" ]; then
+  log "SKIPPED outside CI, as a tool they need is missing (with CI=1 they fail):"
+  sed 's/^/    /' "$TEST_SKIP_LOG" >&2
 fi
 exit $status

@@ -13,6 +13,7 @@ mod process;
 mod servers;
 pub mod stack;
 pub mod tokens;
+pub mod tools;
 
 use std::time::Duration;
 

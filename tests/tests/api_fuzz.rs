@@ -1,15 +1,16 @@
 //! Schemathesis against the gateway's own OpenAPI document (issue 7; docs/resilience.md):
 //! generated valid and invalid requests to every documented operation, with a
 //! superuser's token, must never get a 5xx, never hang, and every response must match
-//! the documented schema. Needs `python3`; installs the pinned schemathesis with pip
-//! when it is missing (CI's `.ci/run` installs it up front).
+//! the documented schema. schemathesis is pinned in `tests/python-tools.txt` and runs from
+//! test-support's virtual environment ([`test_support::tools`]); in CI a missing one fails.
 
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
-use test_support::stack::{StackOptions, spawn_stack_with};
+use test_support::{
+    stack::{StackOptions, spawn_stack_with},
+    tools::{self, PythonTools},
+};
 use tokio::time::Instant;
-
-const SCHEMATHESIS_VERSION: &str = "4.32.5";
 
 /// Examples per operation and phase; bounded so the run takes about a minute here.
 const MAX_EXAMPLES: &str = "10";
@@ -17,55 +18,19 @@ const MAX_EXAMPLES: &str = "10";
 /// The whole run's limit: past it the test fails as a hang.
 const RUN_LIMIT: Duration = Duration::from_secs(240);
 
-fn installed_version() -> Option<String> {
-    let output = Command::new("python3")
-        .args(["-m", "pip", "show", "schemathesis"])
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .find_map(|line| line.strip_prefix("Version: "))
-        .map(|version| version.trim().to_owned())
-}
-
-/// Makes sure the pinned schemathesis is importable, installing it if not.
-fn ensure_schemathesis() {
-    if installed_version().as_deref() == Some(SCHEMATHESIS_VERSION) {
-        return;
-    }
-    let package = format!("schemathesis=={SCHEMATHESIS_VERSION}");
-    let pip = |extra: &[&str]| {
-        Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .args(extra)
-            .arg(&package)
-            .status()
-            .is_ok_and(|status| status.success())
-    };
-    // Debian's system Python refuses plain installs (PEP 668) unless told otherwise.
-    assert!(
-        pip(&[]) || pip(&["--break-system-packages"]),
-        "cannot install {package} with pip (python3 and PyPI access are needed)"
-    );
-    assert_eq!(
-        installed_version().as_deref(),
-        Some(SCHEMATHESIS_VERSION),
-        "{package} is not importable after installing it"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_requests_to_every_documented_operation_get_no_5xx_and_schema_conforming_answers()
 {
     // Arrange: the stack without rate limits (429 would hide the answers under test),
     // and a superuser, so the admin operations are exercised past their 403.
-    ensure_schemathesis();
+    // Made once for every test that needs it; this may wait for another process's install.
+    let tools = tokio::task::spawn_blocking(PythonTools::get).await;
+    let Some(tools) = tools::or_skip(
+        tools.expect("the tools lookup finishes"),
+        "generated_requests_to_every_documented_operation_get_no_5xx_and_schema_conforming_answers",
+    ) else {
+        return;
+    };
     let stack = spawn_stack_with(StackOptions {
         gateway_env: vec![
             ("RATE_LIMIT_API_PER_MINUTE", "1000000".to_owned()),
@@ -84,6 +49,7 @@ async fn generated_requests_to_every_documented_operation_get_no_5xx_and_schema_
     // Act: every operation but Google sign-in, which the contract makes a 503 on
     // purpose (HTTP_API.md: "not enabled"); it gets its own run without the 5xx check.
     let main = run_schemathesis(
+        &tools,
         &stack.http_addr,
         token,
         &[
@@ -95,6 +61,7 @@ async fn generated_requests_to_every_documented_operation_get_no_5xx_and_schema_
     )
     .await;
     let google = run_schemathesis(
+        &tools,
         &stack.http_addr,
         token,
         &[
@@ -125,6 +92,7 @@ const GOOGLE: &str = "/api/v1/auth/google";
 /// Runs schemathesis against the gateway's `/openapi.json` with `args` added; returns
 /// its exit status (`None`: killed at [`RUN_LIMIT`]) and its output.
 async fn run_schemathesis(
+    tools: &PythonTools,
     addr: &str,
     token: &str,
     args: &[&str],
@@ -133,7 +101,8 @@ async fn run_schemathesis(
     std::fs::create_dir_all(&report).expect("create report dir");
     // Output goes to a file: a full pipe would stall the child and look like a hang.
     let log = std::fs::File::create(report.join("output.txt")).expect("create output file");
-    let mut child = Command::new("python3")
+    let mut child = tools
+        .command("python")
         .args(["-m", "schemathesis.cli", "run"])
         .arg(format!("http://{addr}/openapi.json"))
         .args([
@@ -161,7 +130,7 @@ async fn run_schemathesis(
         .stdout(log.try_clone().expect("clone output file"))
         .stderr(log)
         .spawn()
-        .expect("run python3 -m schemathesis.cli");
+        .expect("run schemathesis");
     let started = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait for schemathesis") {

@@ -1,12 +1,16 @@
 //! The deployment files, checked without a Docker engine or a cluster (none exists on the
-//! build machines): `docker-compose.yml` and `deploy/Dockerfile` are parsed and checked
-//! for the services, stages, healthchecks and Redis roles ARCHITECTURE.md asks for;
-//! `deploy/k8s` is validated against the Kubernetes schemas with the `kubernetes-validate`
-//! package and checked for probes, resources and security settings.
+//! build machines). Maintained tools do the generic checks:
+//! - `deploy/Dockerfile`: hadolint;
+//! - `docker-compose.yml`: the compose-spec JSON schema (check-jsonschema's copy);
+//! - `deploy/k8s`: the Kubernetes 1.30 and 1.37 schemas (kubernetes-validate), and
+//!   `kubectl kustomize`.
 //!
-//! Each check is a function returning the problems it finds, so the tests also show
-//! that a broken file is reported (the checks cannot pass vacuously).
+//! The assertions below are the few that no generic linter can make: the Redis roles,
+//! the gRPC health names of the probes, non-root images, settings the binaries really read,
+//! and which ports are reachable from where.
 //!
+//! The Python tools are pinned in `tests/python-tools.txt` and run from test-support's
+//! virtual environment ([`test_support::tools`]); in CI a missing tool fails the test.
 //! Run: `scripts/test.sh -p test-support -E 'binary(deploy)'`.
 
 use std::{
@@ -18,6 +22,7 @@ use std::{
 
 use serde::Deserialize;
 use serde_yaml::Value;
+use test_support::tools::{self, PythonTools};
 
 /// The three processes: binary name, crate directory, gRPC port.
 const BINARIES: [(&str, &str, u16); 3] = [
@@ -30,11 +35,11 @@ const BINARIES: [(&str, &str, u16); 3] = [
 /// (native gRPC probes are GA since 1.27) and the newest the pinned package bundles.
 const KUBERNETES_VERSIONS: [&str; 2] = ["1.30.0", "1.37.0"];
 
-/// Pinned so CI validates against the same bundled schemas every run (also in `.ci/run`).
-const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
+/// The namespace `kustomization.yaml` puts everything in.
+const NAMESPACE: &str = "learngreek";
 
 // ---------------------------------------------------------------------------------------
-// Files and small YAML helpers.
+// Files, YAML and the tools.
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -48,18 +53,16 @@ fn read(relative: &str) -> String {
     fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
-fn yaml(text: &str) -> Value {
-    serde_yaml::from_str(text).unwrap_or_else(|e| panic!("invalid YAML: {e}"))
-}
-
-/// Every document of a multi-document YAML text (empty documents skipped).
+/// Every document of a (multi-document) YAML text, empty ones skipped.
 fn yaml_documents(text: &str) -> Vec<Value> {
     serde_yaml::Deserializer::from_str(text)
-        .map(|document| {
-            Value::deserialize(document).unwrap_or_else(|e| panic!("invalid YAML: {e}"))
-        })
+        .map(|document| Value::deserialize(document).expect("valid YAML"))
         .filter(|value| !value.is_null())
         .collect()
+}
+
+fn yaml(relative: &str) -> Value {
+    serde_yaml::from_str(&read(relative)).unwrap_or_else(|e| panic!("{relative}: {e}"))
 }
 
 fn as_str(value: &Value) -> Option<String> {
@@ -71,11 +74,13 @@ fn as_str(value: &Value) -> Option<String> {
     }
 }
 
+/// A sequence's items as strings (empty when `value` is no sequence).
 fn strings(value: &Value) -> Vec<String> {
-    value
-        .as_sequence()
-        .map(|items| items.iter().filter_map(as_str).collect())
-        .unwrap_or_default()
+    items(value).filter_map(as_str).collect()
+}
+
+fn items(value: &Value) -> impl Iterator<Item = &Value> {
+    value.as_sequence().into_iter().flatten()
 }
 
 fn keys(value: &Value) -> BTreeSet<String> {
@@ -85,13 +90,18 @@ fn keys(value: &Value) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-/// True when `flag value` appear next to each other in `args`.
-fn has_flag(args: &[String], flag: &str, value: &str) -> bool {
-    args.windows(2)
-        .any(|pair| pair[0] == flag && pair[1] == value)
+/// `(host, port)` of a `scheme://[user:password@]host[:port][/path]` URL.
+fn url_host_port(url: &str) -> (String, Option<u16>) {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    match host_port.rsplit_once(':') {
+        Some((host, port)) => (host.to_owned(), port.parse().ok()),
+        None => (host_port.to_owned(), None),
+    }
 }
 
-/// The settings of a redis.conf text, `name -> value` (comments and blanks skipped).
+/// The settings of a redis.conf text, `name -> value`.
 fn redis_conf(text: &str) -> BTreeMap<String, String> {
     text.lines()
         .map(str::trim)
@@ -99,29 +109,6 @@ fn redis_conf(text: &str) -> BTreeMap<String, String> {
         .filter_map(|line| line.split_once(char::is_whitespace))
         .map(|(name, value)| (name.to_lowercase(), value.trim().to_owned()))
         .collect()
-}
-
-/// Host of a `scheme://[user[:password]@]host[:port][/path]` URL.
-fn url_host(url: &str) -> Option<&str> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split('/').next()?;
-    let host_port = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    Some(host_port.split(':').next().unwrap_or(host_port))
-}
-
-fn url_port(url: &str) -> Option<u16> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split('/').next()?;
-    let host_port = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    host_port.rsplit_once(':')?.1.parse().ok()
-}
-
-fn assert_no_problems(what: &str, problems: Vec<String>) {
-    assert!(problems.is_empty(), "{what}:\n  {}", problems.join("\n  "));
 }
 
 /// Every environment variable a binary reads: the `env = "..."` of its crate's and the
@@ -148,19 +135,271 @@ fn variables_read_by(crate_dir: &str) -> BTreeSet<String> {
     found
 }
 
-fn crate_dir_of(binary: &str) -> &'static str {
-    BINARIES
-        .iter()
-        .find(|(name, _, _)| *name == binary)
-        .map(|(_, dir, _)| *dir)
-        .expect("known binary")
+/// A folder of its own for one test's changed copies of the files.
+fn scratch_file(name: &str, text: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("learngreek-deploy-{}", uuid::Uuid::new_v4()));
+    fs::create_dir_all(&dir).expect("create scratch dir");
+    let file = dir.join(name);
+    fs::write(&file, text).expect("write scratch file");
+    (dir, file)
+}
+
+/// Runs a checker; `Err` with what it printed when it reports a problem. A warning
+/// counts: kubernetes-validate only warns, exit 0, about a kind it has no schema for,
+/// i.e. a resource it did not check.
+fn run_check(command: &mut Command) -> Result<(), String> {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("run {command:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let warned = text.lines().any(|line| line.starts_with("WARN"));
+    if output.status.success() && !warned {
+        Ok(())
+    } else {
+        Err(format!("{command:?} ({}):\n{text}", output.status))
+    }
+}
+
+fn python_tools(test: &str) -> Option<PythonTools> {
+    tools::or_skip(PythonTools::get(), test)
+}
+
+fn hadolint(tools: &PythonTools, dockerfile: &Path) -> Result<(), String> {
+    // Every finding fails, style hints included (hadolint's default stops at info).
+    run_check(
+        tools
+            .command("hadolint")
+            .args(["--no-color", "--failure-threshold", "style"])
+            .arg(dockerfile),
+    )
+}
+
+fn compose_schema(tools: &PythonTools, compose_file: &Path) -> Result<(), String> {
+    run_check(
+        tools
+            .command("check-jsonschema")
+            .args(["--builtin-schema", "vendor.compose-spec"])
+            .arg(compose_file),
+    )
+}
+
+fn kubernetes_schemas(tools: &PythonTools, files: &[PathBuf], version: &str) -> Result<(), String> {
+    run_check(
+        tools
+            .command("kubernetes-validate")
+            .args(["--strict", "-k", version])
+            .args(files),
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// deploy/Dockerfile
+
+/// A Dockerfile stage: its base and its instructions (`KEYWORD`, arguments), continuation
+/// lines joined, comments dropped.
+struct Stage {
+    base: String,
+    instructions: Vec<(String, String)>,
+}
+
+impl Stage {
+    fn last(&self, keyword: &str) -> Option<&str> {
+        self.instructions
+            .iter()
+            .rev()
+            .find(|(k, _)| k == keyword)
+            .map(|(_, args)| args.as_str())
+    }
+}
+
+/// The named stages (`FROM base AS name`) of a Dockerfile.
+fn dockerfile_stages(text: &str) -> BTreeMap<String, Stage> {
+    let joined = text
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace("\\\n", " ");
+    let mut stages = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in joined.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let (keyword, args) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        let keyword = keyword.to_uppercase();
+        if keyword == "FROM" {
+            let words: Vec<&str> = args.split_whitespace().collect();
+            if let [base, as_, name] = words.as_slice()
+                && as_.eq_ignore_ascii_case("as")
+            {
+                let stage = Stage {
+                    base: (*base).to_owned(),
+                    instructions: Vec::new(),
+                };
+                stages.insert((*name).to_owned(), stage);
+                current = Some((*name).to_owned());
+            }
+        } else if let Some(stage) = current.as_ref().and_then(|name| stages.get_mut(name)) {
+            stage.instructions.push((keyword, args.trim().to_owned()));
+        }
+    }
+    stages
+}
+
+/// The JSON (exec form) array at the end of an instruction's arguments.
+fn exec_form(args: &str) -> Vec<String> {
+    args.find('[')
+        .and_then(|start| serde_json::from_str(&args[start..]).ok())
+        .unwrap_or_default()
+}
+
+#[test]
+fn dockerfile_passes_hadolint() {
+    let Some(tools) = python_tools("dockerfile_passes_hadolint") else {
+        return;
+    };
+
+    let result = hadolint(&tools, &repo_root().join("deploy/Dockerfile"));
+
+    if let Err(problems) = result {
+        panic!("{problems}");
+    }
+}
+
+#[test]
+fn hadolint_reports_a_stage_left_running_as_root() {
+    // Arrange: the deck-service stage switches to root.
+    let Some(tools) = python_tools("hadolint_reports_a_stage_left_running_as_root") else {
+        return;
+    };
+    let text = read("deploy/Dockerfile");
+    let (head, rest) = text.split_at(text.find("AS deck-service").expect("deck-service stage"));
+    let changed = format!(
+        "{head}{}",
+        rest.replacen("USER 10001:10001", "USER root", 1)
+    );
+    let (dir, file) = scratch_file("Dockerfile", &changed);
+
+    // Act
+    let result = hadolint(&tools, &file);
+    fs::remove_dir_all(dir).ok();
+
+    // Assert
+    let problems = result.expect_err("hadolint accepted a root USER");
+    assert!(problems.contains("DL3002"), "{problems}");
+}
+
+#[test]
+fn each_image_builds_with_the_pinned_toolchain_and_runs_its_binary_as_the_pods_uid() {
+    // Arrange
+    let text = read("deploy/Dockerfile");
+    let stages = dockerfile_stages(&text);
+    let toolchain = toml_channel(&read("rust-toolchain.toml"));
+    let compose = yaml("docker-compose.yml");
+    let ignored: BTreeSet<String> = read("deploy/Dockerfile.dockerignore")
+        .lines()
+        .map(|l| l.trim().to_owned())
+        .collect();
+
+    // Assert: the builder is the toolchain of rust-toolchain.toml.
+    assert!(
+        text.contains(&format!("ARG RUST_VERSION={toolchain}\n")),
+        "deploy/Dockerfile must build with rust {toolchain} (rust-toolchain.toml)"
+    );
+    assert!(stages["builder"].base.starts_with("rust:${RUST_VERSION}"));
+    for (binary, _, port) in BINARIES {
+        let stage = stages
+            .get(binary)
+            .unwrap_or_else(|| panic!("no `FROM ... AS {binary}` stage"));
+        let program = format!("/usr/local/bin/{binary}");
+        // The uid the Kubernetes pods run as: runAsNonRoot needs a numeric USER.
+        assert_eq!(stage.last("USER"), Some("10001:10001"), "{binary}: USER");
+        assert_eq!(
+            exec_form(stage.last("HEALTHCHECK").unwrap_or_default()),
+            [program.as_str(), "healthcheck"],
+            "{binary}: HEALTHCHECK"
+        );
+        assert_eq!(
+            exec_form(stage.last("ENTRYPOINT").unwrap_or_default()),
+            [program.as_str()],
+            "{binary}: ENTRYPOINT"
+        );
+        let exposed = stage.last("EXPOSE").unwrap_or_default();
+        assert!(
+            exposed.split_whitespace().any(|p| p == port.to_string()),
+            "{binary}: EXPOSE {port}"
+        );
+        let build = &compose["services"][binary]["build"];
+        assert_eq!(build["dockerfile"].as_str(), Some("deploy/Dockerfile"));
+        assert_eq!(
+            build["target"].as_str(),
+            Some(binary),
+            "{binary}: compose target"
+        );
+    }
+    for entry in ["target", ".git", "deploy/dev-secrets", ".local"] {
+        assert!(
+            ignored.contains(entry),
+            "the build context must leave out {entry}"
+        );
+    }
+}
+
+fn toml_channel(toolchain_file: &str) -> String {
+    toolchain_file
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("channel"))
+        .map(|v| {
+            v.trim()
+                .trim_start_matches('=')
+                .trim()
+                .trim_matches('"')
+                .to_owned()
+        })
+        .expect("rust-toolchain.toml has a channel")
 }
 
 // ---------------------------------------------------------------------------------------
 // docker-compose.yml
 
-fn compose() -> Value {
-    yaml(&read("docker-compose.yml"))
+#[test]
+fn compose_file_validates_against_the_compose_spec_schema() {
+    let Some(tools) = python_tools("compose_file_validates_against_the_compose_spec_schema") else {
+        return;
+    };
+
+    let result = compose_schema(&tools, &repo_root().join("docker-compose.yml"));
+
+    if let Err(problems) = result {
+        panic!("{problems}");
+    }
+}
+
+#[test]
+fn compose_schema_validation_rejects_an_unknown_dependency_condition() {
+    // Arrange: the gateway waits for deck-service with a condition Compose does not know.
+    let Some(tools) =
+        python_tools("compose_schema_validation_rejects_an_unknown_dependency_condition")
+    else {
+        return;
+    };
+    let text = read("docker-compose.yml");
+    let (head, gateway) = text.split_at(text.find("\n  gateway:").expect("gateway service"));
+    let changed = format!(
+        "{head}{}",
+        gateway.replacen("condition: service_healthy", "condition: service_ready", 1)
+    );
+    let (dir, file) = scratch_file("docker-compose.yml", &changed);
+
+    // Act
+    let result = compose_schema(&tools, &file);
+    fs::remove_dir_all(dir).ok();
+
+    // Assert
+    let problems = result.expect_err("the schema accepted condition: service_ready");
+    assert!(problems.contains("service_ready"), "{problems}");
 }
 
 /// A compose service's environment as a map, whichever of the two syntaxes it uses.
@@ -170,727 +409,267 @@ fn compose_environment(service: &Value) -> BTreeMap<String, String> {
             .iter()
             .filter_map(|(k, v)| Some((as_str(k)?, as_str(v).unwrap_or_default())))
             .collect(),
-        Value::Sequence(items) => items
-            .iter()
-            .filter_map(as_str)
+        other => strings(other)
+            .into_iter()
             .map(|item| match item.split_once('=') {
                 Some((k, v)) => (k.to_owned(), v.to_owned()),
                 None => (item, String::new()),
             })
             .collect(),
-        _ => BTreeMap::new(),
     }
-}
-
-/// A compose `command` as a list of arguments (a string is split on whitespace).
-fn compose_command(service: &Value) -> Vec<String> {
-    match &service["command"] {
-        Value::String(s) => s.split_whitespace().map(str::to_owned).collect(),
-        other => strings(other),
-    }
-}
-
-fn check_compose(compose: &Value) -> Vec<String> {
-    let mut problems = Vec::new();
-    let services = &compose["services"];
-    let names = keys(services);
-    let expected = [
-        "postgres",
-        "redis-sessions",
-        "redis-cache",
-        "session-service",
-        "deck-service",
-        "gateway",
-    ];
-    for name in expected {
-        if !names.contains(name) {
-            problems.push(format!("service {name} is missing"));
-        }
-    }
-
-    for name in &names {
-        let service = &services[name.as_str()];
-        let test = strings(&service["healthcheck"]["test"]);
-        if test.len() < 2 || !["CMD", "CMD-SHELL"].contains(&test[0].as_str()) {
-            problems.push(format!("{name}: no healthcheck test (got {test:?})"));
-        }
-        if service["healthcheck"]["disable"].as_bool() == Some(true) {
-            problems.push(format!("{name}: healthcheck disabled"));
-        }
-        match &service["depends_on"] {
-            Value::Null => {}
-            Value::Mapping(deps) => {
-                for (dep, settings) in deps {
-                    let dep = as_str(dep).unwrap_or_default();
-                    if !names.contains(&dep) {
-                        problems.push(format!("{name}: depends on unknown service {dep}"));
-                    }
-                    if settings["condition"].as_str() != Some("service_healthy") {
-                        problems.push(format!(
-                            "{name}: depends_on {dep} must have condition: service_healthy"
-                        ));
-                    }
-                }
-            }
-            _ => problems.push(format!(
-                "{name}: depends_on must be a map with condition: service_healthy"
-            )),
-        }
-    }
-
-    let healthcheck = |name: &str| strings(&services[name]["healthcheck"]["test"]).join(" ");
-    if !healthcheck("postgres").contains("pg_isready") {
-        problems.push("postgres: healthcheck must run pg_isready".into());
-    }
-    for redis in ["redis-sessions", "redis-cache"] {
-        if !healthcheck(redis).contains("redis-cli ping") {
-            problems.push(format!("{redis}: healthcheck must run redis-cli ping"));
-        }
-    }
-    for (binary, _, _) in BINARIES {
-        let test = strings(&services[binary]["healthcheck"]["test"]);
-        if test != ["CMD", binary, "healthcheck"] {
-            problems.push(format!(
-                "{binary}: healthcheck must be [CMD, {binary}, healthcheck], got {test:?}"
-            ));
-        }
-        let build = &services[binary]["build"];
-        if build["dockerfile"].as_str() != Some("deploy/Dockerfile")
-            || build["target"].as_str() != Some(binary)
-        {
-            problems.push(format!(
-                "{binary}: must build deploy/Dockerfile with target: {binary}"
-            ));
-        }
-    }
-
-    let sessions = compose_command(&services["redis-sessions"]);
-    for (flag, value) in [
-        ("--maxmemory-policy", "noeviction"),
-        ("--appendonly", "yes"),
-        ("--appendfsync", "everysec"),
-    ] {
-        if !has_flag(&sessions, flag, value) {
-            problems.push(format!(
-                "redis-sessions: command lacks {flag} {value} (got {sessions:?})"
-            ));
-        }
-    }
-    let cache = compose_command(&services["redis-cache"]);
-    for (flag, value) in [
-        ("--maxmemory", "128mb"),
-        ("--maxmemory-policy", "allkeys-lru"),
-        ("--appendonly", "no"),
-        ("--save", ""),
-    ] {
-        if !has_flag(&cache, flag, value) {
-            problems.push(format!(
-                "redis-cache: command lacks {flag} {value:?} (got {cache:?})"
-            ));
-        }
-    }
-    if services["redis-cache"]["volumes"]
-        .as_sequence()
-        .into_iter()
-        .flatten()
-        .filter_map(as_str)
-        .any(|v| v.ends_with(":/data"))
-    {
-        problems.push("redis-cache: keeps no data, so it must not mount a /data volume".into());
-    }
-
-    let ports = strings(&services["gateway"]["ports"]);
-    if !ports.iter().any(|p| p == "8000:8000") {
-        problems.push(format!("gateway: must publish 8000:8000 (got {ports:?})"));
-    }
-    problems
 }
 
 #[test]
-fn compose_file_runs_every_service_with_healthchecks_and_healthy_dependencies() {
+fn compose_starts_each_service_after_its_healthy_dependencies_and_publishes_only_the_gateway() {
     // Arrange
-    let compose = compose();
-
-    // Act
-    let problems = check_compose(&compose);
-
-    // Assert
-    assert_no_problems("docker-compose.yml", problems);
-}
-
-#[test]
-fn compose_check_reports_an_evicting_sessions_redis_and_a_dependency_that_only_waits_for_start() {
-    // Arrange: the sessions Redis loses noeviction; the gateway waits only for its start.
-    let text =
-        read("docker-compose.yml").replacen("      - noeviction\n", "      - allkeys-lru\n", 1);
-    let mut compose = yaml(&text);
-    compose["services"]["gateway"]["depends_on"]["deck-service"]["condition"] =
-        Value::from("service_started");
-
-    // Act
-    let problems = check_compose(&compose);
-
-    // Assert
-    assert!(
-        problems
-            .iter()
-            .any(|p| p.contains("--maxmemory-policy noeviction")),
-        "{problems:?}"
-    );
-    assert!(
-        problems
-            .iter()
-            .any(|p| p.contains("gateway: depends_on deck-service")),
-        "{problems:?}"
-    );
-}
-
-#[test]
-fn compose_services_wait_for_each_dependency_they_have_a_url_for() {
-    // Arrange
-    let compose = compose();
+    let compose = yaml("docker-compose.yml");
     let services = &compose["services"];
-    let expected: [(&str, &[&str]); 3] = [
-        ("session-service", &["postgres", "redis-sessions"]),
-        (
-            "deck-service",
-            &["postgres", "redis-cache", "session-service"],
-        ),
-        (
-            "gateway",
-            &["redis-cache", "session-service", "deck-service"],
-        ),
-    ];
+    let init_sql = read("deploy/postgres/init.sql");
 
-    for (binary, dependencies) in expected {
+    for name in keys(services) {
         // Act
-        let depends_on = keys(&services[binary]["depends_on"]);
-        let url_hosts: BTreeSet<String> = compose_environment(&services[binary])
+        let service = &services[name.as_str()];
+        let depends_on = keys(&service["depends_on"]);
+        let urls: Vec<(String, String)> = compose_environment(service)
             .into_iter()
-            .filter(|(name, _)| name.ends_with("_URL"))
-            .filter_map(|(_, url)| url_host(&url).map(str::to_owned))
+            .filter(|(variable, _)| variable.ends_with("_URL"))
             .collect();
 
-        // Assert
-        let expected: BTreeSet<String> = dependencies.iter().map(|d| (*d).to_owned()).collect();
-        assert_eq!(depends_on, expected, "{binary}: depends_on");
-        assert_eq!(
-            url_hosts, expected,
-            "{binary}: the hosts of its *_URL variables must be exactly what it waits for"
-        );
-    }
-}
-
-#[test]
-fn compose_environment_sets_the_variables_the_binaries_read() {
-    // Arrange
-    let compose = compose();
-    let services = &compose["services"];
-    let expected: [(&str, &[(&str, &str)]); 3] = [
-        (
-            "session-service",
-            &[
-                ("GRPC_ADDR", "0.0.0.0:50051"),
-                (
-                    "DATABASE_URL",
-                    "postgres://postgres:postgres@postgres:5432/learngreek_sessions",
-                ),
-                ("SESSION_REDIS_URL", "redis://redis-sessions:6379"),
-                ("JWT_PRIVATE_KEY_FILE", "/run/secrets/jwt_private_key"),
-                ("LOG_FORMAT", "json"),
-            ],
-        ),
-        (
-            "deck-service",
-            &[
-                ("GRPC_ADDR", "0.0.0.0:50052"),
-                (
-                    "DATABASE_URL",
-                    "postgres://postgres:postgres@postgres:5432/learngreek_decks",
-                ),
-                ("CACHE_REDIS_URL", "redis://redis-cache:6379"),
-                ("SESSION_SERVICE_URL", "http://session-service:50051"),
-            ],
-        ),
-        (
-            "gateway",
-            &[
-                ("HTTP_ADDR", "0.0.0.0:8000"),
-                ("GRPC_ADDR", "0.0.0.0:50050"),
-                ("SESSION_SERVICE_URL", "http://session-service:50051"),
-                ("DECK_SERVICE_URL", "http://deck-service:50052"),
-                ("RATE_LIMIT_REDIS_URL", "redis://redis-cache:6379/1"),
-            ],
-        ),
-    ];
-
-    for (binary, variables) in expected {
-        // Act
-        let environment = compose_environment(&services[binary]);
-        let known = variables_read_by(crate_dir_of(binary));
-
-        // Assert
-        for (name, value) in variables {
+        // Assert: a service starts once each service it has a URL for is healthy.
+        for dependency in &depends_on {
             assert_eq!(
-                environment.get(*name).map(String::as_str),
-                Some(*value),
-                "{binary}: {name}"
+                service["depends_on"][dependency.as_str()]["condition"].as_str(),
+                Some("service_healthy"),
+                "{name}: depends_on {dependency}"
             );
         }
-        let unknown: Vec<_> = environment
-            .keys()
-            .filter(|name| !known.contains(*name))
-            .collect();
-        assert!(unknown.is_empty(), "{binary} reads none of {unknown:?}");
-    }
-}
-
-#[test]
-fn compose_gives_the_signing_key_as_a_secret_from_an_uncommitted_generated_file() {
-    // Arrange
-    let compose = compose();
-    let gitignore = read(".gitignore");
-    let makefile = read("Makefile");
-
-    // Act
-    let secret_file = compose["secrets"]["jwt_private_key"]["file"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let mounted = strings(&compose["services"]["session-service"]["secrets"]);
-    let up_target: String = makefile
-        .split("\nup:")
-        .nth(1)
-        .map(|rest| {
-            rest.lines()
-                .skip(1)
-                .take_while(|l| l.starts_with('\t'))
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .unwrap_or_default();
-
-    // Assert
-    assert_eq!(
-        secret_file.trim_start_matches("./"),
-        "deploy/dev-secrets/jwt-ed25519.pem"
-    );
-    assert_eq!(mounted, ["jwt_private_key"]);
-    assert!(
-        gitignore
-            .lines()
-            .any(|l| l.trim_matches('/') == "deploy/dev-secrets"),
-        "deploy/dev-secrets/ must be git-ignored"
-    );
-    assert!(
-        up_target
-            .contains("openssl genpkey -algorithm ed25519 -out deploy/dev-secrets/jwt-ed25519.pem"),
-        "`make up` must generate the dev key:\n{up_target}"
-    );
-    let generate = up_target.find("openssl genpkey").expect("generation step");
-    let compose_up = up_target
-        .find("docker compose up")
-        .expect("docker compose up in `make up`");
-    assert!(
-        generate < compose_up,
-        "`make up` must generate the key before starting compose"
-    );
-}
-
-#[test]
-fn postgres_init_script_creates_the_database_of_each_service() {
-    // Arrange
-    let compose = compose();
-    let init = read("deploy/postgres/init.sql");
-    let volumes = strings(&compose["services"]["postgres"]["volumes"]);
-
-    // Act
-    let databases: BTreeSet<String> = ["session-service", "deck-service"]
-        .iter()
-        .map(|s| {
-            compose_environment(&compose["services"][*s])["DATABASE_URL"]
-                .rsplit('/')
-                .next()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
-
-    // Assert
-    assert!(
-        volumes
-            .iter()
-            .any(|v| v.starts_with("./deploy/postgres/init.sql:/docker-entrypoint-initdb.d/")),
-        "{volumes:?}"
-    );
-    for database in &databases {
-        assert!(
-            init.contains(&format!("CREATE DATABASE {database};")),
-            "init.sql must create {database}"
+        let url_hosts: BTreeSet<String> =
+            urls.iter().map(|(_, url)| url_host_port(url).0).collect();
+        assert_eq!(
+            url_hosts, depends_on,
+            "{name}: the hosts of its *_URL variables"
         );
-    }
-    assert_eq!(databases.len(), 2, "each service has its own database");
-}
-
-#[test]
-fn redis_role_config_files_match_the_roles() {
-    // Arrange
-    let sessions = redis_conf(&read("deploy/redis/sessions.conf"));
-    let cache = redis_conf(&read("deploy/redis/cache.conf"));
-
-    // Assert
-    assert_eq!(
-        sessions.get("maxmemory-policy").map(String::as_str),
-        Some("noeviction")
-    );
-    assert_eq!(sessions.get("appendonly").map(String::as_str), Some("yes"));
-    assert_eq!(
-        sessions.get("appendfsync").map(String::as_str),
-        Some("everysec")
-    );
-    assert_eq!(cache.get("maxmemory").map(String::as_str), Some("128mb"));
-    assert_eq!(
-        cache.get("maxmemory-policy").map(String::as_str),
-        Some("allkeys-lru")
-    );
-    assert_eq!(cache.get("appendonly").map(String::as_str), Some("no"));
-    assert_eq!(
-        cache.get("save").map(String::as_str),
-        Some("\"\""),
-        "the cache keeps no snapshots"
-    );
-}
-
-// ---------------------------------------------------------------------------------------
-// deploy/Dockerfile
-
-#[derive(Debug)]
-struct Stage {
-    name: String,
-    base: String,
-    /// (INSTRUCTION, arguments), continuations joined, comments dropped.
-    instructions: Vec<(String, String)>,
-}
-
-#[derive(Debug)]
-struct Dockerfile {
-    /// `ARG name=default` before the first FROM.
-    global_args: BTreeMap<String, String>,
-    stages: Vec<Stage>,
-}
-
-impl Dockerfile {
-    fn parse(text: &str) -> Self {
-        let mut logical = Vec::new();
-        let mut current = String::new();
-        for line in text.lines() {
-            let trimmed = line.trim();
-            if trimmed.starts_with('#') || (trimmed.is_empty() && current.is_empty()) {
-                continue;
-            }
-            if let Some(head) = trimmed.strip_suffix('\\') {
-                current.push_str(head);
-                current.push(' ');
-            } else {
-                current.push_str(trimmed);
-                logical.push(std::mem::take(&mut current));
-            }
-        }
-        let mut global_args = BTreeMap::new();
-        let mut stages: Vec<Stage> = Vec::new();
-        for line in logical.iter().filter(|l| !l.trim().is_empty()) {
-            let (instruction, args) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
-            let instruction = instruction.to_uppercase();
-            let args = args.trim().to_owned();
-            if instruction == "FROM" {
-                let words: Vec<&str> = args
-                    .split_whitespace()
-                    .filter(|w| !w.starts_with("--"))
-                    .collect();
-                let name = match words.as_slice() {
-                    [_, as_, name] if as_.eq_ignore_ascii_case("as") => (*name).to_owned(),
-                    _ => String::new(),
-                };
-                stages.push(Stage {
-                    name,
-                    base: words.first().copied().unwrap_or_default().to_owned(),
-                    instructions: Vec::new(),
-                });
-            } else if let Some(stage) = stages.last_mut() {
-                stage.instructions.push((instruction, args));
-            } else if instruction == "ARG" {
-                let (name, default) = args.split_once('=').unwrap_or((&args, ""));
-                global_args.insert(name.to_owned(), default.to_owned());
-            }
-        }
-        Dockerfile {
-            global_args,
-            stages,
-        }
-    }
-
-    fn stage(&self, name: &str) -> Option<&Stage> {
-        self.stages.iter().find(|s| s.name == name)
-    }
-
-    /// The image a stage finally rests on, following `FROM <other stage>` and global ARGs.
-    fn base_image(&self, stage: &Stage) -> String {
-        let mut base = stage.base.clone();
-        while let Some(parent) = self.stage(&base) {
-            base = parent.base.clone();
-        }
-        for (name, value) in &self.global_args {
-            base = base.replace(&format!("${{{name}}}"), value);
-        }
-        base
-    }
-}
-
-impl Stage {
-    fn all(&self, instruction: &str) -> Vec<&str> {
-        self.instructions
+        for (_, url) in urls
             .iter()
-            .filter(|(i, _)| i == instruction)
-            .map(|(_, a)| a.as_str())
-            .collect()
-    }
-
-    fn last(&self, instruction: &str) -> Option<&str> {
-        self.all(instruction).last().copied()
-    }
-}
-
-/// The JSON (exec form) array at the end of an instruction's arguments.
-fn exec_form(args: &str) -> Option<Vec<String>> {
-    serde_json::from_str(&args[args.find('[')?..]).ok()
-}
-
-fn toolchain_channel() -> String {
-    read("rust-toolchain.toml")
-        .lines()
-        .find_map(|l| {
-            l.trim().strip_prefix("channel").map(|v| {
-                v.trim()
-                    .trim_start_matches('=')
-                    .trim()
-                    .trim_matches('"')
-                    .to_owned()
-            })
-        })
-        .expect("rust-toolchain.toml has a channel")
-}
-
-fn check_dockerfile(dockerfile: &Dockerfile, toolchain: &str) -> Vec<String> {
-    let mut problems = Vec::new();
-    let Some(builder) = dockerfile.stage("builder") else {
-        return vec!["no `FROM ... AS builder` stage".into()];
-    };
-    let builder_base = dockerfile.base_image(builder);
-    if !builder_base.starts_with(&format!("rust:{toolchain}")) {
-        problems.push(format!("builder must be on the official rust:{toolchain} image (rust-toolchain.toml), got {builder_base}"));
-    }
-    let build = builder
-        .all("RUN")
-        .into_iter()
-        .find(|run| run.contains("cargo build"))
-        .unwrap_or_default();
-    if !build.contains("cargo build --release --bins --locked") {
-        problems.push("builder must run `cargo build --release --bins --locked`".into());
-    }
-    if !build.contains("--mount=type=cache") {
-        problems.push("builder must cache the registry and target with --mount=type=cache".into());
-    }
-
-    for (binary, _, port) in BINARIES {
-        let Some(stage) = dockerfile.stage(binary) else {
-            problems.push(format!("no `FROM ... AS {binary}` stage"));
-            continue;
+            .filter(|(variable, _)| variable == "DATABASE_URL")
+        {
+            let database = url.rsplit('/').next().unwrap_or_default();
+            assert!(
+                init_sql.contains(&format!("CREATE DATABASE {database};")),
+                "{name}: deploy/postgres/init.sql must create {database}"
+            );
+        }
+        let ports = strings(&service["ports"]);
+        let expected_ports: &[&str] = if name == "gateway" {
+            &["8000:8000"]
+        } else {
+            &[]
         };
-        let base = dockerfile.base_image(stage);
-        if base.starts_with("rust") || !(base.contains("slim") || base.contains("distroless")) {
-            problems.push(format!(
-                "{binary}: runtime base must be small (slim or distroless), got {base}"
-            ));
-        }
-        match stage
-            .last("USER")
-            .map(|u| u.split(':').next().unwrap_or_default().parse::<u32>())
-        {
-            Some(Ok(uid)) if uid != 0 => {}
-            other => problems.push(format!(
-                "{binary}: USER must be a non-root numeric uid, got {other:?}"
-            )),
-        }
-        let copies_binary = stage
-            .all("COPY")
-            .iter()
-            .any(|c| c.contains("--from=builder") && c.contains(binary));
-        if !copies_binary || !build.contains(&format!("target/release/{binary}")) {
-            problems.push(format!(
-                "{binary}: must copy target/release/{binary} from the builder"
-            ));
-        }
-        let healthcheck = stage
-            .last("HEALTHCHECK")
-            .and_then(exec_form)
-            .unwrap_or_default();
-        let runs_own_healthcheck = healthcheck.len() == 2
-            && healthcheck[0].ends_with(binary)
-            && healthcheck[1] == "healthcheck";
-        if !runs_own_healthcheck {
-            problems.push(format!(
-                "{binary}: HEALTHCHECK must run `{binary} healthcheck`, got {healthcheck:?}"
-            ));
-        }
-        let entrypoint = stage
-            .last("ENTRYPOINT")
-            .and_then(exec_form)
-            .unwrap_or_default();
-        if entrypoint.first().is_none_or(|e| !e.ends_with(binary)) {
-            problems.push(format!(
-                "{binary}: ENTRYPOINT must be the binary, got {entrypoint:?}"
-            ));
-        }
-        let exposed: Vec<&str> = stage
-            .all("EXPOSE")
-            .iter()
-            .flat_map(|e| e.split_whitespace())
-            .collect();
-        if !exposed.contains(&port.to_string().as_str())
-            || (binary == "gateway" && !exposed.contains(&"8000"))
-        {
-            problems.push(format!("{binary}: must EXPOSE its ports, got {exposed:?}"));
-        }
-    }
-    problems
-}
-
-#[test]
-fn dockerfile_builds_every_binary_once_and_runs_each_in_a_small_non_root_image() {
-    // Arrange
-    let dockerfile = Dockerfile::parse(&read("deploy/Dockerfile"));
-
-    // Act
-    let problems = check_dockerfile(&dockerfile, &toolchain_channel());
-
-    // Assert
-    assert_no_problems("deploy/Dockerfile", problems);
-}
-
-#[test]
-fn dockerfile_check_reports_a_root_stage_and_a_missing_healthcheck() {
-    // Arrange: the gateway stage loses its USER and HEALTHCHECK.
-    let text = read("deploy/Dockerfile");
-    let gateway_start = text.find("AS gateway").expect("gateway stage");
-    let (head, gateway) = text.split_at(gateway_start);
-    let gateway: String = gateway
-        .lines()
-        .filter(|l| {
-            !l.starts_with("USER")
-                && !l.starts_with("HEALTHCHECK")
-                && !l.trim_start().starts_with("CMD")
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let dockerfile = Dockerfile::parse(&format!("{head}{gateway}"));
-
-    // Act
-    let problems = check_dockerfile(&dockerfile, &toolchain_channel());
-
-    // Assert
-    assert!(
-        problems.iter().any(|p| p.starts_with("gateway: USER")),
-        "{problems:?}"
-    );
-    assert!(
-        problems
-            .iter()
-            .any(|p| p.starts_with("gateway: HEALTHCHECK")),
-        "{problems:?}"
-    );
-    assert_eq!(
-        problems.len(),
-        2,
-        "only the gateway stage changed: {problems:?}"
-    );
-}
-
-#[test]
-fn compose_builds_stages_that_exist_in_the_dockerfile() {
-    // Arrange
-    let dockerfile = Dockerfile::parse(&read("deploy/Dockerfile"));
-    let compose = compose();
-
-    for (binary, _, _) in BINARIES {
-        // Act
-        let target = compose["services"][binary]["build"]["target"]
-            .as_str()
-            .unwrap_or_default();
-
-        // Assert
+        assert_eq!(ports, expected_ports, "{name}: published ports");
         assert!(
-            dockerfile.stage(target).is_some(),
-            "{binary}: target {target:?} is not a Dockerfile stage"
+            !strings(&service["healthcheck"]["test"]).is_empty(),
+            "{name}: healthcheck"
         );
     }
-}
-
-#[test]
-fn docker_build_context_leaves_out_build_output_and_secrets() {
-    // Arrange
-    let ignore = read("deploy/Dockerfile.dockerignore");
-    let lines: BTreeSet<&str> = ignore.lines().map(str::trim).collect();
-
-    // Assert
-    for entry in ["target", ".git", "deploy/dev-secrets", ".local"] {
-        assert!(
-            lines.contains(entry),
-            "deploy/Dockerfile.dockerignore must exclude {entry}"
+    for (binary, _, _) in BINARIES {
+        assert_eq!(
+            strings(&services[binary]["healthcheck"]["test"]),
+            ["CMD", binary, "healthcheck"],
+            "{binary}: the healthcheck is the binary's own"
         );
     }
 }
 
 // ---------------------------------------------------------------------------------------
-// Environment examples
+// Settings and roles across the deployment files
 
 #[test]
-fn env_examples_document_each_variable_with_a_comment_and_name_only_real_ones() {
+fn every_setting_in_the_deploy_files_is_a_variable_its_binary_reads() {
+    let compose = yaml("docker-compose.yml");
+    let manifests = manifests();
     for (binary, crate_dir, _) in BINARIES {
         // Arrange
-        let path = format!("deploy/env/{binary}.env.example");
-        let text = read(&path);
         let known = variables_read_by(crate_dir);
-        let mut seen = BTreeSet::new();
-        let mut previous_is_comment = false;
+        let example = read(&format!("deploy/env/{binary}.env.example"));
 
-        // Act + Assert: every `NAME=value` (also a commented-out `# NAME=`) follows a comment.
-        for line in text.lines().map(str::trim) {
-            let setting = line.trim_start_matches("# ");
-            let is_setting = setting.split_once('=').is_some_and(|(name, _)| {
+        // Act: compose's environment, the Kubernetes settings, the env example (also
+        // the commented-out `# NAME=value` lines).
+        let mut sources: Vec<(&str, BTreeSet<String>)> = vec![
+            (
+                "docker-compose.yml",
+                compose_environment(&compose["services"][binary])
+                    .into_keys()
+                    .collect(),
+            ),
+            (
+                "deploy/k8s",
+                pod_settings(&manifests, binary).into_keys().collect(),
+            ),
+        ];
+        let example_names = example
+            .lines()
+            .map(|line| line.trim().trim_start_matches("# "))
+            .filter_map(|line| line.split_once('=').map(|(name, _)| name))
+            .filter(|name| {
                 !name.is_empty()
                     && name
                         .chars()
                         .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-            });
-            if is_setting {
-                let name = setting.split_once('=').unwrap().0.to_owned();
-                assert!(
-                    previous_is_comment,
-                    "{path}: {name} has no comment above it"
-                );
-                assert!(
-                    known.contains(&name),
-                    "{path}: {binary} does not read {name}"
-                );
-                assert!(seen.insert(name.clone()), "{path}: {name} appears twice");
-            }
-            previous_is_comment = line.starts_with('#');
+            })
+            .map(str::to_owned)
+            .collect();
+        sources.push(("the env example", example_names));
+
+        // Assert
+        for (source, names) in sources {
+            assert!(
+                names.contains("GRPC_ADDR"),
+                "{binary}: {source} sets too little"
+            );
+            let unknown: Vec<_> = names.difference(&known).collect();
+            assert!(
+                unknown.is_empty(),
+                "{binary} reads none of {unknown:?} ({source})"
+            );
         }
-        assert!(
-            seen.contains("GRPC_ADDR") && seen.contains("LOG_FORMAT"),
-            "{path}: too few variables: {seen:?}"
-        );
     }
+}
+
+#[test]
+fn sessions_redis_never_evicts_and_persists_while_cache_redis_evicts_least_recently_used() {
+    // Arrange: each Redis's settings as each deployment gives them.
+    let compose = yaml("docker-compose.yml");
+    let manifests = manifests();
+    let compose_settings = |service: &str, conf_file: &str| {
+        // The config file, then the command-line flags over it, as redis-server reads them.
+        let mut settings = redis_conf(&read(conf_file));
+        let command = strings(&compose["services"][service]["command"]);
+        for pair in command.windows(2) {
+            if let Some(flag) = pair[0].strip_prefix("--") {
+                settings.insert(flag.to_owned(), pair[1].clone());
+            }
+        }
+        settings
+    };
+    let kubernetes_settings = |name: &str| {
+        let workload = workloads(&manifests)
+            .find(|w| metadata_name(w) == name)
+            .unwrap_or_else(|| panic!("no workload {name}"));
+        let mounts_config = items(&workload["spec"]["template"]["spec"]["volumes"])
+            .any(|v| v["configMap"]["name"].as_str() == Some(name));
+        assert!(
+            mounts_config,
+            "{name} must run with its ConfigMap's redis.conf"
+        );
+        let config_map = find(&manifests, "ConfigMap", name).expect("ConfigMap");
+        redis_conf(
+            config_map["data"]["redis.conf"]
+                .as_str()
+                .unwrap_or_default(),
+        )
+    };
+
+    // Act: the role files alone, compose's Redis (file and flags), Kubernetes' Redis.
+    let sessions = [
+        redis_conf(&read("deploy/redis/sessions.conf")),
+        compose_settings("redis-sessions", "deploy/redis/sessions.conf"),
+        kubernetes_settings("redis-sessions"),
+    ];
+    let cache = [
+        redis_conf(&read("deploy/redis/cache.conf")),
+        compose_settings("redis-cache", "deploy/redis/cache.conf"),
+        kubernetes_settings("redis-cache"),
+    ];
+
+    // Assert
+    for settings in sessions {
+        for (name, value) in [
+            ("maxmemory-policy", "noeviction"),
+            ("appendonly", "yes"),
+            ("appendfsync", "everysec"),
+        ] {
+            assert_eq!(
+                settings.get(name).map(String::as_str),
+                Some(value),
+                "sessions {name}"
+            );
+        }
+    }
+    for settings in cache {
+        for (name, value) in [
+            ("maxmemory-policy", "allkeys-lru"),
+            ("maxmemory", "128mb"),
+            ("appendonly", "no"),
+        ] {
+            assert_eq!(
+                settings.get(name).map(String::as_str),
+                Some(value),
+                "cache {name}"
+            );
+        }
+    }
+    let sessions_workload = workloads(&manifests)
+        .find(|w| metadata_name(w) == "redis-sessions")
+        .unwrap();
+    assert_eq!(kind(sessions_workload), "StatefulSet");
+    assert!(
+        !sessions_workload["spec"]["volumeClaimTemplates"].is_null(),
+        "the sessions' append-only file needs a persistent volume"
+    );
+}
+
+#[test]
+fn signing_key_is_never_committed_and_is_mounted_where_session_service_reads_it() {
+    // Arrange
+    let compose = yaml("docker-compose.yml");
+    let manifests = manifests();
+    let makefile = read("Makefile");
+    let up = makefile.split("\nup:").nth(1).expect("`make up`");
+
+    // Act: compose's secret file; Kubernetes' Secret, its volume and its mount.
+    let compose_file = compose["secrets"]["jwt_private_key"]["file"]
+        .as_str()
+        .unwrap_or_default();
+    let secret = find(&manifests, "Secret", "learngreek-jwt-signing-key").expect("Secret");
+    let deployment = find(&manifests, "Deployment", "session-service").expect("Deployment");
+    let volume = items(&deployment["spec"]["template"]["spec"]["volumes"])
+        .find(|v| v["secret"]["secretName"].as_str() == Some("learngreek-jwt-signing-key"))
+        .expect("the Secret is a volume");
+    let mount = items(&containers(deployment)[0]["volumeMounts"])
+        .find(|m| m["name"] == volume["name"])
+        .expect("the volume is mounted");
+    let key_name = keys(&secret["stringData"]).pop_first().expect("one key");
+
+    // Assert
+    assert_eq!(compose_file, "./deploy/dev-secrets/jwt-ed25519.pem");
+    assert!(
+        read(".gitignore")
+            .lines()
+            .any(|l| l == "/deploy/dev-secrets/")
+    );
+    let generate = up.find("openssl genpkey -algorithm ed25519 -out deploy/dev-secrets/");
+    let start = up.find("docker compose up");
+    assert!(
+        generate.is_some() && generate < start,
+        "`make up` must generate the key before starting compose"
+    );
+    assert_eq!(
+        strings(&compose["services"]["session-service"]["secrets"]),
+        ["jwt_private_key"]
+    );
+    assert_eq!(
+        compose_environment(&compose["services"]["session-service"])["JWT_PRIVATE_KEY_FILE"],
+        "/run/secrets/jwt_private_key"
+    );
+    assert!(
+        !read("deploy/k8s/secret.yaml").contains("PRIVATE KEY-----"),
+        "a real key must never be committed"
+    );
+    assert_eq!(
+        pod_settings(&manifests, "session-service")["JWT_PRIVATE_KEY_FILE"],
+        format!("{}/{key_name}", mount["mountPath"].as_str().unwrap())
+    );
+    assert_eq!(mount["readOnly"].as_bool(), Some(true));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -912,9 +691,7 @@ fn k8s_files() -> Vec<String> {
                 .to_string_lossy()
                 .into_owned()
         })
-        .filter(|name| {
-            (name.ends_with(".yaml") || name.ends_with(".yml")) && name != "kustomization.yaml"
-        })
+        .filter(|name| name.ends_with(".yaml") && name != "kustomization.yaml")
         .collect();
     files.sort();
     files
@@ -938,144 +715,126 @@ fn kind(resource: &Value) -> &str {
     resource["kind"].as_str().unwrap_or_default()
 }
 
-fn name(resource: &Value) -> &str {
+fn metadata_name(resource: &Value) -> &str {
     resource["metadata"]["name"].as_str().unwrap_or_default()
 }
 
-fn find<'a>(manifests: &'a [Manifest], wanted_kind: &str, wanted_name: &str) -> Option<&'a Value> {
+fn of_kind<'a>(manifests: &'a [Manifest], wanted: &'a str) -> impl Iterator<Item = &'a Value> {
     manifests
         .iter()
         .map(|m| &m.resource)
-        .find(|r| kind(r) == wanted_kind && name(r) == wanted_name)
+        .filter(move |r| kind(r) == wanted)
+}
+
+fn find<'a>(manifests: &'a [Manifest], wanted_kind: &str, name: &str) -> Option<&'a Value> {
+    manifests
+        .iter()
+        .map(|m| &m.resource)
+        .find(|r| kind(r) == wanted_kind && metadata_name(r) == name)
 }
 
 /// Deployments and StatefulSets.
-fn workloads(manifests: &[Manifest]) -> Vec<&Value> {
+fn workloads(manifests: &[Manifest]) -> impl Iterator<Item = &Value> {
     manifests
         .iter()
         .map(|m| &m.resource)
         .filter(|r| ["Deployment", "StatefulSet"].contains(&kind(r)))
-        .collect()
 }
 
 fn containers(workload: &Value) -> Vec<&Value> {
     let spec = &workload["spec"]["template"]["spec"];
-    ["initContainers", "containers"]
-        .iter()
-        .flat_map(|field| spec[*field].as_sequence().into_iter().flatten())
+    items(&spec["initContainers"])
+        .chain(items(&spec["containers"]))
         .collect()
 }
 
-fn labels_match(selector: &Value, labels: &Value) -> bool {
-    let selector = selector.as_mapping().cloned().unwrap_or_default();
-    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-}
-
-/// `python3 -m kubernetes_validate`, installing the package when it is missing; `None`
-/// (and a printed reason) only when python3 or pip are absent.
-fn kubernetes_validate() -> Option<Command> {
-    let python_works = |args: &[&str]| {
-        Command::new("python3")
-            .args(args)
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if !python_works(&["--version"]) {
-        eprintln!(
-            "SKIPPED: python3 is not installed, so the Kubernetes schemas cannot be checked (.ci/run installs it)"
-        );
-        return None;
-    }
-    if !python_works(&["-c", "import kubernetes_validate"]) {
-        if !python_works(&["-m", "pip", "--version"]) {
-            eprintln!(
-                "SKIPPED: pip is not installed for python3, so kubernetes-validate cannot be installed"
-            );
-            return None;
+/// The settings a process's pod gets: its ConfigMaps (`envFrom`), then its `env` (a
+/// Secret reference becomes `secret:<name>/<key>`, after checking that the key exists).
+fn pod_settings(manifests: &[Manifest], binary: &str) -> BTreeMap<String, String> {
+    let deployment = find(manifests, "Deployment", binary).expect("Deployment");
+    let container = containers(deployment)[0];
+    let mut settings = BTreeMap::new();
+    for source in items(&container["envFrom"]) {
+        let name = source["configMapRef"]["name"].as_str().unwrap_or_default();
+        let config_map = find(manifests, "ConfigMap", name)
+            .unwrap_or_else(|| panic!("{binary}: no ConfigMap {name}"));
+        for (key, value) in config_map["data"].as_mapping().into_iter().flatten() {
+            settings.insert(as_str(key).unwrap(), as_str(value).unwrap_or_default());
         }
-        // Several test processes may get here at once; one installs, the others wait.
-        let lock_path = std::env::temp_dir().join("learngreek-kubernetes-validate.lock");
-        let lock = fs::File::create(&lock_path).expect("create the install lock file");
-        lock.lock().expect("take the install lock");
-        if !python_works(&["-c", "import kubernetes_validate"]) {
-            let pip = [
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                KUBERNETES_VALIDATE,
-            ];
-            let installed = python_works(&pip)
-                || python_works(&[&pip[..], &["--break-system-packages"]].concat());
+    }
+    for variable in items(&container["env"]) {
+        let reference = &variable["valueFrom"]["secretKeyRef"];
+        let value = if reference.is_null() {
+            as_str(&variable["value"]).unwrap_or_default()
+        } else {
+            let (name, key) = (reference["name"].as_str(), reference["key"].as_str());
+            let secret = find(manifests, "Secret", name.unwrap_or_default());
             assert!(
-                installed,
-                "`python3 -m pip install {KUBERNETES_VALIDATE}` failed"
+                secret.is_some_and(|s| !s["stringData"][key.unwrap_or_default()].is_null()),
+                "{binary}: secretKeyRef {reference:?} names no Secret key"
             );
-        }
-        drop(lock);
+            format!("secret:{}/{}", name.unwrap(), key.unwrap())
+        };
+        settings.insert(as_str(&variable["name"]).unwrap(), value);
     }
-    let mut command = Command::new("python3");
-    command.args(["-m", "kubernetes_validate", "--strict"]);
-    Some(command)
+    settings
 }
 
-/// Runs kubernetes-validate on `files` for `version`; the problems found (a resource whose
-/// kind has no schema counts: it was not checked).
-fn validate(mut validator: Command, files: &[PathBuf], version: &str) -> Vec<String> {
-    let output = validator
-        .arg("-k")
-        .arg(version)
-        .args(files)
-        .output()
-        .expect("run kubernetes-validate");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let mut problems: Vec<String> = text
-        .lines()
-        .filter(|l| l.starts_with("ERROR") || l.starts_with("WARN") || l.contains("Traceback"))
-        .map(str::to_owned)
-        .collect();
-    if !output.status.success() && problems.is_empty() {
-        problems.push(format!(
-            "kubernetes-validate exited with {}: {text}",
-            output.status
-        ));
-    }
-    problems
+/// The pod labels of a workload.
+fn pod_labels(workload: &Value) -> BTreeMap<String, String> {
+    workload["spec"]["template"]["metadata"]["labels"]
+        .as_mapping()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((as_str(k)?, as_str(v)?)))
+        .collect()
+}
+
+/// The number of a workload's container port named `name`.
+fn container_port(workload: &Value, name: &str) -> Option<u16> {
+    containers(workload)
+        .iter()
+        .flat_map(|c| items(&c["ports"]))
+        .find(|p| p["name"].as_str() == Some(name))
+        .and_then(|p| u16::try_from(p["containerPort"].as_u64()?).ok())
+}
+
+/// A Service's `selector`: plain labels, every one of which the pod must carry.
+fn service_selects(selector: &Value, labels: &BTreeMap<String, String>) -> bool {
+    let selector = selector.as_mapping().cloned().unwrap_or_default();
+    !selector.is_empty()
+        && selector
+            .iter()
+            .all(|(k, v)| labels.get(&as_str(k).unwrap_or_default()) == as_str(v).as_ref())
 }
 
 #[test]
 fn kubernetes_manifests_validate_against_the_schemas() {
     // Arrange
-    let Some(_) = kubernetes_validate() else {
+    let Some(tools) = python_tools("kubernetes_manifests_validate_against_the_schemas") else {
         return;
     };
     let files: Vec<PathBuf> = k8s_files()
         .iter()
         .map(|f| repo_root().join("deploy/k8s").join(f))
         .collect();
-    assert!(files.len() >= 5, "too few manifests: {files:?}");
 
     for version in KUBERNETES_VERSIONS {
         // Act
-        let problems = validate(kubernetes_validate().unwrap(), &files, version);
+        let result = kubernetes_schemas(&tools, &files, version);
 
         // Assert
-        assert_no_problems(
-            &format!("deploy/k8s against Kubernetes {version}"),
-            problems,
-        );
+        if let Err(problems) = result {
+            panic!("deploy/k8s against Kubernetes {version}: {problems}");
+        }
     }
 }
 
 #[test]
 fn schema_validation_rejects_a_probe_with_a_misspelt_field() {
     // Arrange: the session-service manifest with `service:` of the liveness probe misspelt.
-    let Some(validator) = kubernetes_validate() else {
+    let Some(tools) = python_tools("schema_validation_rejects_a_probe_with_a_misspelt_field")
+    else {
         return;
     };
     let text = read("deploy/k8s/session-service.yaml").replacen(
@@ -1083,107 +842,88 @@ fn schema_validation_rejects_a_probe_with_a_misspelt_field() {
         "servic: liveness",
         1,
     );
-    let dir = std::env::temp_dir().join(format!("learngreek-k8s-{}", std::process::id()));
-    fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("session-service.yaml");
-    fs::write(&file, text).unwrap();
+    let (dir, file) = scratch_file("session-service.yaml", &text);
 
     // Act
-    let problems = validate(
-        validator,
-        std::slice::from_ref(&file),
-        KUBERNETES_VERSIONS[0],
-    );
-    fs::remove_dir_all(&dir).ok();
+    let result = kubernetes_schemas(&tools, std::slice::from_ref(&file), KUBERNETES_VERSIONS[0]);
+    fs::remove_dir_all(dir).ok();
+
+    // Assert
+    let problems = result.expect_err("the misspelt field was accepted");
+    assert!(problems.contains("'servic' was unexpected"), "{problems}");
+}
+
+#[test]
+fn kustomize_renders_every_manifest_into_the_namespace() {
+    // Arrange
+    let test = "kustomize_renders_every_manifest_into_the_namespace";
+    let Some(mut kubectl) =
+        tools::or_skip(tools::program("kubectl", &["version", "--client"]), test)
+    else {
+        return;
+    };
+    let kustomization = yaml("deploy/k8s/kustomization.yaml");
+
+    // Act
+    let output = kubectl
+        .arg("kustomize")
+        .arg(repo_root().join("deploy/k8s"))
+        .output()
+        .expect("run kubectl");
 
     // Assert
     assert!(
-        problems.iter().any(|p| p.contains("servic")),
-        "the misspelt field was not reported: {problems:?}"
+        output.status.success(),
+        "kubectl kustomize failed: {}",
+        String::from_utf8_lossy(&output.stderr)
     );
-}
-
-#[test]
-fn kustomization_lists_every_manifest_and_nothing_else() {
-    // Arrange
-    let kustomization = yaml(&read("deploy/k8s/kustomization.yaml"));
-
-    // Act
     let listed: BTreeSet<String> = strings(&kustomization["resources"]).into_iter().collect();
-
-    // Assert
-    assert_eq!(listed, k8s_files().into_iter().collect::<BTreeSet<_>>());
-    assert_eq!(kustomization["kind"].as_str(), Some("Kustomization"));
-}
-
-#[test]
-fn each_process_has_a_deployment_probed_over_grpc_on_liveness_and_readiness() {
-    let manifests = manifests();
-    for (binary, _, port) in BINARIES {
-        // Arrange
-        let deployment = find(&manifests, "Deployment", binary)
-            .unwrap_or_else(|| panic!("no Deployment {binary}"));
-        let container = containers(deployment)[0];
-
-        // Act
-        let probe = |field: &str| {
-            (
-                container[field]["grpc"]["port"].as_u64(),
-                container[field]["grpc"]["service"].as_str(),
-            )
-        };
-        let container_ports: Vec<u64> = container["ports"]
-            .as_sequence()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| p["containerPort"].as_u64())
-            .collect();
-
-        // Assert
+    assert_eq!(
+        listed,
+        k8s_files().into_iter().collect(),
+        "kustomization.yaml resources"
+    );
+    let rendered = yaml_documents(&String::from_utf8_lossy(&output.stdout));
+    assert_eq!(
+        rendered.len(),
+        manifests().len(),
+        "kustomize renders every manifest"
+    );
+    for resource in rendered.iter().filter(|r| kind(r) != "Namespace") {
         assert_eq!(
-            probe("livenessProbe"),
-            (Some(u64::from(port)), Some("liveness")),
-            "{binary}: livenessProbe"
-        );
-        assert_eq!(
-            probe("readinessProbe"),
-            (Some(u64::from(port)), Some("readiness")),
-            "{binary}: readinessProbe"
-        );
-        assert!(
-            container_ports.contains(&u64::from(port)),
-            "{binary}: the probed port is not a container port"
-        );
-        assert!(
-            container["image"]
-                .as_str()
-                .is_some_and(|i| i.contains(binary)),
-            "{binary}: image"
+            resource["metadata"]["namespace"].as_str(),
+            Some(NAMESPACE),
+            "{} {}",
+            kind(resource),
+            metadata_name(resource)
         );
     }
 }
 
 #[test]
-fn every_container_has_resource_requests_and_limits() {
+fn each_process_is_probed_over_grpc_with_the_liveness_and_readiness_health_names() {
     let manifests = manifests();
-    let workloads = workloads(&manifests);
-    assert!(
-        workloads.len() >= 5,
-        "three processes and two Redis roles expected"
-    );
-    for workload in workloads {
-        for container in containers(workload) {
-            for bound in ["requests", "limits"] {
-                for resource in ["cpu", "memory"] {
-                    assert!(
-                        !container["resources"][bound][resource].is_null(),
-                        "{}/{}: resources.{bound}.{resource} is missing",
-                        name(workload),
-                        container["name"].as_str().unwrap_or_default()
-                    );
-                }
-            }
-        }
+    for (binary, _, port) in BINARIES {
+        // Arrange
+        let deployment = find(&manifests, "Deployment", binary).expect("Deployment");
+        let container = containers(deployment)[0];
+
+        // Act
+        let probe = |field: &str| {
+            let grpc = &container[field]["grpc"];
+            (grpc["port"].as_u64(), grpc["service"].as_str())
+        };
+
+        // Assert
+        assert_eq!(container_port(deployment, "grpc"), Some(port), "{binary}");
+        let port = Some(u64::from(port));
+        assert_eq!(probe("startupProbe"), (port, Some("liveness")), "{binary}");
+        assert_eq!(probe("livenessProbe"), (port, Some("liveness")), "{binary}");
+        assert_eq!(
+            probe("readinessProbe"),
+            (port, Some("readiness")),
+            "{binary}"
+        );
     }
 }
 
@@ -1191,329 +931,145 @@ fn every_container_has_resource_requests_and_limits() {
 fn every_pod_runs_as_non_root_with_a_read_only_root_filesystem() {
     let manifests = manifests();
     for workload in workloads(&manifests) {
+        let name = metadata_name(workload);
         let pod = &workload["spec"]["template"]["spec"]["securityContext"];
-        let pod_uid = pod["runAsUser"].as_u64();
-        assert_eq!(
-            pod["runAsNonRoot"].as_bool(),
-            Some(true),
-            "{}: pod runAsNonRoot",
-            name(workload)
-        );
+        assert_eq!(pod["runAsNonRoot"].as_bool(), Some(true), "{name}");
+        let uid = pod["runAsUser"].as_u64().unwrap_or(0);
+        assert_ne!(uid, 0, "{name}: runAsUser");
+        if BINARIES.iter().any(|(binary, _, _)| *binary == name) {
+            assert_eq!(uid, 10001, "{name}: the Dockerfile's USER");
+        }
         for container in containers(workload) {
             let security = &container["securityContext"];
-            let uid = security["runAsUser"].as_u64().or(pod_uid);
-            assert!(
-                uid.is_some_and(|uid| uid != 0),
-                "{}: must run as a non-zero uid",
-                name(workload)
-            );
             assert_eq!(
                 security["readOnlyRootFilesystem"].as_bool(),
                 Some(true),
-                "{}: readOnlyRootFilesystem",
-                name(workload)
+                "{name}"
             );
             assert_eq!(
                 security["allowPrivilegeEscalation"].as_bool(),
                 Some(false),
-                "{}: allowPrivilegeEscalation",
-                name(workload)
+                "{name}"
             );
             assert_eq!(
                 strings(&security["capabilities"]["drop"]),
                 ["ALL"],
-                "{}: capabilities",
-                name(workload)
+                "{name}"
             );
         }
     }
 }
 
 #[test]
-fn each_process_scales_with_an_autoscaler_and_keeps_a_disruption_budget() {
+fn each_process_scales_with_an_autoscaler_on_requested_cpu_and_keeps_a_disruption_budget() {
     let manifests = manifests();
     for (binary, _, _) in BINARIES {
         // Arrange
-        let deployment = find(&manifests, "Deployment", binary).expect("deployment");
-        let pod_labels = &deployment["spec"]["template"]["metadata"]["labels"];
+        let deployment = find(&manifests, "Deployment", binary).expect("Deployment");
+        let labels = pod_labels(deployment);
 
         // Act
-        let hpa = manifests.iter().map(|m| &m.resource).find(|r| {
-            kind(r) == "HorizontalPodAutoscaler"
-                && r["spec"]["scaleTargetRef"]["name"].as_str() == Some(binary)
-        });
-        let pdb = manifests.iter().map(|m| &m.resource).find(|r| {
-            kind(r) == "PodDisruptionBudget"
-                && labels_match(&r["spec"]["selector"]["matchLabels"], pod_labels)
-        });
+        let hpa = of_kind(&manifests, "HorizontalPodAutoscaler")
+            .find(|r| r["spec"]["scaleTargetRef"]["name"].as_str() == Some(binary))
+            .unwrap_or_else(|| panic!("{binary}: no HorizontalPodAutoscaler"));
+        let pdb = of_kind(&manifests, "PodDisruptionBudget")
+            .find(|r| selects(&r["spec"]["selector"], &labels))
+            .unwrap_or_else(|| panic!("{binary}: no PodDisruptionBudget"));
 
         // Assert
-        let hpa = hpa.unwrap_or_else(|| panic!("{binary}: no HorizontalPodAutoscaler"));
-        assert_eq!(hpa["apiVersion"].as_str(), Some("autoscaling/v2"));
-        assert_eq!(
-            hpa["spec"]["scaleTargetRef"]["kind"].as_str(),
-            Some("Deployment")
-        );
         let min = hpa["spec"]["minReplicas"].as_u64().unwrap_or(1);
         assert!(
             min >= 2,
-            "{binary}: at least two replicas, so one can be disrupted"
+            "{binary}: two replicas at least, so one can be disrupted"
         );
         assert!(
             hpa["spec"]["maxReplicas"].as_u64().unwrap_or(0) > min,
-            "{binary}: the autoscaler must be able to scale out"
+            "{binary}"
         );
         assert!(
             deployment["spec"]["replicas"].is_null(),
             "{binary}: `replicas` would fight the autoscaler on each apply"
         );
-        let pdb =
-            pdb.unwrap_or_else(|| panic!("{binary}: no PodDisruptionBudget selecting its pods"));
-        assert_eq!(pdb["apiVersion"].as_str(), Some("policy/v1"));
-    }
-}
-
-#[test]
-fn services_select_existing_pods_and_named_ports() {
-    let manifests = manifests();
-    let services: Vec<&Value> = manifests
-        .iter()
-        .map(|m| &m.resource)
-        .filter(|r| kind(r) == "Service")
-        .collect();
-    for (binary, _, _) in BINARIES {
+        // CPU utilisation is relative to the request: without one the autoscaler is blind.
         assert!(
-            services.iter().any(|s| name(s) == binary),
-            "{binary}: no Service"
+            !containers(deployment)[0]["resources"]["requests"]["cpu"].is_null(),
+            "{binary}: CPU request"
+        );
+        assert!(
+            !pdb["spec"]["minAvailable"].is_null(),
+            "{binary}: minAvailable"
         );
     }
-    for service in services {
-        let workload = workloads(&manifests)
-            .into_iter()
-            .find(|w| {
-                labels_match(
-                    &service["spec"]["selector"],
-                    &w["spec"]["template"]["metadata"]["labels"],
-                )
-            })
-            .unwrap_or_else(|| panic!("Service {} selects no pods", name(service)));
-        let port_names: Vec<String> = containers(workload)
-            .iter()
-            .flat_map(|c| c["ports"].as_sequence().into_iter().flatten())
-            .filter_map(|p| as_str(&p["name"]))
-            .collect();
-        for port in service["spec"]["ports"].as_sequence().into_iter().flatten() {
-            let target = as_str(&port["targetPort"]).unwrap_or_default();
-            assert!(
-                port_names.contains(&target),
-                "Service {}: targetPort {target} is not a container port",
-                name(service)
-            );
-        }
-    }
 }
 
 #[test]
-fn process_settings_name_variables_the_binaries_read_and_services_that_exist() {
+fn services_are_internal_and_the_grpc_services_are_headless() {
     let manifests = manifests();
-    for (binary, crate_dir, _) in BINARIES {
+    let services: Vec<&Value> = of_kind(&manifests, "Service").collect();
+    for service in &services {
         // Arrange
-        let known = variables_read_by(crate_dir);
-        let deployment = find(&manifests, "Deployment", binary).expect("deployment");
-        let container = containers(deployment)[0];
+        let name = metadata_name(service);
+        let workload = workloads(&manifests)
+            .find(|w| service_selects(&service["spec"]["selector"], &pod_labels(w)))
+            .unwrap_or_else(|| panic!("Service {name} selects no pods"));
 
-        // Act
-        let mut settings = BTreeMap::new();
-        for source in container["envFrom"].as_sequence().into_iter().flatten() {
-            let config_map_name = source["configMapRef"]["name"]
-                .as_str()
-                .expect("envFrom is a ConfigMap");
-            let config_map = find(&manifests, "ConfigMap", config_map_name)
-                .unwrap_or_else(|| panic!("{binary}: ConfigMap {config_map_name} does not exist"));
-            for (key, value) in config_map["data"].as_mapping().into_iter().flatten() {
-                settings.insert(as_str(key).unwrap(), as_str(value).unwrap_or_default());
-            }
-        }
-        for variable in container["env"].as_sequence().into_iter().flatten() {
-            settings.insert(
-                as_str(&variable["name"]).unwrap(),
-                as_str(&variable["value"]).unwrap_or_default(),
-            );
-            let secret = &variable["valueFrom"]["secretKeyRef"];
-            if !secret.is_null() {
-                let found = find(
-                    &manifests,
-                    "Secret",
-                    secret["name"].as_str().unwrap_or_default(),
-                )
-                .is_some_and(|s| {
-                    !s["stringData"][secret["key"].as_str().unwrap_or_default()].is_null()
-                });
-                assert!(
-                    found,
-                    "{binary}: secretKeyRef {secret:?} names no Secret key"
-                );
-            }
-        }
-
-        // Assert
-        let unknown: Vec<_> = settings
-            .keys()
-            .filter(|name| !known.contains(*name))
-            .collect();
-        assert!(unknown.is_empty(), "{binary} reads none of {unknown:?}");
+        // Assert: nothing is published outside the cluster (the gateway goes through
+        // the ingress), and every target port is a container port of the selected pods.
         assert_eq!(
-            settings.get("LOG_FORMAT").map(String::as_str),
-            Some("json"),
-            "{binary}: production logs are JSON"
+            service["spec"]["type"].as_str(),
+            Some("ClusterIP"),
+            "{name}"
         );
-        assert!(
-            settings.contains_key("DATABASE_URL") || binary == "gateway",
-            "{binary}: DATABASE_URL"
-        );
-        for (variable, url) in settings
-            .iter()
-            .filter(|(name, _)| name.ends_with("_URL") && *name != "DATABASE_URL")
-        {
-            let host = url_host(url).unwrap_or_default();
-            let service = find(&manifests, "Service", host)
-                .unwrap_or_else(|| panic!("{binary}: {variable} names no Service {host}"));
-            let ports: Vec<u64> = service["spec"]["ports"]
-                .as_sequence()
-                .into_iter()
-                .flatten()
-                .filter_map(|p| p["port"].as_u64())
-                .collect();
-            let port = url_port(url).unwrap_or(6379);
+        for port in items(&service["spec"]["ports"]) {
+            let target = port["targetPort"].as_str().unwrap_or_default();
             assert!(
-                ports.contains(&u64::from(port)),
-                "{binary}: {variable} uses port {port}, Service {host} has {ports:?}"
+                container_port(workload, target).is_some(),
+                "Service {name}: targetPort {target} is no container port"
+            );
+        }
+        // A gRPC client balances its calls itself over every ready pod's address.
+        let headless = ["session-service", "deck-service"].contains(&name);
+        assert_eq!(
+            service["spec"]["clusterIP"].as_str() == Some("None"),
+            headless,
+            "{name}: clusterIP"
+        );
+    }
+    for workload in workloads(&manifests) {
+        let pod = &workload["spec"]["template"]["spec"];
+        assert!(
+            pod["hostNetwork"].is_null(),
+            "{}: hostNetwork",
+            metadata_name(workload)
+        );
+        for container in containers(workload) {
+            let host_ports = items(&container["ports"]).filter(|p| !p["hostPort"].is_null());
+            assert_eq!(
+                host_ports.count(),
+                0,
+                "{}: hostPort",
+                metadata_name(workload)
             );
         }
     }
-}
-
-#[test]
-fn signing_key_secret_is_a_placeholder_mounted_as_the_file_session_service_reads() {
-    // Arrange
-    let manifests = manifests();
-    let secret =
-        find(&manifests, "Secret", "learngreek-jwt-signing-key").expect("signing key Secret");
-    let deployment = find(&manifests, "Deployment", "session-service").expect("deployment");
-    let config = find(&manifests, "ConfigMap", "session-service").expect("ConfigMap");
-    let pod = &deployment["spec"]["template"]["spec"];
-
-    // Act
-    let volume = pod["volumes"]
-        .as_sequence()
-        .into_iter()
-        .flatten()
-        .find(|v| v["secret"]["secretName"].as_str() == Some("learngreek-jwt-signing-key"))
-        .expect("the Secret is a volume");
-    let mount = containers(deployment)[0]["volumeMounts"]
-        .as_sequence()
-        .into_iter()
-        .flatten()
-        .find(|m| m["name"] == volume["name"])
-        .expect("the volume is mounted");
-    let key_file = config["data"]["JWT_PRIVATE_KEY_FILE"]
-        .as_str()
-        .unwrap_or_default();
-
-    // Assert
-    let all_secret_text = manifests
-        .iter()
-        .filter(|m| kind(&m.resource) == "Secret")
-        .map(|m| read(&format!("deploy/k8s/{}", m.file)))
-        .collect::<String>();
-    assert!(
-        !all_secret_text.contains("PRIVATE KEY-----"),
-        "a real key must never be committed"
-    );
-    let (key_name, _) = secret["stringData"]
-        .as_mapping()
-        .and_then(|m| m.iter().next())
-        .expect("one key");
-    let expected = format!(
-        "{}/{}",
-        mount["mountPath"].as_str().unwrap(),
-        as_str(key_name).unwrap()
-    );
-    assert_eq!(
-        key_file, expected,
-        "JWT_PRIVATE_KEY_FILE must be the mounted Secret file"
-    );
-    assert_eq!(mount["readOnly"].as_bool(), Some(true));
-}
-
-#[test]
-fn sessions_redis_never_evicts_and_persists_while_cache_redis_evicts_least_recently_used() {
-    // Arrange
-    let manifests = manifests();
-    let conf = |name: &str| {
-        let config_map =
-            find(&manifests, "ConfigMap", name).unwrap_or_else(|| panic!("no ConfigMap {name}"));
-        redis_conf(
-            config_map["data"]["redis.conf"]
-                .as_str()
-                .unwrap_or_default(),
-        )
-    };
-    let mounts_config = |workload: &Value, config_map: &str| {
-        workload["spec"]["template"]["spec"]["volumes"]
-            .as_sequence()
+    for (binary, _, _) in BINARIES {
+        // Every other process's URL names a Service with that port.
+        for (variable, url) in pod_settings(&manifests, binary)
             .into_iter()
-            .flatten()
-            .any(|v| v["configMap"]["name"].as_str() == Some(config_map))
-            && strings(&containers(workload)[0]["command"])
+            .filter(|(v, _)| v.ends_with("_URL") && v != "DATABASE_URL")
+        {
+            let (host, port) = url_host_port(&url);
+            let service = services
                 .iter()
-                .any(|a| a.ends_with("redis.conf"))
-    };
-
-    // Act
-    let sessions = conf("redis-sessions");
-    let cache = conf("redis-cache");
-    let sessions_workload = workloads(&manifests)
-        .into_iter()
-        .find(|w| name(w) == "redis-sessions")
-        .expect("redis-sessions workload");
-    let cache_workload = workloads(&manifests)
-        .into_iter()
-        .find(|w| name(w) == "redis-cache")
-        .expect("redis-cache workload");
-
-    // Assert
-    assert_eq!(
-        sessions.get("maxmemory-policy").map(String::as_str),
-        Some("noeviction")
-    );
-    assert_eq!(sessions.get("appendonly").map(String::as_str), Some("yes"));
-    assert_eq!(
-        sessions.get("appendfsync").map(String::as_str),
-        Some("everysec")
-    );
-    assert!(
-        mounts_config(sessions_workload, "redis-sessions"),
-        "redis-sessions must run with its config"
-    );
-    assert_eq!(
-        kind(sessions_workload),
-        "StatefulSet",
-        "sessions must survive a pod restart (persistent volume)"
-    );
-    assert!(
-        !sessions_workload["spec"]["volumeClaimTemplates"].is_null(),
-        "sessions Redis needs a persistent volume"
-    );
-    assert_eq!(
-        cache.get("maxmemory-policy").map(String::as_str),
-        Some("allkeys-lru")
-    );
-    assert_eq!(cache.get("maxmemory").map(String::as_str), Some("128mb"));
-    assert!(
-        mounts_config(cache_workload, "redis-cache"),
-        "redis-cache must run with its config"
-    );
+                .find(|s| metadata_name(s) == host)
+                .unwrap_or_else(|| panic!("{binary}: {variable} names no Service {host}"));
+            let port = u64::from(port.unwrap_or(6379));
+            assert!(
+                items(&service["spec"]["ports"]).any(|p| p["port"].as_u64() == Some(port)),
+                "{binary}: {variable} uses port {port}, which Service {host} lacks"
+            );
+        }
+    }
 }
 
 #[test]
@@ -1521,106 +1077,338 @@ fn each_process_is_scraped_on_the_port_it_serves_metrics_on() {
     let manifests = manifests();
     for (binary, _, _) in BINARIES {
         // Arrange
-        let deployment = find(&manifests, "Deployment", binary).expect("deployment");
+        let deployment = find(&manifests, "Deployment", binary).expect("Deployment");
         let annotations = &deployment["spec"]["template"]["metadata"]["annotations"];
-        let config = find(&manifests, "ConfigMap", binary).expect("ConfigMap");
-        let container = containers(deployment)[0];
+        let settings = pod_settings(&manifests, binary);
 
-        // Act
-        let scrape_port: Option<u64> = annotations["prometheus.io/port"]
-            .as_str()
-            .and_then(|p| p.parse().ok());
-        let container_ports: Vec<u64> = container["ports"]
-            .as_sequence()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| p["containerPort"].as_u64())
-            .collect();
-        // The services serve /metrics on METRICS_ADDR; the gateway on its HTTP port.
-        let metrics_addr = config["data"]["METRICS_ADDR"]
-            .as_str()
-            .or(config["data"]["HTTP_ADDR"].as_str());
-        let metrics_port: Option<u64> = metrics_addr
-            .and_then(|a| a.rsplit_once(':'))
-            .and_then(|(_, p)| p.parse().ok());
+        // Act: the services serve /metrics on METRICS_ADDR, the gateway on its HTTP port.
+        let address = settings.get("METRICS_ADDR").or(settings.get("HTTP_ADDR"));
+        let metrics_port = address.and_then(|a| a.rsplit_once(':')).map(|(_, p)| p);
 
         // Assert
         assert_eq!(
             annotations["prometheus.io/scrape"].as_str(),
             Some("true"),
-            "{binary}: scrape annotation"
+            "{binary}"
         );
         assert_eq!(
             annotations["prometheus.io/path"].as_str(),
             Some("/metrics"),
-            "{binary}: metrics path"
-        );
-        assert!(
-            scrape_port.is_some_and(|p| container_ports.contains(&p)),
-            "{binary}: scrape port {scrape_port:?} is not a container port"
+            "{binary}"
         );
         assert_eq!(
-            scrape_port, metrics_port,
-            "{binary}: scrape port and the address /metrics is served on"
+            annotations["prometheus.io/port"].as_str(),
+            metrics_port,
+            "{binary}"
         );
     }
 }
 
-#[test]
-fn kustomize_renders_the_manifests_into_the_namespace_and_they_validate() {
-    // Arrange: kubectl is optional on build machines; the schema test above always runs.
-    let kubectl_works = Command::new("kubectl")
-        .args(["version", "--client"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !kubectl_works {
-        eprintln!(
-            "SKIPPED: kubectl is not installed, so `kubectl kustomize deploy/k8s` cannot be rendered"
-        );
-        return;
+// ---------------------------------------------------------------------------------------
+// NetworkPolicies, evaluated as Kubernetes does for TCP and UDP connections.
+
+/// A pod as NetworkPolicies see it.
+struct Pod {
+    namespace: &'static str,
+    labels: BTreeMap<String, String>,
+}
+
+impl Pod {
+    fn new(namespace: &'static str, labels: &[(&str, &str)]) -> Self {
+        let labels = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Self { namespace, labels }
     }
-    let Some(validator) = kubernetes_validate() else {
-        return;
+
+    fn of(workload: &Value) -> Self {
+        Self {
+            namespace: NAMESPACE,
+            labels: pod_labels(workload),
+        }
+    }
+
+    fn name(&self) -> String {
+        let name = self.labels.get("app.kubernetes.io/name").cloned();
+        format!("{}/{}", self.namespace, name.unwrap_or_default())
+    }
+}
+
+/// One end of a connection: a pod, or an address outside the cluster.
+#[derive(Clone, Copy)]
+enum Peer<'a> {
+    Pod(&'a Pod),
+    Outside,
+}
+
+/// A connection's destination port: protocol, number and (for a pod) its port name.
+#[derive(Clone, Copy)]
+struct Port<'a> {
+    protocol: &'a str,
+    number: u16,
+    name: &'a str,
+}
+
+const fn tcp(number: u16) -> Port<'static> {
+    Port {
+        protocol: "TCP",
+        number,
+        name: "",
+    }
+}
+
+/// A label selector (`matchLabels` and `matchExpressions`; `{}` selects everything).
+fn selects(selector: &Value, labels: &BTreeMap<String, String>) -> bool {
+    let mut match_labels = selector["matchLabels"].as_mapping().into_iter().flatten();
+    let labels_match =
+        match_labels.all(|(k, v)| labels.get(&as_str(k).unwrap_or_default()) == as_str(v).as_ref());
+    let expressions_match = items(&selector["matchExpressions"]).all(|expression| {
+        let value = labels.get(expression["key"].as_str().unwrap_or_default());
+        let values = strings(&expression["values"]);
+        match expression["operator"].as_str() {
+            Some("In") => value.is_some_and(|v| values.contains(v)),
+            Some("NotIn") => value.is_none_or(|v| !values.contains(v)),
+            Some("Exists") => value.is_some(),
+            Some("DoesNotExist") => value.is_none(),
+            other => panic!("unknown selector operator {other:?}"),
+        }
+    });
+    selector.is_mapping() && labels_match && expressions_match
+}
+
+/// A rule's `ports` (absent: every port).
+fn ports_match(ports: &Value, port: Port) -> bool {
+    ports.is_null()
+        || items(ports).any(|p| {
+            let protocol = p["protocol"].as_str().unwrap_or("TCP");
+            let in_range = match (&p["port"], p["endPort"].as_u64()) {
+                (Value::Null, _) => true,
+                (Value::String(name), _) => name == port.name,
+                (number, end) => {
+                    let start = number.as_u64().unwrap_or(0);
+                    (start..=end.unwrap_or(start)).contains(&u64::from(port.number))
+                }
+            };
+            protocol == port.protocol && in_range
+        })
+}
+
+/// A rule's `from`/`to` (absent: everyone). An `ipBlock` may hold any address, so it
+/// counts as matching every peer.
+fn peers_match(peers: &Value, peer: Peer) -> bool {
+    peers.is_null()
+        || items(peers).any(|p| match peer {
+            _ if !p["ipBlock"].is_null() => true,
+            Peer::Outside => false,
+            Peer::Pod(pod) => {
+                let namespace = BTreeMap::from([(
+                    "kubernetes.io/metadata.name".to_owned(),
+                    pod.namespace.to_owned(),
+                )]);
+                let namespace_ok = match &p["namespaceSelector"] {
+                    Value::Null => pod.namespace == NAMESPACE,
+                    selector => selects(selector, &namespace),
+                };
+                let pod_ok = p["podSelector"].is_null() || selects(&p["podSelector"], &pod.labels);
+                namespace_ok && pod_ok
+            }
+        })
+}
+
+/// Whether the policies let `pod` take this direction's connection with `peer` on `port`:
+/// true when no policy of that direction selects the pod, else when one of their rules
+/// allows it.
+fn policies_allow(policies: &[&Value], direction: &str, pod: &Pod, peer: Peer, port: Port) -> bool {
+    let (rules, peers) = match direction {
+        "Ingress" => ("ingress", "from"),
+        _ => ("egress", "to"),
+    };
+    let applying: Vec<&&Value> = policies
+        .iter()
+        .filter(|policy| {
+            let spec = &policy["spec"];
+            let types = strings(&spec["policyTypes"]);
+            let has_type = if types.is_empty() {
+                direction == "Ingress" || !spec[rules].is_null()
+            } else {
+                types.iter().any(|t| t == direction)
+            };
+            pod.namespace == NAMESPACE && has_type && selects(&spec["podSelector"], &pod.labels)
+        })
+        .collect();
+    applying.is_empty()
+        || applying.iter().any(|policy| {
+            items(&policy["spec"][rules])
+                .any(|rule| ports_match(&rule["ports"], port) && peers_match(&rule[peers], peer))
+        })
+}
+
+/// Whether `source` may open a connection to `port` of `destination`: both ends' policies.
+fn connection_allowed(policies: &[&Value], source: Peer, destination: Peer, port: Port) -> bool {
+    let egress = match source {
+        Peer::Pod(pod) => policies_allow(policies, "Egress", pod, destination, port),
+        Peer::Outside => true,
+    };
+    let ingress = match destination {
+        Peer::Pod(pod) => policies_allow(policies, "Ingress", pod, source, port),
+        Peer::Outside => true,
+    };
+    egress && ingress
+}
+
+#[test]
+fn network_policies_open_each_port_to_its_clients_only() {
+    // Arrange: the namespace's pods, and pods elsewhere as the policies know them.
+    let manifests = manifests();
+    let policies: Vec<&Value> = of_kind(&manifests, "NetworkPolicy").collect();
+    let pod = |name: &str| {
+        Pod::of(
+            workloads(&manifests)
+                .find(|w| metadata_name(w) == name)
+                .unwrap_or_else(|| panic!("no workload {name}")),
+        )
+    };
+    let [session, deck, gateway, redis_sessions, redis_cache] = [
+        "session-service",
+        "deck-service",
+        "gateway",
+        "redis-sessions",
+        "redis-cache",
+    ]
+    .map(pod);
+    let grpc_client = Pod::new(
+        NAMESPACE,
+        &[
+            ("app.kubernetes.io/name", "reports"),
+            ("learngreek.io/grpc-client", "true"),
+        ],
+    );
+    let other = Pod::new(NAMESPACE, &[("app.kubernetes.io/name", "other")]);
+    let prometheus = Pod::new("monitoring", &[("app.kubernetes.io/name", "prometheus")]);
+    let ingress = Pod::new(
+        "ingress-nginx",
+        &[("app.kubernetes.io/name", "ingress-nginx")],
+    );
+    // The client label counts in this namespace only.
+    let foreign_client = Pod::new("default", &[("learngreek.io/grpc-client", "true")]);
+    let everyone = [
+        &session,
+        &deck,
+        &gateway,
+        &redis_sessions,
+        &redis_cache,
+        &grpc_client,
+        &other,
+        &prometheus,
+        &ingress,
+        &foreign_client,
+    ];
+    // (destination, container port name, the pods that may connect); everyone else may not.
+    let expected: [(&Pod, &str, Vec<&Pod>); 9] = [
+        (&session, "grpc", vec![&gateway, &deck, &grpc_client]),
+        (&session, "metrics", vec![&prometheus]),
+        (&deck, "grpc", vec![&gateway, &grpc_client]),
+        (&deck, "metrics", vec![&prometheus]),
+        // The gateway's /metrics is on its HTTP port. Its gRPC port is for the kubelet's
+        // probes, which come from the node: NetworkPolicy always lets those through.
+        (&gateway, "http", vec![&ingress, &prometheus]),
+        (&gateway, "grpc", vec![]),
+        (&redis_sessions, "redis", vec![&session, &gateway, &deck]),
+        (&redis_cache, "redis", vec![&deck, &gateway]),
+        // Any other pod of the namespace accepts nothing (default deny).
+        (&other, "web", vec![]),
+    ];
+
+    // Act + Assert
+    let mut covered = BTreeSet::new();
+    for (destination, port_name, allowed) in &expected {
+        let number = workloads(&manifests)
+            .find(|w| Pod::of(w).labels == destination.labels)
+            .map_or(Some(8080), |w| container_port(w, port_name))
+            .unwrap_or_else(|| panic!("{}: no port {port_name}", destination.name()));
+        covered.insert((destination.name(), number));
+        let port = Port {
+            protocol: "TCP",
+            number,
+            name: port_name,
+        };
+        for source in everyone {
+            let actual =
+                connection_allowed(&policies, Peer::Pod(source), Peer::Pod(destination), port);
+            let wanted = allowed
+                .iter()
+                .any(|a| a.labels == source.labels && a.namespace == source.namespace);
+            assert_eq!(
+                actual,
+                wanted,
+                "{} -> {} port {port_name}",
+                source.name(),
+                destination.name()
+            );
+        }
+    }
+    // Every container port of the namespace is in the table above.
+    for workload in workloads(&manifests) {
+        for port in containers(workload).iter().flat_map(|c| items(&c["ports"])) {
+            let number = port["containerPort"].as_u64().unwrap() as u16;
+            assert!(
+                covered.contains(&(Pod::of(workload).name(), number)),
+                "{} port {number}: not covered by this test's table",
+                metadata_name(workload)
+            );
+        }
+    }
+}
+
+#[test]
+fn only_the_two_services_may_open_connections_to_postgresql() {
+    // Arrange: PostgreSQL is outside the namespace (secret.yaml's DATABASE_URLs, port 5432).
+    let manifests = manifests();
+    let policies: Vec<&Value> = of_kind(&manifests, "NetworkPolicy").collect();
+    let pods: BTreeMap<String, Pod> = workloads(&manifests)
+        .map(|w| (metadata_name(w).to_owned(), Pod::of(w)))
+        .collect();
+    let other = Pod::new(NAMESPACE, &[("app.kubernetes.io/name", "other")]);
+    let postgres_port = manifests
+        .iter()
+        .filter(|m| m.file == "secret.yaml")
+        .flat_map(|m| {
+            m.resource["stringData"]
+                .as_mapping()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|(_, value)| as_str(&value))
+        .filter(|value| value.starts_with("postgres://"))
+        .map(|url| url_host_port(&url).1.unwrap_or(5432))
+        .collect::<BTreeSet<u16>>();
+    assert_eq!(postgres_port, BTreeSet::from([5432]));
+    let dns = Port {
+        protocol: "UDP",
+        number: 53,
+        name: "",
     };
 
-    // Act
-    let output = Command::new("kubectl")
-        .arg("kustomize")
-        .arg(repo_root().join("deploy/k8s"))
-        .output()
-        .expect("run kubectl");
-    assert!(
-        output.status.success(),
-        "kubectl kustomize failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let rendered = String::from_utf8(output.stdout).expect("UTF-8 output");
-    let dir = std::env::temp_dir().join(format!("learngreek-kustomize-{}", std::process::id()));
-    fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("rendered.yaml");
-    fs::write(&file, &rendered).unwrap();
-    let problems = validate(
-        validator,
-        std::slice::from_ref(&file),
-        KUBERNETES_VERSIONS[0],
-    );
-    fs::remove_dir_all(&dir).ok();
+    for (name, pod) in pods
+        .iter()
+        .map(|(n, p)| (n.as_str(), p))
+        .chain([("other", &other)])
+    {
+        // Act
+        let reaches =
+            |port: Port| connection_allowed(&policies, Peer::Pod(pod), Peer::Outside, port);
 
-    // Assert
-    assert_no_problems("kubectl kustomize deploy/k8s", problems);
-    let resources = yaml_documents(&rendered);
-    assert_eq!(
-        resources.len(),
-        manifests().len(),
-        "kustomize renders every manifest"
-    );
-    for resource in resources.iter().filter(|r| kind(r) != "Namespace") {
-        assert_eq!(
-            resource["metadata"]["namespace"].as_str(),
-            Some("learngreek"),
-            "{} {}",
-            kind(resource),
-            name(resource)
-        );
+        // Assert: only the two services reach port 5432; nobody loses DNS or other ports.
+        let client = ["session-service", "deck-service"].contains(&name);
+        assert_eq!(reaches(tcp(5432)), client, "{name} -> PostgreSQL");
+        for port in [dns, tcp(53), tcp(443), tcp(5431), tcp(5433), tcp(6379)] {
+            assert!(
+                reaches(port),
+                "{name} -> port {}/{}",
+                port.number,
+                port.protocol
+            );
+        }
     }
 }

@@ -1,0 +1,21 @@
+//! Makes the virtual environment of the tests' Python tools (`tests/python-tools.txt`)
+//! when it does not exist yet, and prints its folder. `.ci/run` runs it before the tests,
+//! so no test spends its time limit on the install; by hand it tells where the tools are
+//! (`$(cargo run -q -p test-support --bin python-tools)/bin/hadolint deploy/Dockerfile`).
+
+use std::process::ExitCode;
+
+use test_support::tools::PythonTools;
+
+fn main() -> ExitCode {
+    match PythonTools::get() {
+        Ok(tools) => {
+            println!("{}", tools.path().display());
+            ExitCode::SUCCESS
+        }
+        Err(reason) => {
+            eprintln!("python-tools: {reason}");
+            ExitCode::FAILURE
+        }
+    }
+}
