@@ -10,6 +10,10 @@ files wrk's scripts and grpc-load read are written to --out, one item a line:
   login.txt     users' login bodies (JSON)
 The load finishes by reading each benchmarked route once per deck/user, so the
 measured runs start with warm caches.
+
+With --refresh-sessions NAME it only logs every user of login.txt in once more and
+writes the new sessions' refresh tokens to --out/NAME (a refresh run uses its
+sessions up: resending a rotated token is a replay).
 """
 import argparse
 import json
@@ -45,8 +49,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base", required=True, help="gateway base URL, e.g. http://127.0.0.1:8000")
     ap.add_argument("--out", required=True, help="folder for the data files")
-    ap.add_argument("--make-superuser", required=True,
+    ap.add_argument("--make-superuser",
                     help="command that makes the e-mail given as its last argument a superuser")
+    ap.add_argument("--refresh-sessions", metavar="NAME",
+                    help="only log the users of login.txt in again and write their refresh tokens to --out/NAME")
     ap.add_argument("--decks", type=int, default=10)
     ap.add_argument("--cards", type=int, default=50)
     ap.add_argument("--users", type=int, default=64)
@@ -54,6 +60,16 @@ def main():
     args = ap.parse_args()
     base = args.base.rstrip("/")
     os.makedirs(args.out, exist_ok=True)
+    if args.refresh_sessions:
+        with open(os.path.join(args.out, "login.txt")) as f:
+            bodies = [json.loads(line) for line in f if line.strip()]
+        with ThreadPoolExecutor(args.parallel) as pool:
+            sessions = list(pool.map(lambda body: call(base, "POST", "/api/v1/auth/login", body)[1], bodies))
+        with open(os.path.join(args.out, args.refresh_sessions), "w") as f:
+            f.write("".join(s["refresh_token"] + "\n" for s in sessions))
+        return
+    if not args.make_superuser:
+        ap.error("--make-superuser is needed to load the data set")
 
     admin = {"email": "bench-admin@example.com", "password": PASSWORD, "full_name": "Bench Admin"}
     call(base, "POST", "/api/v1/auth/register", admin, expect=(201, 409))

@@ -5,8 +5,11 @@
 # sessions, cache and rate-limit roles) and the three services on free ports, loads
 # the fixed data set through the HTTP API (bench/load.py), then drives the gateway
 # with wrk at 32 connections for BENCH_DURATION seconds per scenario, the deck
-# service directly over gRPC (bench/grpc-load) and Redis with redis-benchmark. Around
-# every run it reads each process's CPU time from /proc, and its memory halfway.
+# service directly over gRPC (bench/grpc-load) and Redis with redis-benchmark.
+# GET /health/live runs first and last: the report states every scenario as a ratio
+# to it. Around every run it reads each process's CPU time from /proc, and its
+# memory halfway. Then it runs each scenario that missed a goal once more with
+# `perf record` on its busiest processes, for the report's profiles.
 #
 # Environment:
 #   BENCH_DURATION  seconds per scenario (10)
@@ -15,6 +18,9 @@
 #   BENCH_RUST_LOG  the services' RUST_LOG (warn: no per-request log lines)
 #   BENCH_REPORT    where the report goes (bench/REPORT.md)
 #   BENCH_NO_BUILD  set: skip the build and use the binaries already in target/<profile>
+#   BENCH_PERF      misses (default): profile the scenarios that missed a goal; goals: every
+#                   scenario with a goal; off: none
+#   BENCH_PERF_SECONDS  seconds perf samples each profiled scenario (5)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
@@ -23,10 +29,18 @@ duration=${BENCH_DURATION:-10}
 users=${BENCH_USERS:-64}
 profile=${BENCH_PROFILE:-release}
 report=${BENCH_REPORT:-$PWD/bench/REPORT.md}
+perf_mode=${BENCH_PERF:-misses}
+perf_seconds=${BENCH_PERF_SECONDS:-5}
+# 499 Hz: enough samples in a few seconds, and the DWARF stack copies (16 KB a sample) stay
+# tens of MB per process.
+perf_freq=499
+perf_stack=16384
 connections=32
 [[ $duration =~ ^[1-9][0-9]*$ ]] || { log "BENCH_DURATION must be a whole number of seconds, got '$duration'"; exit 64; }
 if ! [[ $users =~ ^[0-9]+$ ]] || ((users < 32)); then log "BENCH_USERS must be at least 32, got '$users'"; exit 64; fi
 case $profile in release | debug) ;; *) log "BENCH_PROFILE must be release or debug, got '$profile'"; exit 64 ;; esac
+case $perf_mode in misses | goals | off) ;; *) log "BENCH_PERF must be misses, goals or off, got '$perf_mode'"; exit 64 ;; esac
+[[ $perf_seconds =~ ^[1-9][0-9]*$ ]] || { log "BENCH_PERF_SECONDS must be a whole number of seconds, got '$perf_seconds'"; exit 64; }
 
 # wrk comes from Debian's packages; redis-benchmark comes with redis-server.
 if ! command -v wrk >/dev/null 2>&1; then
@@ -41,6 +55,16 @@ fi
 ensure_redis
 ensure_postgres
 command -v python3 >/dev/null || { log "python3 is needed for the data loader and the report"; exit 1; }
+# perf comes from Debian's linux-perf. When it cannot run, the report says why instead of profiling.
+perf_note=""
+if [ "$perf_mode" != off ] && ! command -v perf >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    log "installing perf from Debian's packages (linux-perf)"
+    apt-get update -qq || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null || true
+  fi
+  command -v perf >/dev/null 2>&1 || perf_note="perf is missing (Debian: apt-get install linux-perf; or BENCH_PERF=off)"
+fi
 
 out=$PWD/bench/out
 run=$out/run
@@ -62,6 +86,17 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# Can perf attach to a running process here? (kernel.perf_event_paranoid above 1 stops a
+# non-root user; a container may forbid perf_event_open altogether.)
+if [ "$perf_mode" != off ] && [ -z "$perf_note" ]; then
+  sleep 2 &
+  if ! perf record -q -N -F "$perf_freq" -o "$state/perf-check.data" -p $! -- sleep 0.3 >"$state/perf-check.txt" 2>&1; then
+    perf_note="perf cannot record here ($(grep -m1 -v '^$' "$state/perf-check.txt" | tr -d '"\134' | cut -c1-160); kernel.perf_event_paranoid = $(cat /proc/sys/kernel/perf_event_paranoid)). Run as root or set kernel.perf_event_paranoid to 1 or lower"
+  fi
+  wait $! 2>/dev/null || true
+fi
+[ -n "$perf_note" ] && log "no profiles: $perf_note"
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 build=(cargo build --bins)
@@ -185,6 +220,11 @@ mem_snapshot() { # "NAME KB": VmRSS; for PostgreSQL the PSS of all its processes
 
 export BENCH_WRK_DIR=$PWD/bench/wrk BENCH_DATA=$run/data
 
+log_lines() { # "NAME LINES" per service log: the report reads the warnings each run added
+  local name
+  for name in gateway session-service deck-service; do echo "$name $(wc -l <"$run/logs/$name.log")"; done
+}
+
 # measure NAME COMMAND...: runs COMMAND with CPU snapshots around it, memory halfway,
 # and the client's own CPU; results in $run/results/NAME/.
 measure() {
@@ -193,15 +233,36 @@ measure() {
   mkdir -p "$dir"
   (sleep "$(awk -v d="$duration" 'BEGIN { print d / 2 }')" && mem_snapshot >"$dir/mem_load") &
   local sampler=$!
+  log_lines >"$dir/log_before"
   cpu_snapshot >"$dir/cpu_before"
   BENCH_RESULT=$dir/result.json /usr/bin/time -f '%U %S' -o "$dir/client_cpu" "$@" >"$dir/output.txt" 2>&1 ||
     log "$name: the load tool failed; see $dir/output.txt"
   cpu_snapshot >"$dir/cpu_after"
+  log_lines >"$dir/log_after"
   wait "$sampler" || true
 }
-scenario() { # scenario NAME SCRIPT THREADS PATH
-  log "scenario $1: ${duration}s, $3 threads, $connections connections"
-  measure "$1" wrk -t"$3" -c"$connections" -d"${duration}s" --timeout 10s -s "$BENCH_WRK_DIR/$2" "$base$4"
+# wrk_cmd NAME SECONDS: sets cmd to scenario NAME's wrk command for SECONDS (its result
+# goes to $BENCH_RESULT).
+wrk_cmd() {
+  local script=$1.lua threads=2 path=/
+  case $1 in
+    health_live | health_live_end) script=health_live.lua path=/health/live ;;
+    refresh) threads=32 ;; # one connection per thread: each chains its own session
+  esac
+  cmd=(wrk -t"$threads" -c"$connections" -d"$2s" --timeout 10s -s "$BENCH_WRK_DIR/$script" "$base$path")
+}
+scenario() { # scenario NAME
+  log "scenario $1: ${duration}s, $connections connections"
+  wrk_cmd "$1" "$duration"
+  measure "$1" "${cmd[@]}"
+}
+# start_storm SECONDS DIR: 64 clients logging in, in the background for SECONDS + 2 s
+# (from 1 s before to 1 s after the run beside it); sets storm_pid.
+start_storm() {
+  BENCH_RESULT=$2/login.json wrk -t2 -c64 -d"$(($1 + 2))s" --timeout 10s -s "$BENCH_WRK_DIR/login.lua" "$base/" \
+    >"$2/login_output.txt" 2>&1 &
+  storm_pid=$!
+  sleep 1
 }
 
 # ---------------------------------------------------------------- data set
@@ -223,25 +284,24 @@ top -b -n 2 -d 1 -w 200 | awk '/^top -/ { n++ } n == 2' | sed -n '/PID/,$p' |
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------- scenarios
-# Reads first (reviews change the study queues), refresh and login last.
-scenario health_live health_live.lua 2 /health/live
-scenario deck_get deck_get.lua 2 /
-scenario deck_list deck_list.lua 2 /
-scenario cards_list cards_list.lua 2 /
-scenario study_queue study_queue.lua 2 /
-scenario review review.lua 2 /
-scenario refresh refresh.lua 32 /
-scenario login login.lua 2 /
+# The reference first (and again last, so it is taken under the run's conditions at both
+# ends), then reads (reviews change the study queues), refresh and login last.
+scenario health_live
+scenario deck_get
+scenario deck_list
+scenario cards_list
+scenario study_queue
+scenario review
+scenario refresh
+scenario login
 
 # Login storm: 64 clients hammer login while the cached deck read runs as in deck_get.
 log "scenario login_storm: 64 login clients alongside the cached deck read"
 storm=$run/results/login_storm
 mkdir -p "$storm"
-BENCH_RESULT=$storm/login.json wrk -t2 -c64 -d"$((duration + 2))s" --timeout 10s -s "$BENCH_WRK_DIR/login.lua" "$base/" \
-  >"$storm/login_output.txt" 2>&1 &
-storm_pid=$!
-sleep 1
-measure login_storm wrk -t2 -c"$connections" -d"${duration}s" --timeout 10s -s "$BENCH_WRK_DIR/deck_get.lua" "$base/"
+start_storm "$duration" "$storm"
+wrk_cmd deck_get "$duration"
+measure login_storm "${cmd[@]}"
 wait "$storm_pid" || log "login_storm: the login load failed; see $storm/login_output.txt"
 
 # The cached deck read straight at deck-service over gRPC (no gateway, no rate limit).
@@ -262,6 +322,7 @@ measure redis_get sh -c 'redis-benchmark -p "$1" -t get -d 4096 -c 32 -n "$2" --
   redis-benchmark "${redis_port[cache]}" "$redis_requests"
 echo "$redis_requests" >"$run/results/redis_get/requests"
 
+scenario health_live_end
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------- report
@@ -273,8 +334,62 @@ cat >"$run/results/meta.json" <<EOF
  "commit": "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo ' + uncommitted changes')",
  "built_at": "$built_at", "no_build": $([ -n "${BENCH_NO_BUILD:-}" ] && echo true || echo false), "load_before": "$load_before", "load_start": "$load_start", "load_after": "$load_after",
  "idle_busy_pct": $idle_busy_pct,
+ "perf_mode": "$perf_mode", "perf_seconds": $perf_seconds, "perf_freq": $perf_freq, "perf_stack": $perf_stack,
+ "perf_note": "$perf_note",
  "wrk": "$(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2)", "redis": "$(redis-server --version | cut -d' ' -f3)"}
 EOF
+
+# ---------------------------------------------------------------- profiles
+# profile NAME PROCESS...: scenario NAME's load once more, with perf sampling each PROCESS
+# (all its pids: PostgreSQL's backends too) for perf_seconds in the middle of it.
+profile() {
+  local name=$1 dir=$run/results/$1/profile proc pids
+  shift
+  mkdir -p "$dir"
+  log "profile $name: perf on $* for ${perf_seconds}s"
+  local refresh_file=refresh.txt
+  if [ "$name" = refresh ]; then
+    # The measured run used up refresh.txt's sessions (resending them would be replays).
+    refresh_file=refresh_profile.txt
+    python3 bench/load.py --base "$base" --out "$run/data" --refresh-sessions "$refresh_file"
+  fi
+  if [ "$name" = login_storm ]; then
+    start_storm "$((perf_seconds + 2))" "$dir"
+    wrk_cmd deck_get "$((perf_seconds + 2))"
+  else
+    wrk_cmd "$name" "$((perf_seconds + 2))"
+  fi
+  BENCH_RESULT=$dir/load.json BENCH_REFRESH_FILE=$refresh_file "${cmd[@]}" >"$dir/load_output.txt" 2>&1 &
+  local loader=$! perfs=()
+  sleep 1
+  for proc; do
+    pids=$(processes | awk -v n="$proc" '$1 == n { $1 = ""; print }' | xargs | tr ' ' ,)
+    perf record -q -N -F "$perf_freq" --call-graph "dwarf,$perf_stack" -p "$pids" -o "$dir/$proc.data" -- sleep "$perf_seconds" \
+      >"$dir/$proc.record.txt" 2>&1 &
+    perfs+=($!)
+  done
+  for pid in "${perfs[@]}"; do wait "$pid" || true; done
+  wait "$loader" || log "profile $name: the load failed; see $dir/load_output.txt"
+  [ "$name" = login_storm ] && { wait "$storm_pid" || true; }
+  # --no-inline: resolving inlined frames runs addr2line per address, minutes instead of a second.
+  for proc; do
+    perf report -i "$dir/$proc.data" --stdio --no-inline --children --sort dso,sym -g none --percent-limit 0.5 \
+      >"$dir/$proc.txt" 2>"$dir/$proc.report-errors.txt" || true
+    perf report -i "$dir/$proc.data" --stdio --no-inline --no-children --sort dso -g none \
+      >"$dir/$proc.objects.txt" 2>>"$dir/$proc.report-errors.txt" || true
+    rm -f "$dir/$proc.data" # DWARF stacks: tens of MB, and the reports above are what counts
+  done
+}
+if [ "$perf_mode" != off ] && [ -z "$perf_note" ]; then
+  targets=()
+  [ "$perf_mode" = goals ] && targets+=(--all)
+  python3 bench/report.py --profile-targets "${targets[@]}" "$run/results" >"$run/results/profiled"
+  while read -r name procs; do
+    # shellcheck disable=SC2086 # one process name per word, on purpose
+    profile "$name" $procs
+  done <"$run/results/profiled"
+fi
+
 python3 bench/report.py "$run/results" >"$report"
 log "report written to $report"
 cat "$report"

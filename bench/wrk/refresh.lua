@@ -1,12 +1,13 @@
 -- POST /api/v1/auth/refresh, run with -t 32 -c 32: each thread owns one connection
 -- and one session, and chains its rotating token: response() keeps the refresh
 -- token of each answer and the next request() sends it. setup() hands each thread
--- a different user's refresh token.
+-- a different user's refresh token, from $BENCH_DATA/$BENCH_REFRESH_FILE (refresh.txt:
+-- a run uses its sessions up, so the profiling rerun gets fresh ones).
 local bench = dofile(os.getenv("BENCH_WRK_DIR") .. "/common.lua")
 setup = bench.setup
 done = bench.done
 
-local refresh_tokens = bench.data("refresh.txt")
+local refresh_tokens = bench.data(os.getenv("BENCH_REFRESH_FILE") or "refresh.txt")
 local handed_out = 0
 setup = function(thread)
   bench.setup(thread)
