@@ -89,11 +89,49 @@ pub struct Config {
     )]
     pub rate_limit_redis_url: Secret<String>,
     #[command(flatten)]
+    pub connections: ConnectionLimits,
+    #[command(flatten)]
     pub redis: RedisConfig,
     #[command(flatten)]
     pub token: TokenVerifyConfig,
     #[command(flatten)]
     pub log: LogConfig,
+}
+
+/// How long the HTTP listener waits for slow or silent clients, and how many it serves
+/// at once (HTTP_API.md, "Connections"; enforced by [`crate::server`]).
+#[derive(Clone, Debug, clap::Args)]
+pub struct ConnectionLimits {
+    /// Longest time, in milliseconds, a client may take to send a request's complete
+    /// headers, counted from accepting the connection or from the first byte of a later
+    /// request on it; then the connection is closed.
+    #[arg(long = "http-header-read-timeout-ms", env = "HTTP_HEADER_READ_TIMEOUT_MS",
+          default_value = "10000", value_parser = positive_millis)]
+    pub header_read_timeout: Duration,
+    /// Longest time, in milliseconds, a request body may take to arrive after its headers;
+    /// a body still incomplete then is answered 408 and the connection is closed.
+    #[arg(long = "http-body-read-timeout-ms", env = "HTTP_BODY_READ_TIMEOUT_MS",
+          default_value = "10000", value_parser = positive_millis)]
+    pub body_read_timeout: Duration,
+    /// How long, in milliseconds, a keep-alive connection may stay open with no request
+    /// in progress before the gateway closes it.
+    #[arg(long = "http-idle-timeout-ms", env = "HTTP_IDLE_TIMEOUT_MS",
+          default_value = "60000", value_parser = positive_millis)]
+    pub idle_timeout: Duration,
+    /// Most client connections served at once; a connection beyond it waits in the
+    /// listen backlog, unanswered, until another one closes.
+    #[arg(long = "http-max-connections", env = "HTTP_MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+}
+
+/// A duration of at least one millisecond (clap value parser): a zero timeout would
+/// close every connection at once.
+fn positive_millis(value: &str) -> Result<Duration, String> {
+    match parse_millis(value)? {
+        Duration::ZERO => Err("must be at least 1 millisecond".into()),
+        duration => Ok(duration),
+    }
 }
 
 /// Allowed CORS origins, each a valid header value.

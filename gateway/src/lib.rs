@@ -2,14 +2,17 @@
 //! gRPC APIs. `main.rs` only parses the command line and calls in here.
 //!
 //! - [`routes`]: the router, one module per resource, and the open routes (health,
-//!   JWKS, OpenAPI, metrics);
+//!   JWKS, OpenAPI);
 //! - [`extract`]: parsing at the edge (JSON, query, path ids) into typed values, and
 //!   [`extract::Ctx`], which builds each gRPC request (token, request id, deadline);
 //! - [`middleware`]: request ids and problem rendering, authentication, rate limits;
 //! - [`error`]: the one status → HTTP table and the RFC 9457 problem body;
 //! - [`rate_limit`]: GCRA in Redis, fail-open; [`client_ip`]: trusted proxies;
-//! - [`convert`]: proto → JSON shapes; [`metrics`]: the gateway's Prometheus series.
+//! - [`convert`]: proto → JSON shapes; [`metrics`]: the gateway's Prometheus series;
+//! - [`server`]: the HTTP listener and its connection rules (timeouts, cap, drain);
+//! - [`caching`]: ETags and 304s, `Cache-Control`, `Vary` (compression is tower-http's).
 
+pub mod caching;
 pub mod client_ip;
 pub mod config;
 pub mod convert;
@@ -19,5 +22,6 @@ pub mod metrics;
 pub mod middleware;
 pub mod rate_limit;
 pub mod routes;
+pub mod server;
 pub mod startup;
 pub mod state;

@@ -1,28 +1,96 @@
-//! The gateway's own series in the process registry (served on the metrics port
-//! like every process's, and on the API's `/metrics`): HTTP requests by route
-//! template, method and status, their latency, and rate-limit fail-opens.
+//! The gateway's own series in the process registry, served on the metrics port
+//! (`METRICS_ADDR`) with every other series, never on the API port: HTTP requests by
+//! route template, method and status, their latency, and rate-limit fail-opens.
+//!
+//! Every label has a fixed set of values whatever the clients send: methods outside
+//! [`MethodLabel`]'s set count as `OTHER`, paths outside [`crate::routes::ROUTES`] as
+//! `unmatched`, and statuses are the few the gateway answers with.
 
+use http::Method;
 use prometheus_client::{
-    encoding::EncodeLabelSet,
+    encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder},
     metrics::{counter::Counter, family::Family, histogram::Histogram},
 };
 
+/// The `route` label of a request whose path matched no route.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// The `method` label: the methods the API uses, and `OTHER` for any other, so a client
+/// making up methods cannot add series.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum MethodLabel {
+    Get,
+    Head,
+    Post,
+    Put,
+    Patch,
+    Delete,
+    Options,
+    Other,
+}
+
+impl MethodLabel {
+    pub fn of(method: &Method) -> Self {
+        match *method {
+            Method::GET => Self::Get,
+            Method::HEAD => Self::Head,
+            Method::POST => Self::Post,
+            Method::PUT => Self::Put,
+            Method::PATCH => Self::Patch,
+            Method::DELETE => Self::Delete,
+            Method::OPTIONS => Self::Options,
+            _ => Self::Other,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Head => "HEAD",
+            Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Patch => "PATCH",
+            Self::Delete => "DELETE",
+            Self::Options => "OPTIONS",
+            Self::Other => "OTHER",
+        }
+    }
+}
+
+impl EncodeLabelValue for MethodLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
+/// The `route` label of a matched route template: the template as listed in
+/// [`crate::routes::ROUTES`], or [`UNMATCHED_ROUTE`].
+pub fn route_label(template: Option<&str>) -> &'static str {
+    template
+        .and_then(|template| {
+            crate::routes::ROUTES
+                .iter()
+                .find(|(_, path)| *path == template)
+                .map(|(_, path)| *path)
+        })
+        .unwrap_or(UNMATCHED_ROUTE)
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
-    route: String,
+    method: MethodLabel,
+    route: &'static str,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    method: String,
-    route: String,
+    method: MethodLabel,
+    route: &'static str,
 }
 
 #[derive(Clone)]
 pub struct HttpMetrics {
-    registry: common::metrics::Metrics,
     requests: Family<RequestLabels, Counter>,
     duration: Family<RouteLabels, Histogram>,
     pub rate_limit_fail_open: Counter,
@@ -58,21 +126,18 @@ impl HttpMetrics {
             rate_limit_fail_open.clone(),
         );
         Self {
-            registry: registry.clone(),
             requests,
             duration,
             rate_limit_fail_open,
         }
     }
 
-    /// Records one answered request; `route` is the matched template (or `unmatched`,
-    /// so random paths cannot blow up the label set).
-    pub fn record(&self, method: &str, route: &str, status: u16, seconds: f64) {
-        let (method, route) = (method.to_owned(), route.to_owned());
+    /// Records one answered request (labels from [`MethodLabel::of`] and [`route_label`]).
+    pub fn record(&self, method: MethodLabel, route: &'static str, status: u16, seconds: f64) {
         self.requests
             .get_or_create(&RequestLabels {
-                method: method.clone(),
-                route: route.clone(),
+                method,
+                route,
                 status,
             })
             .inc();
@@ -80,8 +145,29 @@ impl HttpMetrics {
             .get_or_create(&RouteLabels { method, route })
             .observe(seconds);
     }
+}
 
-    pub fn render(&self) -> String {
-        self.registry.render()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_outside_the_fixed_set_are_other() {
+        assert_eq!(MethodLabel::of(&Method::GET).as_str(), "GET");
+        assert_eq!(MethodLabel::of(&Method::OPTIONS).as_str(), "OPTIONS");
+        for made_up in ["BREW", "PROPFIND", "get", "XYZZY"] {
+            let method = Method::from_bytes(made_up.as_bytes()).unwrap();
+            assert_eq!(MethodLabel::of(&method), MethodLabel::Other, "{made_up}");
+        }
+    }
+
+    #[test]
+    fn only_templates_of_the_router_are_route_labels() {
+        assert_eq!(
+            route_label(Some("/api/v1/decks/{id}")),
+            "/api/v1/decks/{id}"
+        );
+        assert_eq!(route_label(Some("/api/v1/decks/123")), UNMATCHED_ROUTE);
+        assert_eq!(route_label(None), UNMATCHED_ROUTE);
     }
 }

@@ -10,13 +10,15 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use common::auth::{AuthError, Caller, bearer_token};
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderValue, StatusCode, Version, header};
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::{
     error::{ApiError, Problem, problem_response},
+    metrics::{MethodLabel, route_label},
     rate_limit::Policy,
+    server::BodyTimedOut,
     state::AppState,
 };
 
@@ -24,6 +26,8 @@ use crate::{
 pub const REQUEST_ID: &str = common::grpc::REQUEST_ID_HEADER;
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// The `code` of the 408 a request whose body stalled gets.
+pub const REQUEST_TIMEOUT_CODE: &str = "REQUEST_TIMEOUT";
 
 /// The id of this request, as returned in `X-Request-ID`.
 #[derive(Clone, Debug)]
@@ -53,9 +57,10 @@ pub fn valid_request_id(value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// Outermost layer: picks the request id, the deadline and the client IP, runs the
-/// request in a span carrying the id, renders every error as a problem body with that
-/// id, and sets `X-Request-ID` on the response.
+/// Outermost layer but the representation ones: picks the request id, the deadline and
+/// the client IP, runs the request in a span carrying the id, answers 408 when the body
+/// missed its deadline ([`BodyTimedOut`]), renders every error as a problem body with
+/// that id, counts the request, and sets `X-Request-ID` on the response.
 pub async fn request_context(
     State(state): State<AppState>,
     mut request: Request,
@@ -89,20 +94,38 @@ pub async fn request_context(
         status = tracing::field::Empty,
     );
     let started = Instant::now();
-    let method = request.method().to_string();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_owned();
-    let response = next.run(request).instrument(span.clone()).await;
+    let method = MethodLabel::of(request.method());
+    let route = route_label(
+        request
+            .extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str),
+    );
+    let http1 = request.version() < Version::HTTP_2;
+    let body_timed_out = request.extensions().get::<BodyTimedOut>().cloned();
+    let mut response = next.run(request).instrument(span.clone()).await;
+    // Whatever the handler made of the failed read (axum calls it a bad body), the
+    // client was too slow: 408, and the connection is not reused (RFC 9110 §15.5.9).
+    if body_timed_out.is_some_and(|timed_out| timed_out.fired()) {
+        response = ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "The request body was not received in time",
+        )
+        .with_code(REQUEST_TIMEOUT_CODE)
+        .into_response();
+        if http1 {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+    }
     let mut response = render_problem(response, &request_id);
     span.record("status", response.status().as_u16());
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     state
         .metrics
-        .record(&method, &route, status, elapsed.as_secs_f64());
+        .record(method, route, status, elapsed.as_secs_f64());
     span.in_scope(|| tracing::info!(elapsed_ms = elapsed.as_millis() as u64, "request finished"));
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, value);

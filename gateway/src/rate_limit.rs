@@ -6,6 +6,7 @@
 //! refuses) costs one timeout per cooldown, not one per request.
 
 use std::{
+    net::{IpAddr, Ipv6Addr},
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -88,9 +89,10 @@ impl RateLimiter {
         &self.pool
     }
 
-    /// `{prefix}rate:auth:{<ip>}`: the hash tag keeps the key on one cluster slot.
-    pub fn auth_key(&self, ip: std::net::IpAddr) -> String {
-        format!("{}rate:auth:{{{ip}}}", self.pool.prefix())
+    /// `{prefix}rate:auth:{<client>}` ([`auth_client`]): the hash tag keeps the key on
+    /// one cluster slot.
+    pub fn auth_key(&self, ip: IpAddr) -> String {
+        format!("{}rate:auth:{{{}}}", self.pool.prefix(), auth_client(ip))
     }
 
     /// `{prefix}rate:api:{<user_id>}:<METHOD route>`, e.g. `...:GET /decks/{id}`.
@@ -154,6 +156,22 @@ impl RateLimiter {
                 None
             }
         }
+    }
+}
+
+/// Who an auth bucket belongs to: an IPv4 address, or the /64 of an IPv6 one
+/// (`2001:db8:1:2::/64`). One IPv6 subscriber gets a whole /64 and picks addresses in
+/// it at will, so keying by the address would give it 2^64 buckets.
+pub fn auth_client(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let network = Ipv6Addr::from(u128::from(v6) & !(u128::MAX >> 64));
+                format!("{network}/64")
+            }
+        },
     }
 }
 
@@ -223,6 +241,21 @@ mod tests {
         assert_eq!(decision(0).retry_after_seconds(), 1);
         assert_eq!(decision(5_000_001).retry_after_seconds(), 6);
         assert_eq!(decision(6_000_000).retry_after_seconds(), 6);
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_64_and_ipv4_ones_by_their_address() {
+        let client = |ip: &str| auth_client(ip.parse().unwrap());
+
+        assert_eq!(client("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(
+            client("2001:db8:1:2:ffff:ffff:ffff:ffff"),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(client("2001:db8:1:3::1"), "2001:db8:1:3::/64");
+        assert_eq!(client("::1"), "::/64");
+        assert_eq!(client("203.0.113.9"), "203.0.113.9");
+        assert_eq!(client("::ffff:203.0.113.9"), "203.0.113.9");
     }
 
     #[test]

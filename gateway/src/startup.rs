@@ -1,6 +1,8 @@
 //! Builds the gateway: the HTTP listener, the grpc.health.v1 server whose readiness
 //! follows both services, and the shared shutdown. Both listeners are bound in
-//! [`Application::build`], so tests pass port 0 and read the real ports back.
+//! [`Application::build`], so tests pass port 0 and read the real ports back. The
+//! process metrics (the gateway's HTTP series included) are served by the gRPC
+//! skeleton on `METRICS_ADDR` only, never on the API port.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -8,7 +10,7 @@ use anyhow::Context;
 use axum::Router;
 use common::{
     auth::{AccessVerifier, PublicJwk},
-    grpc::{GrpcApp, require_serving},
+    grpc::GrpcApp,
     health::Dependency,
     redis::RedisPool,
     shutdown::Shutdown,
@@ -21,10 +23,11 @@ use tokio::{net::TcpListener, time::Instant};
 use tonic::{service::Routes, transport::Channel};
 
 use crate::{
-    config::{Config, DEFAULT_GRPC_PORT},
+    config::{Config, ConnectionLimits, DEFAULT_GRPC_PORT},
     metrics::HttpMetrics,
     rate_limit::RateLimiter,
-    state::AppState,
+    routes::health::CHECK_TIMEOUT,
+    state::{AppState, ServiceHealth},
 };
 
 /// A built, bound, not yet serving gateway.
@@ -32,6 +35,8 @@ pub struct Application {
     grpc: GrpcApp,
     http: TcpListener,
     router: Router,
+    connections: ConnectionLimits,
+    shutdown_timeout: Duration,
 }
 
 /// A channel that connects on first use, so the gateway starts (and reports not
@@ -56,10 +61,10 @@ impl Application {
         let http = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("cannot bind HTTP_ADDR {}", config.http_addr))?;
-        let session_url = config.session_service_url.clone();
-        let deck_url = config.deck_service_url.clone();
-        let session_channel = lazy_channel("SESSION_SERVICE_URL", &session_url)?;
-        let deck_channel = lazy_channel("DECK_SERVICE_URL", &deck_url)?;
+        let session_channel = lazy_channel("SESSION_SERVICE_URL", &config.session_service_url)?;
+        let deck_channel = lazy_channel("DECK_SERVICE_URL", &config.deck_service_url)?;
+        let session_health = ServiceHealth::new(session_channel.clone());
+        let deck_health = ServiceHealth::new(deck_channel.clone());
 
         let (verifier, static_jwks) = match &config.token.jwt_public_keys_file {
             Some(path) => {
@@ -94,12 +99,12 @@ impl Application {
         .await
         .context("cannot bind GRPC_ADDR")?
         .depends_on(Dependency::new("session-service", {
-            let url = session_url.clone();
-            move || require_serving(url.clone(), "readiness")
+            let health = session_health.clone();
+            move || health.clone().require_ready(CHECK_TIMEOUT)
         }))
         .depends_on(Dependency::new("deck-service", {
-            let url = deck_url.clone();
-            move || require_serving(url.clone(), "readiness")
+            let health = deck_health.clone();
+            move || health.clone().require_ready(CHECK_TIMEOUT)
         }));
 
         let metrics = HttpMetrics::register(grpc.metrics());
@@ -119,18 +124,24 @@ impl Application {
         let state = AppState {
             session: SessionServiceClient::new(session_channel),
             deck: DeckServiceClient::new(deck_channel),
+            session_health,
+            deck_health,
             verifier,
             static_jwks,
             limiter,
             trusted_proxies: Arc::new(config.trusted_proxies.clone()),
             request_timeout: config.request_timeout,
-            session_service_url: session_url.into(),
-            deck_service_url: deck_url.into(),
             started: Instant::now(),
             metrics,
         };
         let router = crate::routes::router(state, &config.cors_allowed_origins);
-        Ok(Self { grpc, http, router })
+        Ok(Self {
+            grpc,
+            http,
+            router,
+            connections: config.connections,
+            shutdown_timeout: config.grpc.shutdown_timeout,
+        })
     }
 
     pub fn http_addr(&self) -> SocketAddr {
@@ -143,16 +154,22 @@ impl Application {
         self.grpc.local_addr()
     }
 
-    /// Serves HTTP and gRPC health until the shutdown signal fires and both drain.
+    /// Where `/metrics` is served (`METRICS_ADDR`).
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.grpc.metrics_addr()
+    }
+
+    /// Serves HTTP and gRPC health until the shutdown signal fires and both drain
+    /// (each for at most `SHUTDOWN_TIMEOUT_MS`).
     pub async fn run(self) -> anyhow::Result<()> {
-        let shutdown = self.grpc.shutdown().clone();
-        let service = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let http = axum::serve(self.http, service)
-            .with_graceful_shutdown(async move { shutdown.wait().await });
-        let (http, grpc) = tokio::join!(http.into_future(), self.grpc.run(Routes::default()));
-        http.context("HTTP server")?;
+        let http = crate::server::serve(
+            self.http,
+            self.router,
+            &self.connections,
+            self.grpc.shutdown().clone(),
+            self.shutdown_timeout,
+        );
+        let ((), grpc) = tokio::join!(http, self.grpc.run(Routes::default()));
         grpc.context("gRPC health server")?;
         Ok(())
     }

@@ -9,6 +9,9 @@ use proto::{
 };
 use tokio::time::Instant;
 use tonic::transport::Channel;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 
 use crate::{client_ip::TrustedProxies, rate_limit::RateLimiter};
 
@@ -16,14 +19,15 @@ use crate::{client_ip::TrustedProxies, rate_limit::RateLimiter};
 pub struct AppState {
     pub session: SessionServiceClient<Channel>,
     pub deck: DeckServiceClient<Channel>,
+    /// grpc.health.v1 of each service, over the same channels as the calls.
+    pub session_health: ServiceHealth,
+    pub deck_health: ServiceHealth,
     pub verifier: AccessVerifier,
     /// The key set of `JWT_PUBLIC_KEYS_FILE`, served as the JWKS when configured.
     pub static_jwks: Option<Arc<Vec<common::auth::PublicJwk>>>,
     pub limiter: RateLimiter,
     pub trusted_proxies: Arc<TrustedProxies>,
     pub request_timeout: Duration,
-    pub session_service_url: Arc<str>,
-    pub deck_service_url: Arc<str>,
     pub started: Instant,
     pub metrics: crate::metrics::HttpMetrics,
 }
@@ -36,5 +40,34 @@ impl AppState {
 
     pub fn deck(&self) -> DeckServiceClient<Channel> {
         self.deck.clone()
+    }
+}
+
+/// A service's `readiness` over the gateway's long-lived channel to it: a check is one
+/// call on an open HTTP/2 connection, not a new connection (dialling per check left a
+/// TIME-WAIT socket behind each time `/health` or the readiness probe ran).
+#[derive(Clone, Debug)]
+pub struct ServiceHealth(HealthClient<Channel>);
+
+impl ServiceHealth {
+    pub fn new(channel: Channel) -> Self {
+        Self(HealthClient::new(channel))
+    }
+
+    /// `Ok` while the service reports `readiness` SERVING within `timeout`.
+    pub async fn require_ready(self, timeout: Duration) -> Result<(), String> {
+        let mut client = self.0;
+        let mut request = tonic::Request::new(HealthCheckRequest {
+            service: common::health::READINESS.to_owned(),
+        });
+        request.set_timeout(timeout);
+        let check = tokio::time::timeout(timeout, client.check(request))
+            .await
+            .map_err(|_| format!("no answer within {timeout:?}"))?
+            .map_err(|status| format!("{}: {}", status.code(), status.message()))?;
+        match check.into_inner().status() {
+            ServingStatus::Serving => Ok(()),
+            other => Err(format!("reports readiness {}", other.as_str_name())),
+        }
     }
 }

@@ -41,6 +41,10 @@ async fn a_bad_configuration_value_exits_64_naming_the_variable() {
         ("RATE_LIMIT_API_PER_MINUTE", "lots"),
         ("JWT_PUBLIC_KEYS_FILE", "/nonexistent/jwks.json"),
         ("REDIS_KEY_PREFIX", "a{b}"),
+        ("HTTP_HEADER_READ_TIMEOUT_MS", "0"),
+        ("HTTP_BODY_READ_TIMEOUT_MS", "soon"),
+        ("HTTP_IDLE_TIMEOUT_MS", "0"),
+        ("HTTP_MAX_CONNECTIONS", "0"),
     ] {
         let mut env = base_env();
         env.push((variable, value.to_owned()));
@@ -76,6 +80,12 @@ async fn help_documents_every_setting() {
         "JWT_AUDIENCE",
         "JWT_PUBLIC_KEYS_FILE",
         "REDIS_KEY_PREFIX",
+        "HTTP_HEADER_READ_TIMEOUT_MS",
+        "HTTP_BODY_READ_TIMEOUT_MS",
+        "HTTP_IDLE_TIMEOUT_MS",
+        "HTTP_MAX_CONNECTIONS",
+        "METRICS_ADDR",
+        "SHUTDOWN_TIMEOUT_MS",
     ] {
         assert!(stdout.contains(variable), "{variable} missing from --help");
     }

@@ -902,7 +902,7 @@ async fn with_redis_down_the_limiter_fails_open_and_counts_it() {
     for _ in 0..15 {
         statuses.push(login().send().await.status);
     }
-    let metrics = gateway.http.get("/metrics").send().await.text();
+    let metrics = gateway.metrics.get("/metrics").send().await.text();
 
     assert!(
         statuses.iter().all(|status| *status == 503),

@@ -18,6 +18,8 @@ use test_support::{TestTokens, http::HttpClient};
 /// A gateway running in this test process, stopped on drop.
 pub struct Gateway {
     pub http: HttpClient,
+    /// Client of the metrics port (`/metrics` is served there only).
+    pub metrics: HttpClient,
     pub grpc_addr: String,
     shutdown: Shutdown,
 }
@@ -63,10 +65,12 @@ pub async fn start_gateway(flags: &[(&str, String)]) -> Gateway {
         .await
         .expect("gateway builds");
     let http = HttpClient::new(app.http_addr().to_string());
+    let metrics = HttpClient::new(app.metrics_addr().to_string());
     let grpc_addr = app.grpc_addr().to_string();
     tokio::spawn(app.run());
     Gateway {
         http,
+        metrics,
         grpc_addr,
         shutdown,
     }

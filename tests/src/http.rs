@@ -154,7 +154,8 @@ impl RequestBuilder {
     }
 }
 
-fn parse_response(raw: &[u8]) -> HttpResponse {
+/// Parses a complete response as read from the socket (head, then a plain or chunked body).
+pub fn parse_response(raw: &[u8]) -> HttpResponse {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -1,4 +1,5 @@
-//! Health, key set, OpenAPI document and metrics: no auth, no rate limit.
+//! Health, key set and OpenAPI document: no auth, no rate limit. (Metrics are on the
+//! metrics port only.)
 
 use std::time::Duration;
 
@@ -17,7 +18,8 @@ use crate::{convert, error::ApiError, extract::Ctx, state::AppState};
 /// exactly the routes the router serves).
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
-const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest wait for one dependency's answer in a health check.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub async fn live() -> Json<Value> {
     Json(json!({"status": "alive", "timestamp": convert::now()}))
@@ -32,6 +34,7 @@ struct Check {
 
 async fn check<F: std::future::Future<Output = Result<(), String>>>(check: F) -> Check {
     let started = Instant::now();
+    // Redis's check has no deadline of its own.
     let outcome = match tokio::time::timeout(CHECK_TIMEOUT, check).await {
         Ok(outcome) => outcome,
         Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
@@ -54,14 +57,10 @@ async fn check<F: std::future::Future<Output = Result<(), String>>>(check: F) ->
     }
 }
 
-async fn service_ready(url: &str) -> Result<(), String> {
-    common::grpc::require_serving(url.to_owned(), "readiness").await
-}
-
 pub async fn ready(State(state): State<AppState>) -> Response {
     let (session, deck) = tokio::join!(
-        check(service_ready(&state.session_service_url)),
-        check(service_ready(&state.deck_service_url))
+        check(state.session_health.clone().require_ready(CHECK_TIMEOUT)),
+        check(state.deck_health.clone().require_ready(CHECK_TIMEOUT))
     );
     let ready = session.ok && deck.ok;
     let body = json!({
@@ -80,8 +79,8 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 pub async fn health(State(state): State<AppState>) -> Response {
     let limiter = state.limiter.clone();
     let (session, deck, redis) = tokio::join!(
-        check(service_ready(&state.session_service_url)),
-        check(service_ready(&state.deck_service_url)),
+        check(state.session_health.clone().require_ready(CHECK_TIMEOUT)),
+        check(state.deck_health.clone().require_ready(CHECK_TIMEOUT)),
         check(async move {
             limiter
                 .pool()
@@ -145,17 +144,6 @@ pub async fn openapi() -> Response {
             HeaderValue::from_static("application/json"),
         )],
         OPENAPI,
-    )
-        .into_response()
-}
-
-/// The process registry in the OpenMetrics text format (also on the metrics port).
-pub async fn metrics(State(state): State<AppState>) -> Response {
-    let content_type =
-        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8");
-    (
-        [(header::CONTENT_TYPE, content_type)],
-        state.metrics.render(),
     )
         .into_response()
 }

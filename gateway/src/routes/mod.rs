@@ -1,11 +1,14 @@
 //! The router: every route of HTTP_API.md, grouped by the layers they need.
 //!
-//! - auth routes without a token (register, login, google, refresh): per-IP limit;
-//! - every other `/api/v1` route: bearer token, then the per-user, per-endpoint limit;
-//! - health, JWKS, OpenAPI, metrics: neither.
+//! - auth routes without a token (register, login, google, refresh): per-IP limit,
+//!   `Cache-Control: no-store` (their answers carry tokens);
+//! - every other `/api/v1` route: bearer token, then the per-user, per-endpoint limit,
+//!   `Cache-Control: private, no-cache`; the GETs of a deck, a card and their lists
+//!   also get an `ETag` and answer 304 to `If-None-Match` ([`caching`]);
+//! - health, JWKS, OpenAPI: neither. (Metrics are on the metrics port only.)
 //!
-//! Around all of them: body limit, CORS, and outermost the request-id layer that also
-//! renders every error as a problem body.
+//! Around all of them: body limit, CORS, the request-id layer that also renders every
+//! error as a problem body, `Vary: Accept-Encoding`, and outermost compression.
 
 pub mod auth;
 pub mod decks;
@@ -15,16 +18,20 @@ pub mod study;
 use axum::{
     Router,
     extract::DefaultBodyLimit,
-    middleware::from_fn_with_state,
+    middleware::{from_fn, from_fn_with_state},
     routing::{MethodRouter, delete, get, post},
 };
-use http::{HeaderName, Method, header};
+use http::{HeaderName, HeaderValue, Method, header};
+use tower::util::MapResponseLayer;
 use tower_http::{
+    compression::{CompressionLayer, predicate::SizeAbove},
     cors::{AllowOrigin, CorsLayer},
     limit::RequestBodyLimitLayer,
+    set_header::SetResponseHeaderLayer,
 };
 
 use crate::{
+    caching::{self, COMPRESS_MIN_BYTES, NO_STORE, PRIVATE_NO_CACHE},
     config::Origins,
     middleware::{MAX_BODY_BYTES, authenticate, limit_api, limit_auth, not_found, request_context},
     state::AppState,
@@ -73,21 +80,36 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/health/ready"),
     ("GET", "/.well-known/jwks.json"),
     ("GET", "/openapi.json"),
-    ("GET", "/metrics"),
 ];
 
 pub fn router(state: AppState, origins: &Origins) -> Router {
     // Layers go on each method router, not on the Router: a wrong method then gets its
     // 405 without being authenticated or counted against a rate limit.
     let limited_by_ip = |route: MethodRouter<AppState>| {
-        route.route_layer(from_fn_with_state(state.clone(), limit_auth))
+        route
+            .route_layer(from_fn_with_state(state.clone(), limit_auth))
+            .route_layer(SetResponseHeaderLayer::overriding(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static(NO_STORE),
+            ))
+            .route_layer(SetResponseHeaderLayer::overriding(
+                header::PRAGMA,
+                HeaderValue::from_static("no-cache"),
+            ))
     };
     // Layers run outside-in in reverse order of adding: authenticate, then limit.
     let authenticated = |route: MethodRouter<AppState>| {
         route
             .route_layer(from_fn_with_state(state.clone(), limit_api))
             .route_layer(from_fn_with_state(state.clone(), authenticate))
+            .route_layer(SetResponseHeaderLayer::if_not_present(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static(PRIVATE_NO_CACHE),
+            ))
     };
+    // Only on the GET it wraps: the methods chained after it are not tagged.
+    let tagged =
+        |route: MethodRouter<AppState>| route.route_layer(from_fn(caching::conditional_get));
 
     let public_auth = Router::new()
         .route("/api/v1/auth/register", limited_by_ip(post(auth::register)))
@@ -115,7 +137,7 @@ pub fn router(state: AppState, origins: &Origins) -> Router {
         )
         .route(
             "/api/v1/decks",
-            authenticated(get(decks::list_decks).post(decks::create_deck)),
+            authenticated(tagged(get(decks::list_decks)).post(decks::create_deck)),
         )
         .route(
             "/api/v1/decks/search",
@@ -124,14 +146,14 @@ pub fn router(state: AppState, origins: &Origins) -> Router {
         .route(
             "/api/v1/decks/{id}",
             authenticated(
-                get(decks::get_deck)
+                tagged(get(decks::get_deck))
                     .patch(decks::update_deck)
                     .delete(decks::delete_deck),
             ),
         )
         .route(
             "/api/v1/cards",
-            authenticated(get(decks::list_cards).post(decks::create_card)),
+            authenticated(tagged(get(decks::list_cards)).post(decks::create_card)),
         )
         .route(
             "/api/v1/cards/search",
@@ -144,7 +166,7 @@ pub fn router(state: AppState, origins: &Origins) -> Router {
         .route(
             "/api/v1/cards/{id}",
             authenticated(
-                get(decks::get_card)
+                tagged(get(decks::get_card))
                     .patch(decks::update_card)
                     .delete(decks::delete_card),
             ),
@@ -190,8 +212,7 @@ pub fn router(state: AppState, origins: &Origins) -> Router {
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/.well-known/jwks.json", get(health::jwks))
-        .route("/openapi.json", get(health::openapi))
-        .route("/metrics", get(health::metrics));
+        .route("/openapi.json", get(health::openapi));
 
     Router::new()
         .merge(public_auth)
@@ -202,6 +223,22 @@ pub fn router(state: AppState, origins: &Origins) -> Router {
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(cors(origins))
         .layer(from_fn_with_state(state.clone(), request_context))
+        // Every answer may be compressed (any body can grow past the threshold), so
+        // caches must key on Accept-Encoding; set before compression, which then
+        // does not add a second one.
+        .layer(SetResponseHeaderLayer::appending(
+            header::VARY,
+            HeaderValue::from_static("accept-encoding"),
+        ))
+        // Outside the problem rendering, which rewrites bodies.
+        .layer(
+            CompressionLayer::new()
+                .zstd(true)
+                .br(true)
+                .gzip(true)
+                .compress_when(SizeAbove::new(COMPRESS_MIN_BYTES)),
+        )
+        .layer(MapResponseLayer::new(caching::coded_etag))
         .with_state(state)
 }
 
