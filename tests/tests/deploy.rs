@@ -1081,8 +1081,8 @@ fn each_process_is_scraped_on_the_port_it_serves_metrics_on() {
         let annotations = &deployment["spec"]["template"]["metadata"]["annotations"];
         let settings = pod_settings(&manifests, binary);
 
-        // Act: the services serve /metrics on METRICS_ADDR, the gateway on its HTTP port.
-        let address = settings.get("METRICS_ADDR").or(settings.get("HTTP_ADDR"));
+        // Act: every process serves /metrics on METRICS_ADDR.
+        let address = settings.get("METRICS_ADDR");
         let metrics_port = address.and_then(|a| a.rsplit_once(':')).map(|(_, p)| p);
 
         // Assert
@@ -1305,14 +1305,16 @@ fn network_policies_open_each_port_to_its_clients_only() {
         &foreign_client,
     ];
     // (destination, container port name, the pods that may connect); everyone else may not.
-    let expected: [(&Pod, &str, Vec<&Pod>); 9] = [
+    let expected: [(&Pod, &str, Vec<&Pod>); 10] = [
         (&session, "grpc", vec![&gateway, &deck, &grpc_client]),
         (&session, "metrics", vec![&prometheus]),
         (&deck, "grpc", vec![&gateway, &grpc_client]),
         (&deck, "metrics", vec![&prometheus]),
-        // The gateway's /metrics is on its HTTP port. Its gRPC port is for the kubelet's
-        // probes, which come from the node: NetworkPolicy always lets those through.
-        (&gateway, "http", vec![&ingress, &prometheus]),
+        // The gateway's HTTP port is the ingress's; /metrics has its own port. Its gRPC
+        // port is for the kubelet's probes, which come from the node: NetworkPolicy
+        // always lets those through.
+        (&gateway, "http", vec![&ingress]),
+        (&gateway, "metrics", vec![&prometheus]),
         (&gateway, "grpc", vec![]),
         (&redis_sessions, "redis", vec![&session, &gateway, &deck]),
         (&redis_cache, "redis", vec![&deck, &gateway]),
