@@ -127,7 +127,10 @@ async fn abandoned_logins(options: &Options) {
         let mut client = SessionServiceClient::new(channels[i % channels.len()].clone());
         async move {
             let mut request = Request::new(pb::LoginRequest {
-                email: format!("abandoned-{i}-{}@example.com", uuid::Uuid::new_v4().simple()),
+                email: format!(
+                    "abandoned-{i}-{}@example.com",
+                    uuid::Uuid::new_v4().simple()
+                ),
                 password: PASSWORD.into(),
                 client: None,
             });
