@@ -3,7 +3,7 @@
 //! milliseconds of one CPU; unbounded, a burst of logins would starve every other call),
 //! and a bounded queue: past it a call is refused at once, and a queued job whose caller
 //! has gone is skipped (measured before: 400 logins given up after 0.25 s left their
-//! hashes queued, and the next login waited 1.4–5.5 s for them).
+//! hashes queued, and the next login waited 1.3–5.5 s for them; see docs/session-service.md).
 //!
 //! The hashes run on a fixed set of dedicated threads, not on tokio's blocking pool:
 //! the allocator keeps each thread's freed 19 MiB block for reuse, so on a pool that
@@ -130,7 +130,7 @@ impl Hasher {
         }
     }
 
-    /// Counts of refused and skipped hashes.
+    /// Counts of computed, refused and skipped hashes.
     pub fn counts(&self) -> &Arc<HasherCounts> {
         &self.counts
     }

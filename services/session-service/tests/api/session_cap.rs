@@ -169,7 +169,10 @@ async fn a_full_sessions_redis_answers_unavailable_and_changes_nothing() {
     assert_status(register, Code::Unavailable, "session store unavailable");
     assert_status(login, Code::Unavailable, "session store unavailable");
     assert_status(refresh, Code::Unavailable, "session store unavailable");
+    // Room again: the fillers gone and the limit back where it was.
     app.redis_command::<()>(redis::cmd("DEL").arg(&fillers))
+        .await;
+    app.redis_command::<()>(redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg("16mb"))
         .await;
     let rotated = app
         .refresh(&pair.refresh_token)
