@@ -191,8 +191,51 @@ fn is_transport_failure(status: &tonic::Status) -> bool {
         && status.source().is_some()
 }
 
+/// `ErrorInfo.reason` of a RESOURCE_EXHAUSTED that means "the server is overloaded",
+/// not "you are over your limit" (session-service's full password-hashing queue).
+pub const REASON_OVERLOADED: &str = "OVERLOADED";
+
+/// RESOURCE_EXHAUSTED, read from its `google.rpc` details: reason OVERLOADED is 503, any
+/// other 429 RATE_LIMIT_EXCEEDED; both wait `RetryInfo.retry_delay` (whole seconds,
+/// rounded up, at least 1; 1 without one).
+fn resource_exhausted(status: &tonic::Status) -> ApiError {
+    use tonic_types::StatusExt;
+    let details = status.get_error_details();
+    let retry_after = details
+        .retry_info()
+        .and_then(|retry| retry.retry_delay)
+        .map_or(UNAVAILABLE_RETRY_AFTER_SECONDS, retry_after_seconds);
+    let overloaded = details
+        .error_info()
+        .is_some_and(|info| info.reason == REASON_OVERLOADED);
+    let error = if overloaded {
+        tracing::warn!(message = status.message(), "service overloaded");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            generic_detail(StatusCode::SERVICE_UNAVAILABLE),
+        )
+    } else if status.message().is_empty() {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            title_of(StatusCode::TOO_MANY_REQUESTS),
+        )
+    } else {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, status.message())
+    };
+    error.with_retry_after(retry_after)
+}
+
+/// A retry delay as `Retry-After` seconds: rounded up, never 0.
+fn retry_after_seconds(delay: std::time::Duration) -> u64 {
+    let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+    seconds.max(1)
+}
+
 impl From<tonic::Status> for ApiError {
     fn from(status: tonic::Status) -> Self {
+        if status.code() == tonic::Code::ResourceExhausted {
+            return resource_exhausted(&status);
+        }
         let code = if is_transport_failure(&status) {
             tonic::Code::Unavailable
         } else {
@@ -216,9 +259,6 @@ impl From<tonic::Status> for ApiError {
                 _ => ("body", status.message()),
             };
             error.errors = vec![FieldError::new(field, message)];
-        }
-        if http == StatusCode::TOO_MANY_REQUESTS {
-            error.retry_after = Some(UNAVAILABLE_RETRY_AFTER_SECONDS);
         }
         error
     }
@@ -395,6 +435,63 @@ mod tests {
             unauthorized.headers()[header::CONTENT_TYPE],
             "application/problem+json"
         );
+    }
+
+    fn exhausted_with(reason: &str, delay: std::time::Duration) -> tonic::Status {
+        use tonic_types::{ErrorDetails, StatusExt};
+        let mut details = ErrorDetails::new();
+        details
+            .set_error_info(
+                reason,
+                "learngreek.session.v1",
+                std::collections::HashMap::new(),
+            )
+            .set_retry_info(Some(delay));
+        tonic::Status::with_error_details(Code::ResourceExhausted, "slow down", details)
+    }
+
+    #[test]
+    fn a_throttled_call_is_429_with_the_retry_delay_rounded_up_to_seconds() {
+        let status = exhausted_with("LOGIN_THROTTLED", std::time::Duration::from_millis(56_250));
+
+        let error = ApiError::from(status);
+        let response = problem_response(&error, "r1");
+
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "57");
+        assert_eq!(error.code, "RATE_LIMIT_EXCEEDED");
+        assert_eq!(error.detail, "slow down");
+    }
+
+    #[test]
+    fn an_overloaded_service_is_503_with_its_retry_delay() {
+        let error = ApiError::from(exhausted_with(
+            REASON_OVERLOADED,
+            std::time::Duration::from_secs(3),
+        ));
+
+        let response = problem_response(&error, "r1");
+
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(error.code, "SERVICE_UNAVAILABLE");
+        assert_eq!(response.headers()[header::RETRY_AFTER], "3");
+        assert!(
+            !error.detail.contains("slow down"),
+            "5xx hides the service message"
+        );
+    }
+
+    #[test]
+    fn retry_after_is_at_least_one_second_and_defaults_to_one_without_details() {
+        let short = ApiError::from(exhausted_with(
+            "LOGIN_THROTTLED",
+            std::time::Duration::from_millis(20),
+        ));
+        let bare = ApiError::from(tonic::Status::resource_exhausted("slow down"));
+
+        assert_eq!(short.retry_after, Some(1));
+        assert_eq!(bare.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(bare.retry_after, Some(UNAVAILABLE_RETRY_AFTER_SECONDS));
     }
 
     #[test]

@@ -68,6 +68,17 @@ pub struct Config {
     #[arg(long = "password-hash-concurrency", env = "PASSWORD_HASH_CONCURRENCY",
           value_parser = clap::value_parser!(u32).range(1..=256))]
     pub password_hash_concurrency: Option<u32>,
+    /// Most password hashes waiting for a hashing thread; a login or registration beyond
+    /// them is answered RESOURCE_EXHAUSTED (HTTP 503) at once instead of queueing.
+    #[arg(long = "password-hash-queue", env = "PASSWORD_HASH_QUEUE", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub password_hash_queue: u32,
+    /// Most live sessions per user; a new login beyond them ends the least recently used one.
+    #[arg(long = "max-sessions-per-user", env = "MAX_SESSIONS_PER_USER", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_sessions_per_user: u32,
+    #[command(flatten)]
+    pub login_throttle: LoginThrottleConfig,
     #[command(flatten)]
     pub log: LogConfig,
 }
@@ -136,6 +147,33 @@ pub struct TokenConfig {
         default_value_t = 100
     )]
     pub refresh_grace_max_replays: u32,
+}
+
+/// The per-account login throttle (HTTP_API.md, "Rate limits"): failed logins of one
+/// e-mail address, from any client address, are limited to
+/// `LOGIN_THROTTLE_MAX_FAILURES` in any `LOGIN_THROTTLE_WINDOW_SECONDS`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct LoginThrottleConfig {
+    /// Most failed logins of one e-mail address in any window. The first half are free;
+    /// each later one locks the address for twice as long as the one before, up to the whole
+    /// window from this many on.
+    #[arg(long = "login-throttle-max-failures", env = "LOGIN_THROTTLE_MAX_FAILURES", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub login_throttle_max_failures: u32,
+    /// The throttle's window, in seconds: also the longest lock (and `Retry-After`), and how
+    /// long after its last lock an address's failures are remembered.
+    #[arg(long = "login-throttle-window-seconds", env = "LOGIN_THROTTLE_WINDOW_SECONDS",
+          default_value = "900", value_parser = throttle_window)]
+    pub login_throttle_window: Duration,
+}
+
+fn throttle_window(value: &str) -> Result<Duration, String> {
+    match positive_seconds(value)? {
+        window if window > Duration::from_secs(86_400) => {
+            Err("must be at most 86400 (a day)".into())
+        }
+        window => Ok(window),
+    }
 }
 
 fn positive_seconds(value: &str) -> Result<Duration, String> {

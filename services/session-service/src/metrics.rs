@@ -5,11 +5,14 @@ use std::sync::{
     atomic::{AtomicU64, Ordering},
 };
 
+use crate::password::HasherCounts;
+
 /// Counts of what logins and refreshes did, read by the `/metrics` endpoint.
 #[derive(Debug, Default)]
 pub struct SessionMetrics {
     pub logins: AtomicU64,
     pub login_failures: AtomicU64,
+    pub login_throttled: AtomicU64,
     pub refresh_rotations: AtomicU64,
     pub refresh_grace_replays: AtomicU64,
     pub refresh_reuse_detected: AtomicU64,
@@ -18,6 +21,7 @@ pub struct SessionMetrics {
     pub store_unavailable: AtomicU64,
     pub sessions_created: AtomicU64,
     pub sessions_revoked: AtomicU64,
+    pub sessions_evicted: AtomicU64,
 }
 
 impl SessionMetrics {
@@ -31,10 +35,18 @@ impl SessionMetrics {
             .fetch_add(u64::from(sessions), Ordering::Relaxed);
     }
 
+    /// Sessions a new login ended because the user reached the session cap: counted in
+    /// `session_revoked_total` like every other early end, and on their own.
+    pub fn count_evicted(&self, sessions: usize) {
+        let sessions = sessions as u64;
+        self.sessions_revoked.fetch_add(sessions, Ordering::Relaxed);
+        self.sessions_evicted.fetch_add(sessions, Ordering::Relaxed);
+    }
+
     /// Registers every counter (each is exported with the `_total` suffix).
     pub fn register(self: &Arc<Self>, registry: &common::metrics::Metrics) {
         type Field = fn(&SessionMetrics) -> &AtomicU64;
-        let series: [(&'static str, &'static str, Field); 10] = [
+        let series: [(&'static str, &'static str, Field); 12] = [
             (
                 "session_logins",
                 "Successful logins (new sessions, registrations excluded)",
@@ -44,6 +56,11 @@ impl SessionMetrics {
                 "session_login_failures",
                 "Logins refused as invalid credentials",
                 |m| &m.login_failures,
+            ),
+            (
+                "session_login_throttled",
+                "Logins refused unchecked because their e-mail address had too many failures",
+                |m| &m.login_throttled,
             ),
             ("session_refresh_rotations", "Refresh tokens rotated", |m| {
                 &m.refresh_rotations
@@ -75,8 +92,13 @@ impl SessionMetrics {
             ),
             (
                 "session_revoked",
-                "Live sessions ended by logout, logout-all or revoke",
+                "Live sessions ended by logout, logout-all, revoke or the per-user session cap",
                 |m| &m.sessions_revoked,
+            ),
+            (
+                "session_evicted",
+                "Least recently used sessions ended by a new login beyond the per-user cap",
+                |m| &m.sessions_evicted,
             ),
             (
                 "session_store_unavailable",
@@ -88,6 +110,33 @@ impl SessionMetrics {
             let metrics = Arc::clone(self);
             registry
                 .register_counter_fn(name, help, move || field(&metrics).load(Ordering::Relaxed));
+        }
+    }
+
+    /// Registers the password hasher's counters.
+    pub fn register_hasher(counts: &Arc<HasherCounts>, registry: &common::metrics::Metrics) {
+        type Field = fn(&HasherCounts) -> &AtomicU64;
+        let series: [(&'static str, &'static str, Field); 3] = [
+            (
+                "session_password_hashes",
+                "Password hashes computed (registrations, logins, upgrades)",
+                |c| &c.computed,
+            ),
+            (
+                "session_password_hash_rejected",
+                "Calls answered RESOURCE_EXHAUSTED (OVERLOADED) because the hashing queue was full",
+                |c| &c.rejected,
+            ),
+            (
+                "session_password_hash_abandoned",
+                "Queued password hashes skipped because their caller had gone",
+                |c| &c.abandoned,
+            ),
+        ];
+        for (name, help, field) in series {
+            let counts = Arc::clone(counts);
+            registry
+                .register_counter_fn(name, help, move || field(&counts).load(Ordering::Relaxed));
         }
     }
 }

@@ -1,6 +1,9 @@
 //! Password hashing: argon2id with the OWASP parameters, computed off the async runtime
 //! with a bounded number of hashes at once (each one takes ~19 MiB and tens of
-//! milliseconds of one CPU; unbounded, a burst of logins would starve every other call).
+//! milliseconds of one CPU; unbounded, a burst of logins would starve every other call),
+//! and a bounded queue: past it a call is refused at once, and a queued job whose caller
+//! has gone is skipped (measured before: 400 logins given up after 0.25 s left their
+//! hashes queued, and the next login waited 1.3–5.5 s for them; see docs/session-service.md).
 //!
 //! The hashes run on a fixed set of dedicated threads, not on tokio's blocking pool:
 //! the allocator keeps each thread's freed 19 MiB block for reuse, so on a pool that
@@ -11,14 +14,21 @@
 //!
 //! Legacy bcrypt (`$2a$`/`$2b$`/`$2y$`) hashes still verify; the caller rehashes them.
 
-use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::{
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicU64, Ordering},
+        mpsc,
+    },
+    time::Duration,
+};
 
 use argon2::{
     Algorithm, Argon2, Params, Version,
     password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString},
 };
 use rand::RngCore;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tracing::Instrument;
 
 use crate::{domain::Password, error::Error};
@@ -45,28 +55,59 @@ pub enum Verified {
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// Hashes and verifies passwords on `concurrency` dedicated threads, at most that many
-/// at once; callers beyond that wait asynchronously for a permit.
+/// How long a caller refused by a full queue is told to wait: about what the threads
+/// need to work through a full queue of tens of hashes.
+pub const OVERLOADED_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Hashes and verifies passwords on `concurrency` dedicated threads.
+///
+/// At most `concurrency + queue` hashes are admitted at once (running or waiting); a
+/// call beyond them fails at once with [`Error::Overloaded`], so a burst cannot build a
+/// queue that every later login waits behind. A waiting job whose caller has gone
+/// (deadline passed, client disconnected) is skipped when its turn comes, so abandoned
+/// logins cost no CPU and never delay the ones still waiting.
 #[derive(Clone, Debug)]
 pub struct Hasher {
-    permits: Arc<Semaphore>,
+    admitted: Arc<Semaphore>,
     jobs: mpsc::Sender<Job>,
+    counts: Arc<HasherCounts>,
+}
+
+/// What the hasher refused or skipped, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct HasherCounts {
+    /// Calls refused because the queue was full.
+    pub rejected: AtomicU64,
+    /// Queued jobs skipped because their caller had gone.
+    pub abandoned: AtomicU64,
+    /// Hashes computed (hash or verify).
+    pub computed: AtomicU64,
+}
+
+/// A place in the hashing queue, taken before the work that leads to a hash (so a
+/// full queue is known before anything else is done); used by [`HashSlot::verify`] or
+/// [`HashSlot::hash`], and given back when dropped unused.
+#[derive(Debug)]
+pub struct HashSlot {
+    permit: OwnedSemaphorePermit,
+    jobs: mpsc::Sender<Job>,
+    counts: Arc<HasherCounts>,
 }
 
 impl Hasher {
-    pub fn new(concurrency: usize) -> Self {
+    pub fn new(concurrency: usize, queue: usize) -> Self {
         let concurrency = concurrency.max(1);
-        let (jobs, queue) = mpsc::channel::<Job>();
-        let queue = Arc::new(Mutex::new(queue));
+        let (jobs, receiver) = mpsc::channel::<Job>();
+        let receiver = Arc::new(Mutex::new(receiver));
         for index in 0..concurrency {
-            let queue = Arc::clone(&queue);
+            let receiver = Arc::clone(&receiver);
             std::thread::Builder::new()
                 .name(format!("password-hash-{index}"))
                 .spawn(move || {
                     loop {
                         // The lock is held only while taking a job, never while running it.
-                        let job = match queue.lock() {
-                            Ok(queue) => queue.recv(),
+                        let job = match receiver.lock() {
+                            Ok(receiver) => receiver.recv(),
                             Err(_) => return,
                         };
                         match job {
@@ -83,24 +124,64 @@ impl Hasher {
                 .expect("spawn a password-hashing thread");
         }
         Self {
-            permits: Arc::new(Semaphore::new(concurrency)),
+            admitted: Arc::new(Semaphore::new(concurrency + queue)),
             jobs,
+            counts: Arc::default(),
+        }
+    }
+
+    /// Counts of computed, refused and skipped hashes.
+    pub fn counts(&self) -> &Arc<HasherCounts> {
+        &self.counts
+    }
+
+    /// A place in the queue, or [`Error::Overloaded`] at once when it is full.
+    pub fn reserve(&self) -> Result<HashSlot, Error> {
+        match Arc::clone(&self.admitted).try_acquire_owned() {
+            Ok(permit) => Ok(HashSlot {
+                permit,
+                jobs: self.jobs.clone(),
+                counts: Arc::clone(&self.counts),
+            }),
+            Err(TryAcquireError::NoPermits) => {
+                self.counts.rejected.fetch_add(1, Ordering::Relaxed);
+                Err(Error::Overloaded {
+                    retry_after: OVERLOADED_RETRY_AFTER,
+                })
+            }
+            Err(TryAcquireError::Closed) => Err(Error::Internal("password hasher closed".into())),
         }
     }
 
     /// A new argon2id hash of `password`.
     pub async fn hash(&self, password: Password) -> Result<String, Error> {
-        self.blocking(move || hash_now(password.expose())).await?
+        self.reserve()?.hash(password).await
     }
 
-    /// Checks `password` against `stored`. With no stored hash (unknown e-mail) it checks
-    /// against a fixed dummy hash, so the answer takes as long as for a real user.
+    /// Checks `password` against `stored` (see [`HashSlot::verify`]).
     pub async fn verify(
         &self,
         password: Password,
         stored: Option<String>,
     ) -> Result<Verified, Error> {
-        self.blocking(move || match stored {
+        self.reserve()?.verify(password, stored).await
+    }
+}
+
+impl HashSlot {
+    /// A new argon2id hash of `password`.
+    pub async fn hash(self, password: Password) -> Result<String, Error> {
+        self.run(move || hash_now(password.expose())).await?
+    }
+
+    /// Checks `password` against `stored`. With no stored hash (unknown e-mail) it checks
+    /// against a fixed dummy hash, so the answer takes as long as for a real user.
+    pub async fn verify(
+        self,
+        password: Password,
+        stored: Option<String>,
+    ) -> Result<Verified, Error> {
+        self.run(move || match stored {
             Some(stored) => verify_now(password.expose(), &stored),
             None => {
                 let _ = verify_now(password.expose(), dummy_hash());
@@ -110,27 +191,37 @@ impl Hasher {
         .await
     }
 
-    async fn blocking<T: Send + 'static>(
-        &self,
+    async fn run<T: Send + 'static>(
+        self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Error> {
-        let _permit = self
-            .permits
-            .acquire()
-            .instrument(tracing::debug_span!("password_hash_permit"))
-            .await
-            .map_err(|_| Error::Internal("password hasher closed".into()))?;
+        let Self {
+            permit,
+            jobs,
+            counts,
+        } = self;
         // The hashing thread inherits the caller's span, so its logs keep the request id.
         let span = tracing::Span::current();
         let (done, result) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
-            // The caller may have gone (its request cancelled); nothing to tell it then.
-            let _ = done.send(span.in_scope(work));
+            // The place in the queue is the job's until it has run or been skipped, so the
+            // bound counts every job a thread still has to take, abandoned or not.
+            let _permit = permit;
+            if done.is_closed() {
+                // The caller has gone (its deadline passed, or the client left): nobody
+                // waits for this hash, so it is not computed.
+                counts.abandoned.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            let result = span.in_scope(work);
+            counts.computed.fetch_add(1, Ordering::Relaxed);
+            // The caller may have gone while the hash ran; nothing to tell it then.
+            let _ = done.send(result);
         });
-        self.jobs
-            .send(job)
+        jobs.send(job)
             .map_err(|_| Error::Internal("password hashing threads are gone".into()))?;
         result
+            .instrument(tracing::debug_span!("password_hash"))
             .await
             .map_err(|_| Error::Internal("password hashing job failed".into()))
     }
@@ -196,7 +287,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_hash_verifies_only_its_own_password() {
-        let hasher = Hasher::new(2);
+        let hasher = Hasher::new(2, 8);
         let hash = hasher
             .hash(Password::new("correct horse 1".into()))
             .await
@@ -224,7 +315,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_legacy_bcrypt_hash_verifies_and_asks_for_a_rehash() {
-        let hasher = Hasher::new(1);
+        let hasher = Hasher::new(1, 8);
         let legacy = bcrypt::hash("legacy pass 1", 4).unwrap();
 
         assert_eq!(
@@ -244,8 +335,67 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn past_the_queue_bound_a_call_is_refused_at_once_until_a_place_frees() {
+        let hasher = Hasher::new(1, 1);
+        let running = hasher.reserve().unwrap();
+        let waiting = hasher.reserve().unwrap();
+
+        let refused = hasher
+            .verify(Password::new("anything 1".into()), None)
+            .await;
+
+        assert!(
+            matches!(refused, Err(Error::Overloaded { retry_after }) if retry_after == OVERLOADED_RETRY_AFTER),
+            "{refused:?}"
+        );
+        assert_eq!(hasher.counts().rejected.load(Ordering::Relaxed), 1);
+        drop((running, waiting));
+        assert_eq!(
+            hasher
+                .verify(Password::new("anything 1".into()), None)
+                .await
+                .unwrap(),
+            Verified::No
+        );
+    }
+
+    #[tokio::test]
+    async fn a_queued_job_whose_caller_has_gone_is_skipped() {
+        let hasher = Hasher::new(1, 8);
+        // Keep the only thread busy until released, so the next job has to wait.
+        let (release, blocker) = std::sync::mpsc::channel::<()>();
+        let (started, running) = tokio::sync::oneshot::channel::<()>();
+        let busy = tokio::spawn(hasher.reserve().unwrap().run(move || {
+            let _ = started.send(());
+            blocker.recv()
+        }));
+        running.await.unwrap();
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&ran);
+        let abandoned = hasher
+            .reserve()
+            .unwrap()
+            .run(move || flag.store(true, Ordering::SeqCst));
+
+        // Queued on its first poll, then given up: its caller goes away.
+        let gave_up = tokio::time::timeout(Duration::from_millis(50), abandoned).await;
+        release.send(()).unwrap();
+        busy.await.unwrap().unwrap().unwrap();
+        // Jobs run in order, so once a later one has run the abandoned one has had its turn.
+        hasher
+            .verify(Password::new("anything 1".into()), None)
+            .await
+            .unwrap();
+
+        assert!(gave_up.is_err(), "the caller gave up while the job waited");
+        assert!(!ran.load(Ordering::SeqCst), "the abandoned job did not run");
+        assert_eq!(hasher.counts().abandoned.load(Ordering::Relaxed), 1);
+        assert_eq!(hasher.counts().computed.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
     async fn an_unknown_user_never_verifies() {
-        let hasher = Hasher::new(1);
+        let hasher = Hasher::new(1, 8);
 
         assert_eq!(
             hasher

@@ -13,6 +13,7 @@ use crate::{
     metrics::SessionMetrics,
     password::{Hasher, Verified},
     store::{
+        login_throttle::{Admission, LoginThrottle},
         sessions::{Rotation, SessionInfo, Sessions},
         users::{self, ProfileRow},
     },
@@ -31,6 +32,7 @@ pub struct Lifetimes {
 pub struct SessionApp {
     pub pg: PgPool,
     pub sessions: Sessions,
+    pub login_throttle: LoginThrottle,
     pub keys: Arc<TokenKeys>,
     pub hasher: Hasher,
     pub lifetimes: Lifetimes,
@@ -60,7 +62,8 @@ impl SessionApp {
     }
 
     /// Starts a session for an active user with the right password. Unknown e-mail, wrong
-    /// password and inactive user give the same error after the same hashing work.
+    /// password and inactive user give the same error after the same hashing work, and
+    /// count alike against the e-mail address's login throttle.
     #[tracing::instrument(skip_all)]
     pub async fn login(
         &self,
@@ -72,6 +75,7 @@ impl SessionApp {
         match &result {
             Ok(_) => SessionMetrics::inc(&self.metrics.logins),
             Err(Error::InvalidCredentials) => SessionMetrics::inc(&self.metrics.login_failures),
+            Err(Error::LoginThrottled { .. }) => SessionMetrics::inc(&self.metrics.login_throttled),
             Err(Error::SessionStore(_)) => SessionMetrics::inc(&self.metrics.store_unavailable),
             Err(_) => {}
         }
@@ -84,15 +88,28 @@ impl SessionApp {
         password: Password,
         client: ClientInfo,
     ) -> Result<TokenPair, Error> {
+        // A place in the hashing queue first: a full queue answers at once, before the
+        // attempt counts against the address.
+        let slot = self.hasher.reserve()?;
+        // The throttle is keyed by the e-mail address alone, so the same address from any
+        // client address is one budget, and a locked address is refused before its
+        // account is looked up or any password checked (no oracle, no CPU). Without the
+        // sessions Redis no login could start a session anyway: its errors refuse the
+        // attempt (fail closed).
+        if let Admission::Locked(retry_after) = self.login_throttle.admit(&email, now_ms()).await? {
+            return Err(Error::LoginThrottled { retry_after });
+        }
         let user = users::credentials(&self.pg, &email).await?;
         let stored = user.as_ref().map(|user| user.password_hash.clone());
-        let verified = self.hasher.verify(password.clone(), stored).await?;
+        let verified = slot.verify(password.clone(), stored).await?;
         let Some(user) = user else {
             return Err(Error::InvalidCredentials);
         };
         if verified == Verified::No || !user.is_active {
             return Err(Error::InvalidCredentials);
         }
+        // The right password: the address's earlier failures were its owner's typos.
+        self.login_throttle.forgive(&email).await?;
         if verified == Verified::YesRehash {
             // A failed upgrade must not fail the login: the old hash still verifies.
             match self.hasher.hash(password).await {
@@ -127,9 +144,13 @@ impl SessionApp {
         let session_id = Uuid::new_v4();
         let spec = self.new_spec(user_id, session_id, 0, is_superuser);
         let pair = self.sign(&spec)?;
-        self.sessions.create(&spec, client, now_ms()).await?;
+        let ended = self.sessions.create(&spec, client, now_ms()).await?;
         SessionMetrics::inc(&self.metrics.sessions_created);
         tracing::info!(%user_id, %session_id, "session started");
+        if !ended.is_empty() {
+            self.metrics.count_evicted(ended.len());
+            tracing::info!(%user_id, ended = ?ended, "least recently used sessions ended: the user reached the session cap");
+        }
         Ok(pair)
     }
 

@@ -14,7 +14,10 @@ use crate::{
     metrics::SessionMetrics,
     password::{self, Hasher},
     service::{Lifetimes, SessionApp},
-    store::sessions::{self, Sessions},
+    store::{
+        login_throttle::{LockSchedule, LoginThrottle},
+        sessions::{self, Sessions},
+    },
     tokens::TokenKeys,
 };
 
@@ -59,12 +62,25 @@ impl Application {
                 grace_ms: tokens.refresh_grace.as_millis() as u64,
                 grace_max_replays: tokens.refresh_grace_max_replays,
             },
+            config.max_sessions_per_user,
+        );
+        let throttle = &config.login_throttle;
+        let login_throttle = LoginThrottle::new(
+            redis.clone(),
+            LockSchedule::new(
+                throttle.login_throttle_max_failures,
+                throttle.login_throttle_window,
+            ),
         );
         let session_app = SessionApp {
             pg: pg.clone(),
             sessions: store,
+            login_throttle,
             keys: Arc::new(keys),
-            hasher: Hasher::new(config.password_hash_concurrency()),
+            hasher: Hasher::new(
+                config.password_hash_concurrency(),
+                config.password_hash_queue as usize,
+            ),
             metrics: Arc::new(SessionMetrics::default()),
             lifetimes: Lifetimes {
                 access: tokens.access_token_ttl,
@@ -84,6 +100,7 @@ impl Application {
         .depends_on(Dependency::redis("sessions redis", redis.clone()));
 
         session_app.metrics.register(app.metrics());
+        SessionMetrics::register_hasher(session_app.hasher.counts(), app.metrics());
         common::postgres::register_metrics(app.metrics(), &pg);
         redis.register_metrics(
             app.metrics(),

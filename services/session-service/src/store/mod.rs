@@ -1,4 +1,6 @@
-//! Storage: accounts in PostgreSQL ([`users`]) and sessions in the sessions Redis ([`sessions`]).
+//! Storage: accounts in PostgreSQL ([`users`]), and sessions ([`sessions`]) and the
+//! per-account login throttle ([`login_throttle`]) in the sessions Redis.
 
+pub mod login_throttle;
 pub mod sessions;
 pub mod users;

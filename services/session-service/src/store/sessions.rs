@@ -3,7 +3,8 @@
 //! Keys (after the deployment's prefix), hash-tagged on the user id so that every key
 //! of one user lives in one Redis Cluster slot:
 //! - `session:refresh:{<user_id>}:<session_id>`: hash of one session (see `lua/create.lua`);
-//! - `session:user_sessions:{<user_id>}`: set of the user's session ids.
+//! - `session:user_sessions:{<user_id>}`: set of the user's session ids (at most the
+//!   cap of live ones: `lua/create.lua` ends the least recently used beyond it).
 //!
 //! Every change that touches both is one Lua script (the `lua/` files, Redis 7.0 compatible).
 
@@ -49,6 +50,15 @@ impl Keys {
     pub fn user_sessions(&self, user_id: Uuid) -> String {
         format!("{}session:user_sessions:{{{user_id}}}", self.prefix)
     }
+
+    /// The session hash of an id read from the user's set. An id that is not a UUID
+    /// (never written by this service) still gets its key, so scripts can declare it.
+    fn member(&self, user_id: Uuid, id: &str) -> String {
+        match Uuid::parse_str(id) {
+            Ok(session_id) => self.session(user_id, session_id),
+            Err(_) => format!("{}session:refresh:{{{user_id}}}:{id}", self.prefix),
+        }
+    }
 }
 
 /// Lifetimes that the session scripts apply.
@@ -89,15 +99,17 @@ pub struct Sessions {
     redis: RedisPool,
     keys: Keys,
     lifetimes: Lifetimes,
+    max_per_user: u32,
 }
 
 impl Sessions {
-    pub fn new(redis: RedisPool, lifetimes: Lifetimes) -> Self {
+    pub fn new(redis: RedisPool, lifetimes: Lifetimes, max_per_user: u32) -> Self {
         let keys = Keys::new(redis.prefix());
         Self {
             redis,
             keys,
             lifetimes,
+            max_per_user: max_per_user.max(1),
         }
     }
 
@@ -105,13 +117,19 @@ impl Sessions {
         &self.keys
     }
 
-    /// Stores a new session whose current pair is `spec` (generation 0).
+    /// Stores a new session whose current pair is `spec` (generation 0). When the user
+    /// already has `max_per_user` live sessions, the least recently used ones end to make
+    /// room; returns their ids. Ids of expired sessions leave the user's set.
+    ///
+    /// Two round trips: the set is read first, because a script must be given every key
+    /// it touches (the hashes of the user's sessions).
     pub async fn create(
         &self,
         spec: &PairSpec,
         client: &ClientInfo,
         now_ms: u64,
-    ) -> Result<(), Error> {
+    ) -> Result<Vec<Uuid>, Error> {
+        let ids = self.members(spec.user_id).await?;
         let mut invocation = CREATE.prepare_invoke();
         invocation
             .key(self.keys.session(spec.user_id, spec.session_id))
@@ -126,11 +144,21 @@ impl Sessions {
             .arg(spec.refresh_expires_at)
             .arg(u8::from(spec.is_superuser))
             .arg(&client.ip_address)
-            .arg(&client.user_agent);
-        self.redis
-            .run(|mut connection| async move { invocation.invoke_async::<i64>(&mut connection).await })
+            .arg(&client.user_agent)
+            .arg(self.max_per_user);
+        for id in &ids {
+            invocation.key(self.keys.member(spec.user_id, id));
+            invocation.arg(id.as_str());
+        }
+        let ended: Vec<String> = self
+            .redis
+            .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
             .await?;
-        Ok(())
+        // Ids come from our own set; one that is not a UUID ended all the same.
+        Ok(ended
+            .iter()
+            .filter_map(|id| Uuid::parse_str(id).ok())
+            .collect())
     }
 
     /// Makes `next` the session's pair if the token (`generation`, `jti`) is its current
@@ -277,13 +305,7 @@ impl Sessions {
         let mut invocation = script.prepare_invoke();
         invocation.key(self.keys.user_sessions(user_id));
         for id in ids {
-            // Ids come from our own set; one that is not a UUID is skipped but still
-            // declared, so the script's "every member declared" check holds.
-            let key = match Uuid::parse_str(id) {
-                Ok(session_id) => self.keys.session(user_id, session_id),
-                Err(_) => format!("{}session:refresh:{{{user_id}}}:{id}", self.keys.prefix),
-            };
-            invocation.key(key);
+            invocation.key(self.keys.member(user_id, id));
             invocation.arg(id.as_str());
         }
         invocation

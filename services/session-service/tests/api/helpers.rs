@@ -44,13 +44,20 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(&[], None).await
 }
 
-/// Starts the service with extra command-line flags (e.g. `--refresh-grace-seconds=1`),
-/// and optionally a Redis of its own instead of the shared one.
+/// Starts the service with extra command-line flags (e.g. `--refresh-grace-seconds=1`;
+/// one of the defaults below is replaced), and optionally a Redis of its own instead of
+/// the shared one.
 pub async fn spawn_app_with(flags: &[&str], redis: Option<String>) -> TestApp {
     test_support::init();
     let database_url = fresh_database().await;
     let redis = redis.unwrap_or_else(redis_url);
     let prefix = key_prefix();
+    let overridden = |default: &&str| {
+        let name = default.split('=').next().unwrap_or_default();
+        flags
+            .iter()
+            .any(|flag| flag.split('=').next() == Some(name))
+    };
     let mut args: Vec<String> = [
         "session-service",
         "--grpc-addr=127.0.0.1:0",
@@ -60,6 +67,7 @@ pub async fn spawn_app_with(flags: &[&str], redis: Option<String>) -> TestApp {
         "--password-hash-concurrency=2",
     ]
     .iter()
+    .filter(|default| !overridden(default))
     .map(|s| (*s).to_owned())
     .collect();
     args.push(format!("--database-url={database_url}"));
@@ -166,6 +174,18 @@ pub fn session_id_of(pair: &pb::TokenPair) -> Uuid {
         .unwrap()
 }
 
+/// The `ErrorInfo` (reason, domain) and `RetryInfo` delay a status carries.
+pub fn refusal_details(status: &Status) -> (Option<(String, String)>, Option<Duration>) {
+    use tonic_types::StatusExt;
+    let details = status.get_error_details();
+    (
+        details
+            .error_info()
+            .map(|info| (info.reason.clone(), info.domain.clone())),
+        details.retry_info().and_then(|retry| retry.retry_delay),
+    )
+}
+
 /// Asserts an error status with `code` whose message starts with `prefix`.
 #[track_caller]
 pub fn assert_status<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, prefix: &str) {
@@ -207,6 +227,38 @@ impl TestApp {
             })
             .await
             .map(tonic::Response::into_inner)
+    }
+
+    /// A login as if from the client address `ip`.
+    pub async fn login_from(
+        &self,
+        email: &str,
+        password: &str,
+        ip: &str,
+    ) -> Result<pb::TokenPair, Status> {
+        self.client
+            .clone()
+            .login(pb::LoginRequest {
+                email: email.into(),
+                password: password.into(),
+                client: client_info(ip),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// The value of the counter `name` (e.g. `session_password_hashes_total`) on `/metrics`.
+    pub async fn counter(&self, name: &str) -> u64 {
+        let body = test_support::http::HttpClient::new(self.metrics_addr.clone())
+            .get("/metrics")
+            .send()
+            .await
+            .text();
+        body.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("{name} missing in:\n{body}"))
+            .parse()
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
     }
 
     pub async fn refresh(&self, refresh_token: &str) -> Result<pb::TokenPair, Status> {

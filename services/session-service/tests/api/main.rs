@@ -3,6 +3,9 @@
 
 mod accounts;
 mod helpers;
+mod load_shedding;
+mod login_throttle;
 mod rejected_tokens;
 mod rotation;
+mod session_cap;
 mod sessions;
