@@ -89,7 +89,10 @@ pub async fn serve_grpc(server: GrpcServer, routes: Routes) -> Result<(), ServeE
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let serve = Server::builder()
         .layer(trace)
-        .layer(crate::metrics::GrpcMetricsLayer::new(metrics))
+        .layer(crate::metrics::GrpcMetricsLayer::new(
+            metrics,
+            crate::metrics::GrpcMethods::served_by(service_names),
+        ))
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, drain_signal);
 
