@@ -68,15 +68,15 @@ async fn a_gateway_just_started_never_refuses_valid_tokens_while_clients_cut_req
     let requests: Vec<_> = (0..200u64)
         .map(|index| {
             let addr = http_addr.clone();
-            let request = Request::get("/api/v1/decks")
-                .bearer(&tokens.access_token(Uuid::new_v4(), false));
+            let request =
+                Request::get("/api/v1/decks").bearer(&tokens.access_token(Uuid::new_v4(), false));
             tokio::spawn(async move {
                 if index % 2 == 0 {
                     Some(exchange(&addr, &request, Duration::from_secs(30)).await)
                 } else {
                     let cut_after = Duration::from_millis(index * 7 % 150 * 10);
-                    let _ = tokio::time::timeout(cut_after, exchange(&addr, &request, cut_after))
-                        .await;
+                    let _ =
+                        tokio::time::timeout(cut_after, exchange(&addr, &request, cut_after)).await;
                     None
                 }
             })
@@ -101,7 +101,9 @@ async fn a_gateway_just_started_never_refuses_valid_tokens_while_clients_cut_req
     );
     let not_ok: Vec<&Sample> = completed
         .iter()
-        .filter(|sample| !matches!(&sample.outcome, Outcome::Answered(answer) if answer.status == 200))
+        .filter(
+            |sample| !matches!(&sample.outcome, Outcome::Answered(answer) if answer.status == 200),
+        )
         .collect();
     assert!(
         not_ok.is_empty(),

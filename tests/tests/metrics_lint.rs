@@ -72,7 +72,12 @@ async fn every_process_serves_metrics_promtool_accepts_with_made_up_paths_under_
     for path in ["/api/v1/decks", "/api/v1/no/such/route", "/api/v1/auth/me"] {
         stack.http.get(path).bearer(&token).send().await;
     }
-    stack.http.get("/api/v1/decks").bearer("garbage").send().await;
+    stack
+        .http
+        .get("/api/v1/decks")
+        .bearer("garbage")
+        .send()
+        .await;
     let processes = [
         ("gateway", &stack.gateway),
         ("session-service", &stack.session),

@@ -79,7 +79,7 @@ pub async fn serve_grpc(server: GrpcServer, routes: Routes) -> Result<(), ServeE
         let health = health.clone();
         async move {
             shutdown.wait().await;
-            health.set_ready(false).await;
+            health.drain().await;
             tracing::info!("draining in-flight calls");
         }
     };

@@ -93,7 +93,10 @@ async fn made_up_grpc_paths_share_one_unknown_series() {
     made_up.push("/learngreek.deck.v1.DeckService/ListDecks".into());
     made_up.push("/not-even-grpc".into());
     for path in &made_up {
-        assert_eq!(call(&server.channel, path).await, tonic::Code::Unimplemented);
+        assert_eq!(
+            call(&server.channel, path).await,
+            tonic::Code::Unimplemented
+        );
     }
     let own = "/learngreek.session.v1.SessionService/GetPublicKeys";
     call(&server.channel, own).await;
@@ -124,8 +127,9 @@ async fn made_up_grpc_paths_share_one_unknown_series() {
         "the server's own service keeps its label: {body}"
     );
     assert!(
-        series.iter().any(|line| line
-            .starts_with(r#"grpc_server_requests_total{method="/grpc.health.v1.Health/Check",code="OK"}"#)),
+        series.iter().any(|line| line.starts_with(
+            r#"grpc_server_requests_total{method="/grpc.health.v1.Health/Check",code="OK"}"#
+        )),
         "grpc.health.v1 keeps its label: {body}"
     );
 }
@@ -149,13 +153,25 @@ async fn metrics_speak_prometheus_text_unless_the_scraper_asks_for_openmetrics()
         .await;
 
     // Assert: the same samples; the descriptors of each format.
-    assert_eq!(plain.header("content-type"), Some(PROMETHEUS_TEXT_CONTENT_TYPE));
+    assert_eq!(
+        plain.header("content-type"),
+        Some(PROMETHEUS_TEXT_CONTENT_TYPE)
+    );
     let plain = plain.text();
-    assert!(plain.contains("# TYPE grpc_server_requests_total counter\n"), "{plain}");
+    assert!(
+        plain.contains("# TYPE grpc_server_requests_total counter\n"),
+        "{plain}"
+    );
     assert!(!plain.contains("# EOF"), "{plain}");
-    assert_eq!(openmetrics.header("content-type"), Some(OPENMETRICS_CONTENT_TYPE));
+    assert_eq!(
+        openmetrics.header("content-type"),
+        Some(OPENMETRICS_CONTENT_TYPE)
+    );
     let openmetrics = openmetrics.text();
-    assert!(openmetrics.contains("# TYPE grpc_server_requests counter\n"), "{openmetrics}");
+    assert!(
+        openmetrics.contains("# TYPE grpc_server_requests counter\n"),
+        "{openmetrics}"
+    );
     assert!(openmetrics.ends_with("# EOF\n"), "{openmetrics}");
     let samples = |body: &str| -> Vec<String> {
         body.lines()
