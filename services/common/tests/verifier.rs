@@ -20,26 +20,29 @@ use test_support::TestTokens;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
+/// What one fetch answers.
+type Answer = Result<Vec<PublicJwk>, String>;
+
 /// A fetcher that answers each call with the next planned answer (the last one
 /// repeats), after passing `gate`; it counts its calls and marks each finished one.
 #[derive(Clone)]
 struct Fetcher {
     calls: Arc<AtomicUsize>,
     finished: Arc<AtomicUsize>,
-    plan: Arc<Mutex<Vec<Result<Vec<PublicJwk>, String>>>>,
+    plan: Arc<Mutex<Vec<Answer>>>,
     gate: Arc<Semaphore>,
 }
 
 impl Fetcher {
     /// Answers at once.
-    fn open(plan: Vec<Result<Vec<PublicJwk>, String>>) -> Self {
+    fn open(plan: Vec<Answer>) -> Self {
         let fetcher = Self::gated(plan);
         fetcher.open_gate();
         fetcher
     }
 
     /// Waits for [`Fetcher::open_gate`] before answering.
-    fn gated(plan: Vec<Result<Vec<PublicJwk>, String>>) -> Self {
+    fn gated(plan: Vec<Answer>) -> Self {
         Self {
             calls: Arc::default(),
             finished: Arc::default(),
