@@ -4,17 +4,24 @@
 //! Verification pins the algorithm to the key's own (EdDSA or ES256, never HS* or
 //! `none`), the issuer, the audience and `type: "access"`, with a few seconds of
 //! leeway. Keys are looked up by `kid`; an unknown `kid` triggers a refetch of the key
-//! set, at most once per [`REFETCH_INTERVAL`], so a rotated key is picked up without
-//! letting garbage tokens hammer session-service.
+//! set, at most once per [`REFETCH_INTERVAL`] after a successful one, so a rotated key is
+//! picked up without letting garbage tokens hammer session-service. A fetch is shared by
+//! every caller waiting for keys and runs in a task of its own, so a caller that goes
+//! away cannot strand it; a failed fetch answers [`AuthError::KeysUnavailable`] (503),
+//! never "invalid", and does not start the throttle.
 
 use std::{
     collections::HashMap,
     future::Future,
     pin::Pin,
     sync::{Arc, Mutex, RwLock},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
+use futures::{
+    FutureExt,
+    future::{BoxFuture, Shared},
+};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -26,9 +33,17 @@ pub const DEFAULT_AUDIENCE: &str = "learn-greek-easy-api";
 /// Seconds of clock skew tolerated on `exp`, `iat` and `nbf`.
 pub const LEEWAY_SECONDS: u64 = 5;
 /// Most verified tokens remembered per process (about 100 bytes each plus the token).
-pub const VERIFIED_CACHE_CAPACITY: usize = 50_000;
-/// Least time between two key-set fetches caused by unknown `kid`s.
+pub const VERIFIED_CACHE_CAPACITY: u64 = 50_000;
+/// Longest a verified token is remembered, whatever its `exp` says.
+pub const MAX_CACHED_LIFETIME: Duration = Duration::from_secs(3600);
+/// Least time between a successful key-set fetch and the next one caused by an unknown `kid`.
 pub const REFETCH_INTERVAL: Duration = Duration::from_secs(10);
+/// Longest a key-set fetch may take; the callers waiting for it then get
+/// [`AuthError::KeysUnavailable`].
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// First pause of [`AccessVerifier::prefetch`] after a failed fetch (doubling up to
+/// [`REFETCH_INTERVAL`]).
+const PREFETCH_FIRST_RETRY: Duration = Duration::from_millis(500);
 
 /// What kind of token a JWT is (`type` claim).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,7 +83,7 @@ pub struct Caller {
 }
 
 /// Why a token was refused. The message is safe to show a caller.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     #[error("missing bearer token")]
     Missing,
@@ -169,21 +184,67 @@ pub type KeyFetcher = Arc<
 >;
 
 /// Verifies access tokens locally against a cached key set.
+///
+/// A key-set fetch runs in a task of its own and is shared by every caller that needs
+/// it (STYLE.md rule 17): a caller that gives up does not cancel it, and callers that
+/// arrive while it runs wait for it instead of being refused. Fetching needs a Tokio
+/// runtime.
 #[derive(Clone)]
 pub struct AccessVerifier {
     inner: Arc<VerifierInner>,
 }
 
+/// A verified token's caller, and the `kid` of the key that signed it: the entry is
+/// dropped when that key leaves the key set.
+#[derive(Clone)]
+struct Verified {
+    caller: Caller,
+    kid: Arc<str>,
+}
+
+/// One key-set fetch as every waiter sees it; the work itself runs in a spawned task.
+type SharedFetch = Shared<BoxFuture<'static, Result<(), AuthError>>>;
+
+#[derive(Default)]
+struct FetchState {
+    /// The fetch under way: whoever needs keys meanwhile waits for this one.
+    in_flight: Option<SharedFetch>,
+    /// When a fetch last succeeded. Only a success starts the [`REFETCH_INTERVAL`]
+    /// throttle: after a failure the next caller tries again.
+    succeeded_at: Option<tokio::time::Instant>,
+}
+
 struct VerifierInner {
     /// Tokens already verified, with their callers: a client sends the same access token
     /// on every request for 30 minutes, and an Ed25519 check costs far more than a lookup.
-    /// Keyed by the whole token, so only the very bytes once verified can hit.
-    verified: RwLock<HashMap<Box<str>, Caller>>,
-    keys: RwLock<HashMap<String, VerificationKey>>,
+    /// Keyed by the whole token, so only the very bytes once verified can hit. A
+    /// concurrent cache, so lookups from every worker thread do not queue on one lock.
+    verified: moka::sync::Cache<Box<str>, Verified>,
+    keys: RwLock<HashMap<Arc<str>, VerificationKey>>,
     fetcher: Option<KeyFetcher>,
-    last_fetch: Mutex<Option<Instant>>,
+    fetch: Mutex<FetchState>,
     issuer: String,
     audience: String,
+}
+
+/// Forgets a verified token when it expires (plus the leeway), and at the latest
+/// [`MAX_CACHED_LIFETIME`] after it was verified.
+struct UntilTokenExpiry;
+
+impl moka::Expiry<Box<str>, Verified> for UntilTokenExpiry {
+    fn expire_after_create(
+        &self,
+        _token: &Box<str>,
+        verified: &Verified,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        let left = verified
+            .caller
+            .expires_at
+            .saturating_add(LEEWAY_SECONDS)
+            .saturating_sub(unix_seconds());
+        Some(Duration::from_secs(left).min(MAX_CACHED_LIFETIME))
+    }
 }
 
 impl std::fmt::Debug for AccessVerifier {
@@ -199,17 +260,18 @@ impl AccessVerifier {
     /// A verifier with a fixed key set (no refetching).
     pub fn with_keys(keys: Vec<PublicJwk>, issuer: &str, audience: &str) -> Self {
         let verifier = Self::build(None, issuer, audience);
-        verifier.replace_keys(keys);
+        verifier.inner.replace_keys(keys);
         verifier
     }
 
     /// A verifier that fetches its key set with `fetcher` on first use and on an
-    /// unknown `kid` (throttled).
+    /// unknown `kid` (throttled). Call [`AccessVerifier::prefetch`] to fetch at once.
     pub fn with_fetcher(fetcher: KeyFetcher, issuer: &str, audience: &str) -> Self {
         Self::build(Some(fetcher), issuer, audience)
     }
 
     /// A verifier whose keys come from session-service's `GetPublicKeys` at `channel`.
+    /// Inside a Tokio runtime it starts fetching them at once ([`AccessVerifier::prefetch`]).
     pub fn from_session_service(
         channel: tonic::transport::Channel,
         issuer: &str,
@@ -234,112 +296,96 @@ impl AccessVerifier {
                     .collect())
             })
         });
-        Self::with_fetcher(fetcher, issuer, audience)
+        let verifier = Self::with_fetcher(fetcher, issuer, audience);
+        if tokio::runtime::Handle::try_current().is_ok() {
+            verifier.prefetch();
+        }
+        verifier
     }
 
     fn build(fetcher: Option<KeyFetcher>, issuer: &str, audience: &str) -> Self {
+        let verified = moka::sync::Cache::builder()
+            .max_capacity(VERIFIED_CACHE_CAPACITY)
+            .expire_after(UntilTokenExpiry)
+            .build();
         Self {
             inner: Arc::new(VerifierInner {
-                verified: RwLock::new(HashMap::new()),
+                verified,
                 keys: RwLock::new(HashMap::new()),
                 fetcher,
-                last_fetch: Mutex::new(None),
+                fetch: Mutex::new(FetchState::default()),
                 issuer: issuer.to_owned(),
                 audience: audience.to_owned(),
             }),
         }
     }
 
-    fn replace_keys(&self, keys: Vec<PublicJwk>) {
-        let usable: HashMap<_, _> = keys
-            .iter()
-            .filter_map(|jwk| VerificationKey::from_jwk(jwk).map(|key| (jwk.kid.clone(), key)))
-            .collect();
-        *self.inner.keys.write().expect("key lock poisoned") = usable;
-    }
-
-    fn key(&self, kid: &str) -> Option<VerificationKey> {
-        self.inner
-            .keys
-            .read()
-            .expect("key lock poisoned")
-            .get(kid)
-            .cloned()
-    }
-
-    /// Fetches the key set unless one was fetched within [`REFETCH_INTERVAL`]
-    /// (the first fetch is never throttled).
-    async fn refetch(&self) -> Result<(), AuthError> {
-        let Some(fetcher) = &self.inner.fetcher else {
-            return Ok(());
-        };
-        {
-            let mut last = self.inner.last_fetch.lock().expect("fetch lock poisoned");
-            if last.is_some_and(|at| at.elapsed() < REFETCH_INTERVAL) {
-                return Ok(());
+    /// Starts fetching the key set in the background, retrying with backoff until a
+    /// fetch succeeds, so the first requests rarely wait for keys. Requests that do
+    /// arrive first wait for the same fetch. Stops when the verifier is dropped; does
+    /// nothing without a fetcher. Must be called within a Tokio runtime.
+    pub fn prefetch(&self) {
+        let inner = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut retry = PREFETCH_FIRST_RETRY;
+            loop {
+                // Only a weak handle between attempts, so this task never keeps a
+                // dropped verifier alive.
+                let Some(fetch) = inner.upgrade().and_then(|inner| inner.current_fetch()) else {
+                    return;
+                };
+                if fetch.await.is_ok() {
+                    return;
+                }
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(REFETCH_INTERVAL);
             }
-            *last = Some(Instant::now());
-        }
-        match fetcher().await {
-            Ok(keys) => {
-                self.replace_keys(keys);
-                Ok(())
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot fetch the token verification keys");
-                // Allow an early retry: the failure was not the key set's answer.
-                *self.inner.last_fetch.lock().expect("fetch lock poisoned") = None;
-                Err(AuthError::KeysUnavailable)
-            }
-        }
+        });
     }
 
     /// Verifies `token` as an access token. A token verified before is answered from the
-    /// cache until it expires (plus the leeway), without checking its signature again.
+    /// cache until it expires (plus the leeway), or until its signing key is withdrawn
+    /// from the key set, without checking its signature again.
     pub async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
-        let now = unix_seconds();
-        if let Some(caller) = self.cached(token, now) {
+        if let Some(caller) = self.cached(token, unix_seconds()) {
             return Ok(caller);
         }
-        let caller = self.verify_uncached(token).await?;
-        self.remember(token, caller);
+        let verified = self.verify_uncached(token).await?;
+        let caller = verified.caller;
+        self.remember(token, verified);
         Ok(caller)
     }
 
     fn cached(&self, token: &str, now: u64) -> Option<Caller> {
-        let verified = self.inner.verified.read().expect("cache lock poisoned");
-        verified
+        self.inner
+            .verified
             .get(token)
+            .map(|verified| verified.caller)
             .filter(|caller| now <= caller.expires_at.saturating_add(LEEWAY_SECONDS))
-            .copied()
     }
 
-    fn remember(&self, token: &str, caller: Caller) {
-        let mut verified = self.inner.verified.write().expect("cache lock poisoned");
-        if verified.len() >= VERIFIED_CACHE_CAPACITY {
-            // Dropping everything is crude but bounded and rare: expired entries go with
-            // the rest, and live tokens are verified once more on their next use.
-            verified.clear();
+    fn remember(&self, token: &str, verified: Verified) {
+        let kid = Arc::clone(&verified.kid);
+        self.inner.verified.insert(token.into(), verified);
+        // A refetch that withdrew this key while the token was being checked may have
+        // swept the cache just before the insert: look again, now that the entry is in.
+        if self.inner.key(&kid).is_none() {
+            self.inner.verified.invalidate(token);
         }
-        verified.insert(token.into(), caller);
     }
 
-    async fn verify_uncached(&self, token: &str) -> Result<Caller, AuthError> {
+    async fn verify_uncached(&self, token: &str) -> Result<Verified, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid)?;
         let kid = header.kid.ok_or(AuthError::Invalid)?;
-        let key = match self.key(&kid) {
-            Some(key) => key,
+        let (kid, key) = match self.inner.key(&kid) {
+            Some(found) => found,
             None => {
-                let never_fetched = self
-                    .inner
-                    .keys
-                    .read()
-                    .expect("key lock poisoned")
-                    .is_empty();
-                match self.refetch().await {
-                    Err(error) if never_fetched => return Err(error),
-                    _ => self.key(&kid).ok_or(AuthError::Invalid)?,
+                if let Some(fetch) = self.inner.current_fetch() {
+                    // Without a key set the token cannot be judged: "unavailable" (503),
+                    // never "invalid", for what may be a valid token.
+                    fetch.await?;
                 }
+                self.inner.key(&kid).ok_or(AuthError::Invalid)?
             }
         };
         // The header's `alg` must be the key's own: this is what stops `none`, and HS256
@@ -361,11 +407,14 @@ impl AccessVerifier {
         if claims.token_type != TokenType::Access {
             return Err(AuthError::Invalid);
         }
-        Ok(Caller {
-            user_id: claims.sub,
-            session_id: claims.sid,
-            is_superuser: claims.is_superuser,
-            expires_at: claims.exp,
+        Ok(Verified {
+            caller: Caller {
+                user_id: claims.sub,
+                session_id: claims.sid,
+                is_superuser: claims.is_superuser,
+                expires_at: claims.exp,
+            },
+            kid,
         })
     }
 
@@ -377,6 +426,108 @@ impl AccessVerifier {
         let value = metadata.get("authorization").ok_or(AuthError::Missing)?;
         let token = bearer_token(value.to_str().map_err(|_| AuthError::Malformed)?)?;
         self.verify(token).await
+    }
+}
+
+impl VerifierInner {
+    fn key(&self, kid: &str) -> Option<(Arc<str>, VerificationKey)> {
+        self.keys
+            .read()
+            .expect("key lock poisoned")
+            .get_key_value(kid)
+            .map(|(kid, key)| (Arc::clone(kid), key.clone()))
+    }
+
+    /// Installs a fetched key set; remembered tokens signed by a key that is no longer
+    /// in it are forgotten, so they are checked (and refused) again.
+    fn replace_keys(&self, keys: Vec<PublicJwk>) {
+        let usable: HashMap<Arc<str>, VerificationKey> = keys
+            .iter()
+            .filter_map(|jwk| {
+                VerificationKey::from_jwk(jwk).map(|key| (Arc::from(jwk.kid.as_str()), key))
+            })
+            .collect();
+        let withdrawn = {
+            let mut current = self.keys.write().expect("key lock poisoned");
+            let withdrawn = current.keys().any(|kid| !usable.contains_key(kid));
+            *current = usable;
+            withdrawn
+        };
+        if withdrawn {
+            let keys = self.keys.read().expect("key lock poisoned");
+            for (token, verified) in &self.verified {
+                if !keys.contains_key(&verified.kid) {
+                    self.verified.invalidate(token.as_ref());
+                }
+            }
+        }
+    }
+
+    /// The key-set fetch a caller missing a key should wait for: the one under way, or
+    /// a new one. `None` when there is no fetcher, or while the throttle after a
+    /// successful fetch holds (the key set is fresh: an unknown `kid` is not in it).
+    fn current_fetch(self: &Arc<Self>) -> Option<SharedFetch> {
+        let fetcher = Arc::clone(self.fetcher.as_ref()?);
+        let mut state = self.fetch.lock().expect("fetch lock poisoned");
+        if let Some(fetch) = &state.in_flight {
+            return Some(fetch.clone());
+        }
+        if state
+            .succeeded_at
+            .is_some_and(|at| at.elapsed() < REFETCH_INTERVAL)
+        {
+            return None;
+        }
+        let task = tokio::spawn(Arc::clone(self).run_fetch(fetcher));
+        let fetch = async move { task.await.unwrap_or(Err(AuthError::KeysUnavailable)) }
+            .boxed()
+            .shared();
+        state.in_flight = Some(fetch.clone());
+        Some(fetch)
+    }
+
+    /// One fetch, in its own task: installs the keys and settles the fetch state.
+    async fn run_fetch(self: Arc<Self>, fetcher: KeyFetcher) -> Result<(), AuthError> {
+        // Settles the state however the task ends (even by a panicking fetcher), so no
+        // caller ever waits on a fetch that nobody runs.
+        let mut settle = SettleFetch {
+            state: &self.fetch,
+            succeeded: false,
+        };
+        match tokio::time::timeout(FETCH_TIMEOUT, fetcher()).await {
+            Ok(Ok(keys)) => {
+                self.replace_keys(keys);
+                settle.succeeded = true;
+                Ok(())
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "cannot fetch the token verification keys");
+                Err(AuthError::KeysUnavailable)
+            }
+            Err(_) => {
+                tracing::warn!(timeout = ?FETCH_TIMEOUT, "no token verification keys in time");
+                Err(AuthError::KeysUnavailable)
+            }
+        }
+    }
+}
+
+/// Ends a fetch when dropped: clears `in_flight`, and on success starts the throttle.
+struct SettleFetch<'a> {
+    state: &'a Mutex<FetchState>,
+    succeeded: bool,
+}
+
+impl Drop for SettleFetch<'_> {
+    fn drop(&mut self) {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.in_flight = None;
+        if self.succeeded {
+            state.succeeded_at = Some(tokio::time::Instant::now());
+        }
     }
 }
 
@@ -421,40 +572,68 @@ mod tests {
         assert_eq!(bearer_token("abc"), Err(AuthError::Malformed));
     }
 
+    fn verified(expires_at: u64) -> Verified {
+        Verified {
+            caller: Caller {
+                user_id: Uuid::new_v4(),
+                session_id: Uuid::new_v4(),
+                is_superuser: false,
+                expires_at,
+            },
+            kid: "k".into(),
+        }
+    }
+
+    /// A fixed verifier that knows the key `k` (an Ed25519 key of all zeros).
+    fn verifier_with_key_k() -> AccessVerifier {
+        let jwk = PublicJwk {
+            kid: "k".into(),
+            kty: "OKP".into(),
+            alg: "EdDSA".into(),
+            key_use: "sig".into(),
+            crv: "Ed25519".into(),
+            x: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into(),
+            y: None,
+        };
+        AccessVerifier::with_keys(vec![jwk], DEFAULT_ISSUER, DEFAULT_AUDIENCE)
+    }
+
     #[test]
     fn a_cached_token_is_answered_only_until_its_expiry_and_leeway() {
-        let verifier = AccessVerifier::with_keys(Vec::new(), DEFAULT_ISSUER, DEFAULT_AUDIENCE);
-        let caller = Caller {
-            user_id: Uuid::new_v4(),
-            session_id: Uuid::new_v4(),
-            is_superuser: false,
-            expires_at: 1_000,
-        };
-        verifier.remember("token", caller);
+        let verifier = verifier_with_key_k();
+        let entry = verified(unix_seconds() + 100);
+        let caller = entry.caller;
+        let expiry = caller.expires_at;
+        verifier.remember("token", entry);
 
-        assert_eq!(verifier.cached("token", 900), Some(caller));
+        assert_eq!(verifier.cached("token", expiry - 100), Some(caller));
         assert_eq!(
-            verifier.cached("token", 1_000 + LEEWAY_SECONDS),
+            verifier.cached("token", expiry + LEEWAY_SECONDS),
             Some(caller)
         );
-        assert_eq!(verifier.cached("token", 1_001 + LEEWAY_SECONDS), None);
-        assert_eq!(verifier.cached("other token", 900), None);
+        assert_eq!(verifier.cached("token", expiry + 1 + LEEWAY_SECONDS), None);
+        assert_eq!(verifier.cached("other token", expiry - 100), None);
+    }
+
+    #[test]
+    fn a_token_whose_key_is_unknown_is_not_remembered() {
+        let verifier = AccessVerifier::with_keys(Vec::new(), DEFAULT_ISSUER, DEFAULT_AUDIENCE);
+        let entry = verified(unix_seconds() + 100);
+
+        verifier.remember("token", entry);
+
+        assert_eq!(verifier.cached("token", unix_seconds()), None);
     }
 
     #[test]
     fn the_cache_stays_bounded() {
-        let verifier = AccessVerifier::with_keys(Vec::new(), DEFAULT_ISSUER, DEFAULT_AUDIENCE);
-        let caller = Caller {
-            user_id: Uuid::new_v4(),
-            session_id: Uuid::new_v4(),
-            is_superuser: false,
-            expires_at: u64::MAX - LEEWAY_SECONDS,
-        };
-        for index in 0..=VERIFIED_CACHE_CAPACITY {
-            verifier.remember(&index.to_string(), caller);
+        let verifier = verifier_with_key_k();
+        for index in 0..=VERIFIED_CACHE_CAPACITY + 1000 {
+            verifier.remember(&index.to_string(), verified(u64::MAX - LEEWAY_SECONDS));
         }
+        verifier.inner.verified.run_pending_tasks();
 
-        assert!(verifier.inner.verified.read().unwrap().len() <= VERIFIED_CACHE_CAPACITY);
+        assert!(verifier.inner.verified.entry_count() <= VERIFIED_CACHE_CAPACITY);
     }
 
     #[test]

@@ -79,7 +79,7 @@ pub async fn serve_grpc(server: GrpcServer, routes: Routes) -> Result<(), ServeE
         let health = health.clone();
         async move {
             shutdown.wait().await;
-            health.set_ready(false).await;
+            health.drain().await;
             tracing::info!("draining in-flight calls");
         }
     };
@@ -89,7 +89,10 @@ pub async fn serve_grpc(server: GrpcServer, routes: Routes) -> Result<(), ServeE
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let serve = Server::builder()
         .layer(trace)
-        .layer(crate::metrics::GrpcMetricsLayer::new(metrics))
+        .layer(crate::metrics::GrpcMetricsLayer::new(
+            metrics,
+            crate::metrics::GrpcMethods::served_by(service_names),
+        ))
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, drain_signal);
 

@@ -28,6 +28,9 @@ pub const READINESS: &str = "readiness";
 pub struct Health {
     reporter: HealthReporter,
     readiness_names: Arc<[String]>,
+    /// Held through each update of the readiness names, so two updates never
+    /// interleave name by name; `true` once draining, after which readiness stays off.
+    draining: Arc<tokio::sync::Mutex<bool>>,
 }
 
 impl std::fmt::Debug for Health {
@@ -52,6 +55,7 @@ impl Health {
         let health = Self {
             reporter,
             readiness_names,
+            draining: Arc::new(tokio::sync::Mutex::new(false)),
         };
         health
             .reporter
@@ -61,8 +65,22 @@ impl Health {
         (health, service)
     }
 
-    /// Sets every readiness name at once.
+    /// Sets every readiness name at once. Once [`Health::drain`] has run, readiness
+    /// stays NOT_SERVING: a probe that checked its dependencies before the shutdown
+    /// began cannot turn it back on.
     pub async fn set_ready(&self, ready: bool) {
+        let draining = self.draining.lock().await;
+        self.set_all(ready && !*draining).await;
+    }
+
+    /// Turns every readiness name NOT_SERVING for good: the process is shutting down.
+    pub async fn drain(&self) {
+        let mut draining = self.draining.lock().await;
+        *draining = true;
+        self.set_all(false).await;
+    }
+
+    async fn set_all(&self, ready: bool) {
         let status = if ready {
             ServingStatus::Serving
         } else {

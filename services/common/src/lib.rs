@@ -1,7 +1,7 @@
 //! Plumbing shared by every Learn Greek Easy binary, and no business rules.
 //!
 //! - [`auth`]: access-token claims and the local verifier (keys published by
-//!   session-service, refetched on an unknown `kid`).
+//!   session-service, fetched at start and on an unknown `kid` by one shared task).
 //! - [`config`]: typed configuration blocks (each setting an env var and a `--flag`)
 //!   and [`config::parse`], which exits 64 with one line naming a bad value.
 //! - [`telemetry`]: `tracing` setup, pretty or JSON.
@@ -11,7 +11,8 @@
 //! - [`grpc`]: [`grpc::serve_grpc`], the one function that assembles every gRPC server
 //!   (health, reflection, tracing, request ids, graceful shutdown), and the
 //!   `healthcheck` client used by container healthchecks.
-//! - [`metrics`]: the Prometheus registry of a process, `/metrics`, and per-RPC series.
+//! - [`metrics`]: the Prometheus registry of a process, `/metrics`, and per-RPC series
+//!   with bounded labels.
 //! - [`shutdown`]: SIGTERM / Ctrl-C as a signal every server and task can wait on.
 
 pub mod auth;

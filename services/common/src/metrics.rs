@@ -3,8 +3,17 @@
 //! [`crate::grpc::serve_grpc`] records every RPC (`grpc_server_requests_total` by method
 //! and status code, `grpc_server_request_duration_seconds` by method); services add
 //! their own series (cache, sessions, rate limits) with [`Metrics::register`].
+//!
+//! Every label takes its value from a fixed set: the `method` of an RPC is one of the
+//! methods the server serves ([`GrpcMethods`]) or `unknown`, and `code` is one of the
+//! 17 gRPC status codes, so clients making up paths cannot grow the series count.
+//!
+//! `/metrics` answers in the Prometheus text format (0.0.4), which every scraper and
+//! `promtool check metrics` read, or in OpenMetrics when the scraper asks for it in
+//! `Accept` (as Prometheus does).
 
 use std::{
+    collections::HashSet,
     sync::{Arc, RwLock},
     task::{Context, Poll},
     time::Instant,
@@ -17,6 +26,7 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family, histogram::Histogram},
     registry::{Metric, Registry},
 };
+use prost::Message as _;
 
 /// Buckets from 100 µs to about 6.5 s, for request latencies.
 pub fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -124,7 +134,8 @@ impl Metrics {
             .register_collector(Box::new(collector));
     }
 
-    /// The whole registry in the Prometheus text format.
+    /// The whole registry in the OpenMetrics text format (served with
+    /// [`OPENMETRICS_CONTENT_TYPE`]).
     pub fn render(&self) -> String {
         let mut out = String::new();
         let registry = self.registry.read().expect("metrics lock poisoned");
@@ -133,28 +144,45 @@ impl Metrics {
         out
     }
 
-    /// An axum router serving `GET /metrics`.
+    /// The whole registry in the Prometheus text format 0.0.4 (served with
+    /// [`PROMETHEUS_TEXT_CONTENT_TYPE`]).
+    pub fn render_prometheus_text(&self) -> String {
+        openmetrics_to_prometheus_text(&self.render())
+    }
+
+    /// An axum router serving `GET /metrics`: OpenMetrics to a scraper whose `Accept`
+    /// names it, the Prometheus text format to everyone else.
     pub fn router(&self) -> Router {
         let metrics = self.clone();
         Router::new().route(
             "/metrics",
-            get(move || {
+            get(move |headers: http::HeaderMap| {
                 let metrics = metrics.clone();
                 async move {
-                    (
-                        [(
-                            http::header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        metrics.render(),
-                    )
+                    let openmetrics = headers
+                        .get_all(http::header::ACCEPT)
+                        .iter()
+                        .filter_map(|value| value.to_str().ok())
+                        .any(|value| value.contains("application/openmetrics-text"));
+                    if openmetrics {
+                        (
+                            [(http::header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
+                            metrics.render(),
+                        )
+                    } else {
+                        (
+                            [(http::header::CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE)],
+                            metrics.render_prometheus_text(),
+                        )
+                    }
                 }
             }),
         )
     }
 
-    /// Records one gRPC call (used by [`GrpcMetricsLayer`]).
-    fn record_rpc(&self, method: &str, code: &str, started: Instant) {
+    /// Records one gRPC call (used by [`GrpcMetricsLayer`]); `method` is already one
+    /// of the bounded labels of [`GrpcMethods::label`].
+    fn record_rpc(&self, method: &str, code: &'static str, started: Instant) {
         self.rpc_requests
             .get_or_create(&RpcLabels {
                 method: method.to_owned(),
@@ -166,6 +194,127 @@ impl Metrics {
                 method: method.to_owned(),
             })
             .observe(started.elapsed().as_secs_f64());
+    }
+}
+
+/// `Content-Type` of [`Metrics::render`].
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// `Content-Type` of [`Metrics::render_prometheus_text`].
+pub const PROMETHEUS_TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Rewrites prometheus_client's OpenMetrics exposition in the Prometheus text format
+/// 0.0.4. The samples are the same; the descriptors differ: a counter's family is named
+/// with its `_total` suffix, `info` becomes `gauge` (named `_info`) and `unknown`
+/// `untyped`, and there is no `# UNIT` or `# EOF` line. (Exemplars, which this
+/// project does not record, would not be converted.)
+fn openmetrics_to_prometheus_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    let mut lines = openmetrics.lines().peekable();
+    while let Some(line) = lines.next() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let (keyword, rest) = if let Some(rest) = line.strip_prefix("# HELP ") {
+            ("HELP", rest)
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            ("TYPE", rest)
+        } else {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        };
+        let (name, text) = rest.split_once(' ').unwrap_or((rest, ""));
+        // prometheus_client writes each family's HELP line right before its TYPE line.
+        let kind = if keyword == "TYPE" {
+            Some(text)
+        } else {
+            lines
+                .peek()
+                .and_then(|next| next.strip_prefix("# TYPE "))
+                .and_then(|next| next.split_once(' '))
+                .filter(|(next_name, _)| *next_name == name)
+                .map(|(_, kind)| kind)
+        };
+        let (name, kind) = match kind {
+            Some("counter") => (format!("{name}_total"), "counter"),
+            Some("info") => (format!("{name}_info"), "gauge"),
+            Some("unknown") => (name.to_owned(), "untyped"),
+            Some(kind) => (name.to_owned(), kind),
+            None => (name.to_owned(), "untyped"),
+        };
+        let text = if keyword == "TYPE" { kind } else { text };
+        out.push_str(&format!("# {keyword} {name} {text}\n"));
+    }
+    out
+}
+
+/// The gRPC methods one server serves, each the label of its own calls; every other
+/// path shares the label `unknown`.
+#[derive(Clone, Debug, Default)]
+pub struct GrpcMethods {
+    paths: Arc<HashSet<Box<str>>>,
+}
+
+impl GrpcMethods {
+    /// The label of every call to a path no served method has.
+    pub const UNKNOWN: &'static str = "unknown";
+
+    /// Every method (`/package.Service/Method`) of the services named `service_names`
+    /// in the encoded `FileDescriptorSet`s `descriptor_sets`.
+    pub fn from_descriptors(service_names: &[&str], descriptor_sets: &[&[u8]]) -> Self {
+        let mut paths = HashSet::new();
+        for encoded in descriptor_sets {
+            // The sets are compiled into the binary; one that does not decode is a
+            // build defect, and a server without its labels still serves.
+            let Ok(set) = prost_types::FileDescriptorSet::decode(*encoded) else {
+                tracing::error!("a compiled-in file descriptor set does not decode");
+                continue;
+            };
+            for file in &set.file {
+                for service in &file.service {
+                    let full_name = match file.package() {
+                        "" => service.name().to_owned(),
+                        package => format!("{package}.{}", service.name()),
+                    };
+                    if !service_names.contains(&full_name.as_str()) {
+                        continue;
+                    }
+                    for method in &service.method {
+                        paths.insert(format!("/{full_name}/{}", method.name()).into());
+                    }
+                }
+            }
+        }
+        Self {
+            paths: Arc::new(paths),
+        }
+    }
+
+    /// What [`crate::grpc::serve_grpc`] serves: the application's `service_names`
+    /// (from [`proto::FILE_DESCRIPTOR_SET`]), grpc.health.v1 and reflection v1.
+    pub fn served_by(service_names: &[&str]) -> Self {
+        let mut names = service_names.to_vec();
+        names.push(tonic_health::pb::health_server::SERVICE_NAME);
+        names.push(tonic_reflection::pb::v1::server_reflection_server::SERVICE_NAME);
+        Self::from_descriptors(
+            &names,
+            &[
+                proto::FILE_DESCRIPTOR_SET,
+                tonic_health::pb::FILE_DESCRIPTOR_SET,
+                tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            ],
+        )
+    }
+
+    /// The `method` label of a call to `path`: the path itself when served, else
+    /// [`GrpcMethods::UNKNOWN`].
+    pub fn label<'a>(&self, path: &'a str) -> &'a str {
+        if self.paths.contains(path) {
+            path
+        } else {
+            Self::UNKNOWN
+        }
     }
 }
 
@@ -218,15 +367,16 @@ pub async fn serve_metrics(
         .await
 }
 
-/// Tower layer recording each gRPC call in [`Metrics`].
+/// Tower layer recording each gRPC call in [`Metrics`], labelled by `methods`.
 #[derive(Clone, Debug)]
 pub struct GrpcMetricsLayer {
     metrics: Metrics,
+    methods: GrpcMethods,
 }
 
 impl GrpcMetricsLayer {
-    pub fn new(metrics: Metrics) -> Self {
-        Self { metrics }
+    pub fn new(metrics: Metrics, methods: GrpcMethods) -> Self {
+        Self { metrics, methods }
     }
 }
 
@@ -237,6 +387,7 @@ impl<S> tower::Layer<S> for GrpcMetricsLayer {
         GrpcMetricsService {
             inner,
             metrics: self.metrics.clone(),
+            methods: self.methods.clone(),
         }
     }
 }
@@ -245,6 +396,23 @@ impl<S> tower::Layer<S> for GrpcMetricsLayer {
 pub struct GrpcMetricsService<S> {
     inner: S,
     metrics: Metrics,
+    methods: GrpcMethods,
+}
+
+/// Records its call when dropped: with the code set once the response is there, or as
+/// CANCELLED when the client went away first (the server then drops the call's future).
+struct RecordCall {
+    metrics: Metrics,
+    method: String,
+    started: Instant,
+    code: &'static str,
+}
+
+impl Drop for RecordCall {
+    fn drop(&mut self) {
+        self.metrics
+            .record_rpc(&self.method, self.code, self.started);
+    }
 }
 
 impl<S, B, ResBody> tower::Service<http::Request<B>> for GrpcMetricsService<S>
@@ -262,22 +430,30 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let method = request.uri().path().to_owned();
-        let metrics = self.metrics.clone();
-        let started = Instant::now();
+        let record = RecordCall {
+            metrics: self.metrics.clone(),
+            method: self.methods.label(request.uri().path()).to_owned(),
+            started: Instant::now(),
+            code: format_code(tonic::Code::Cancelled),
+        };
         let future = self.inner.call(request);
         Box::pin(async move {
-            let response = future.await?;
-            // A failed unary call answers "trailers-only": its status is in the headers.
-            // A successful one carries `grpc-status: 0` in the trailers, after the body.
-            let code = response
-                .headers()
-                .get("grpc-status")
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.parse::<i32>().ok())
-                .map_or("OK", |code| format_code(tonic::Code::from_i32(code)));
-            metrics.record_rpc(&method, code, started);
-            Ok(response)
+            // The whole guard moves in (not just the field assigned below), so it is
+            // dropped with the call's future.
+            let mut record = record;
+            let response = future.await;
+            record.code = match &response {
+                // A failed unary call answers "trailers-only": its status is in the
+                // headers. A successful one carries `grpc-status: 0` in the trailers.
+                Ok(response) => response
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|value| value.to_str().ok())
+                    .and_then(|value| value.parse::<i32>().ok())
+                    .map_or("OK", |code| format_code(tonic::Code::from_i32(code))),
+                Err(_) => format_code(tonic::Code::Unknown),
+            };
+            response
         })
     }
 }
@@ -307,7 +483,7 @@ fn format_code(code: tonic::Code) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::Metrics;
+    use super::{GrpcMethods, GrpcMetricsLayer, Metrics, openmetrics_to_prometheus_text};
 
     #[test]
     fn closure_series_are_read_at_scrape_time() {
@@ -324,5 +500,96 @@ mod tests {
 
         assert!(text.contains("cache_hits_total 7"), "{text}");
         assert!(text.contains("breaker_state 2"), "{text}");
+    }
+
+    #[test]
+    fn known_methods_come_from_the_descriptors_of_the_served_services() {
+        let methods = GrpcMethods::served_by(&[proto::SESSION_SERVICE_NAME]);
+
+        for path in [
+            "/learngreek.session.v1.SessionService/Login",
+            "/learngreek.session.v1.SessionService/GetPublicKeys",
+            "/grpc.health.v1.Health/Check",
+            "/grpc.health.v1.Health/Watch",
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        ] {
+            assert_eq!(methods.label(path), path);
+        }
+        for path in [
+            "/learngreek.deck.v1.DeckService/ListDecks",
+            "/learngreek.session.v1.SessionService/NoSuchMethod",
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+            "/learngreek.session.v1.SessionService/Login/extra",
+            "",
+        ] {
+            assert_eq!(methods.label(path), GrpcMethods::UNKNOWN, "{path}");
+        }
+    }
+
+    #[test]
+    fn openmetrics_descriptors_become_prometheus_text_ones() {
+        let openmetrics = "# HELP requests Requests served.\n\
+                           # TYPE requests counter\n\
+                           requests_total{code=\"OK\"} 3\n\
+                           # HELP latency_seconds Latency.\n\
+                           # TYPE latency_seconds histogram\n\
+                           # UNIT latency_seconds seconds\n\
+                           latency_seconds_sum 0.5\n\
+                           latency_seconds_count 1\n\
+                           latency_seconds_bucket{le=\"+Inf\"} 1\n\
+                           # HELP build Build.\n\
+                           # TYPE build info\n\
+                           build_info{version=\"1\"} 1\n\
+                           # HELP state State.\n\
+                           # TYPE state gauge\n\
+                           state 2\n\
+                           # EOF\n";
+
+        let text = openmetrics_to_prometheus_text(openmetrics);
+
+        assert_eq!(
+            text,
+            "# HELP requests_total Requests served.\n\
+             # TYPE requests_total counter\n\
+             requests_total{code=\"OK\"} 3\n\
+             # HELP latency_seconds Latency.\n\
+             # TYPE latency_seconds histogram\n\
+             latency_seconds_sum 0.5\n\
+             latency_seconds_count 1\n\
+             latency_seconds_bucket{le=\"+Inf\"} 1\n\
+             # HELP build_info Build.\n\
+             # TYPE build_info gauge\n\
+             build_info{version=\"1\"} 1\n\
+             # HELP state State.\n\
+             # TYPE state gauge\n\
+             state 2\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_call_dropped_before_its_response_counts_as_cancelled() {
+        use tower::{Layer, Service, ServiceExt};
+        let metrics = Metrics::new();
+        let path = "/grpc.health.v1.Health/Check";
+        let layer = GrpcMetricsLayer::new(metrics.clone(), GrpcMethods::served_by(&[]));
+        // A handler that never answers: the client gives up first.
+        let mut service = layer.layer(tower::service_fn(|_: http::Request<()>| {
+            futures::future::pending::<Result<http::Response<()>, std::convert::Infallible>>()
+        }));
+
+        let call = service
+            .ready()
+            .await
+            .unwrap()
+            .call(http::Request::get(path).body(()).unwrap());
+        drop(call);
+
+        let text = metrics.render_prometheus_text();
+        assert!(
+            text.contains(&format!(
+                r#"grpc_server_requests_total{{method="{path}",code="CANCELLED"}} 1"#
+            )),
+            "{text}"
+        );
     }
 }

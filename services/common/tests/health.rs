@@ -1,0 +1,41 @@
+//! Readiness during shutdown (`common::health`): once draining starts, nothing turns
+//! it back on.
+
+use common::{grpc::check_health, health::Health};
+use tonic_health::ServingStatus;
+
+#[tokio::test]
+async fn after_draining_a_late_probe_result_cannot_turn_readiness_back_on() {
+    // Arrange: readiness served over real gRPC, and SERVING.
+    let (health, service) = Health::new(&["learngreek.test.v1.Test"]).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    health.set_ready(true).await;
+    assert_eq!(
+        check_health(&addr, "readiness").await,
+        Ok(ServingStatus::Serving)
+    );
+
+    // Act: shutdown drains, then a probe that checked its dependencies just before
+    // reports them up.
+    health.drain().await;
+    health.set_ready(true).await;
+
+    // Assert
+    for name in ["readiness", "", "learngreek.test.v1.Test"] {
+        assert_eq!(
+            check_health(&addr, name).await,
+            Ok(ServingStatus::NotServing),
+            "{name:?}"
+        );
+    }
+    assert_eq!(
+        check_health(&addr, "liveness").await,
+        Ok(ServingStatus::Serving)
+    );
+}
