@@ -2,12 +2,13 @@
 //! follows both services, and the shared shutdown. Both listeners are bound in
 //! [`Application::build`], so tests pass port 0 and read the real ports back.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
 use axum::Router;
 use common::{
     auth::{AccessVerifier, PublicJwk},
+    balance::BalancedChannel,
     grpc::{GrpcApp, require_serving},
     health::Dependency,
     redis::RedisPool,
@@ -18,7 +19,7 @@ use proto::{
     session::v1::session_service_client::SessionServiceClient,
 };
 use tokio::{net::TcpListener, time::Instant};
-use tonic::{service::Routes, transport::Channel};
+use tonic::service::Routes;
 
 use crate::{
     config::{Config, DEFAULT_GRPC_PORT},
@@ -34,18 +35,6 @@ pub struct Application {
     router: Router,
 }
 
-/// A channel that connects on first use, so the gateway starts (and reports not
-/// ready) while a service is still down.
-fn lazy_channel(name: &str, url: &str) -> anyhow::Result<Channel> {
-    Ok(Channel::from_shared(url.to_owned())
-        .with_context(|| format!("{name} is not a valid URL"))?
-        .connect_timeout(Duration::from_secs(2))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_while_idle(true)
-        .connect_lazy())
-}
-
 #[derive(serde::Deserialize)]
 struct JwksFile {
     keys: Vec<PublicJwk>,
@@ -56,10 +45,14 @@ impl Application {
         let http = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("cannot bind HTTP_ADDR {}", config.http_addr))?;
-        let session_url = config.session_service_url.clone();
-        let deck_url = config.deck_service_url.clone();
-        let session_channel = lazy_channel("SESSION_SERVICE_URL", &session_url)?;
-        let deck_channel = lazy_channel("DECK_SERVICE_URL", &deck_url)?;
+        let session_url = config.session_service_url.to_string();
+        let deck_url = config.deck_service_url.to_string();
+        // Balanced over every address of each URL, and connected on first use, so the
+        // gateway starts (and reports not ready) while a service is still down.
+        let session_channel =
+            BalancedChannel::new(&config.session_service_url, &config.grpc_client, &shutdown);
+        let deck_channel =
+            BalancedChannel::new(&config.deck_service_url, &config.grpc_client, &shutdown);
 
         let (verifier, static_jwks) = match &config.token.jwt_public_keys_file {
             Some(path) => {

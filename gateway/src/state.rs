@@ -2,20 +2,19 @@
 
 use std::{sync::Arc, time::Duration};
 
-use common::auth::AccessVerifier;
+use common::{auth::AccessVerifier, balance::BalancedChannel};
 use proto::{
     deck::v1::deck_service_client::DeckServiceClient,
     session::v1::session_service_client::SessionServiceClient,
 };
 use tokio::time::Instant;
-use tonic::transport::Channel;
 
 use crate::{client_ip::TrustedProxies, rate_limit::RateLimiter};
 
 #[derive(Clone, Debug)]
 pub struct AppState {
-    pub session: SessionServiceClient<Channel>,
-    pub deck: DeckServiceClient<Channel>,
+    pub session: SessionServiceClient<BalancedChannel>,
+    pub deck: DeckServiceClient<BalancedChannel>,
     pub verifier: AccessVerifier,
     /// The key set of `JWT_PUBLIC_KEYS_FILE`, served as the JWKS when configured.
     pub static_jwks: Option<Arc<Vec<common::auth::PublicJwk>>>,
@@ -29,12 +28,12 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// A session-service client (clients are cheap clones of one channel).
-    pub fn session(&self) -> SessionServiceClient<Channel> {
+    /// A session-service client (clients are cheap clones of one balanced channel).
+    pub fn session(&self) -> SessionServiceClient<BalancedChannel> {
         self.session.clone()
     }
 
-    pub fn deck(&self) -> DeckServiceClient<Channel> {
+    pub fn deck(&self) -> DeckServiceClient<BalancedChannel> {
         self.deck.clone()
     }
 }

@@ -211,7 +211,7 @@ impl AccessVerifier {
 
     /// A verifier whose keys come from session-service's `GetPublicKeys` at `channel`.
     pub fn from_session_service(
-        channel: tonic::transport::Channel,
+        channel: crate::balance::BalancedChannel,
         issuer: &str,
         audience: &str,
     ) -> Self {
