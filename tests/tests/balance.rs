@@ -561,3 +561,40 @@ async fn the_gateway_and_deck_service_balance_over_comma_separated_urls() {
         assert!(count >= 25, "{} served {count} of 100", replica.grpc_addr);
     }
 }
+
+#[tokio::test]
+async fn a_bad_service_url_or_resolve_interval_stops_the_process_with_exit_64() {
+    for (binary, variable, value) in [
+        ("gateway", "DECK_SERVICE_URL", "http://127.0.0.1:50052,"),
+        (
+            "gateway",
+            "SESSION_SERVICE_URL",
+            "https://session-service:50051",
+        ),
+        ("deck-service", "SESSION_SERVICE_URL", "127.0.0.1:50051"),
+        ("gateway", "GRPC_RESOLVE_INTERVAL_MS", "5"),
+    ] {
+        // A process that accepted the value would serve until killed: bound the wait, and
+        // kill it then.
+        let run = tokio::process::Command::new(workspace_binary(binary))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env(variable, value)
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(30), run)
+            .await
+            .unwrap_or_else(|_| panic!("{binary} accepted {variable}={value} and kept running"))
+            .expect("run the binary");
+        let (code, stderr) = (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        );
+
+        assert_eq!(code, Some(64), "{binary} {variable}={value}: {stderr}");
+        assert!(
+            stderr.contains(variable) && stderr.lines().count() == 1,
+            "{binary} {variable}={value}: {stderr}"
+        );
+    }
+}
