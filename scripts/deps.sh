@@ -31,6 +31,24 @@ ensure_redis() {
   fi
 }
 
+# ensure_haproxy: installs Debian's haproxy when it is missing (as root), or says exactly
+# what to run; sets HAPROXY_BIN. Only `REPLICAS=N make run` with N > 1 needs it.
+ensure_haproxy() {
+  HAPROXY_BIN=$(command -v haproxy || true)
+  [ -z "$HAPROXY_BIN" ] && [ -x /usr/sbin/haproxy ] && HAPROXY_BIN=/usr/sbin/haproxy
+  [ -n "$HAPROXY_BIN" ] && return 0
+  if [ "$(id -u)" = 0 ]; then
+    log "installing haproxy from Debian's packages"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null
+    # The package may start a system service; its default configuration listens nowhere,
+    # and this project never uses it.
+    HAPROXY_BIN=$(command -v haproxy || echo /usr/sbin/haproxy)
+  else
+    log "haproxy is missing; install it with: sudo apt-get install -y haproxy"
+    exit 1
+  fi
+}
+
 ensure_postgres() {
   if [ ! -x "$PG_BIN_DIR/initdb" ]; then
     log "PostgreSQL 15 binaries not found in $PG_BIN_DIR (set PG_BIN_DIR, or: sudo apt-get install -y postgresql-15)"

@@ -3,6 +3,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use clap::{Parser, Subcommand};
+use common::balance::{ClientConfig, ServiceUrl};
 use common::config::{
     GrpcServerConfig, HealthcheckArgs, LogConfig, RedisConfig, Secret, TokenVerifyConfig,
     parse_millis,
@@ -46,20 +47,25 @@ pub struct Config {
     pub http_addr: SocketAddr,
     #[command(flatten)]
     pub grpc: GrpcServerConfig,
-    /// session-service gRPC URL.
+    /// session-service gRPC URL: `http://host:port`, or several separated by commas; calls
+    /// are balanced over every address (DNS names re-resolved, see GRPC_RESOLVE_INTERVAL_MS).
     #[arg(
         long = "session-service-url",
         env = "SESSION_SERVICE_URL",
-        default_value = "http://127.0.0.1:50051"
+        default_value = "http://127.0.0.1:50051",
+        value_parser = ServiceUrl::parse
     )]
-    pub session_service_url: String,
-    /// deck-service gRPC URL.
+    pub session_service_url: ServiceUrl,
+    /// deck-service gRPC URL, in the same forms as SESSION_SERVICE_URL.
     #[arg(
         long = "deck-service-url",
         env = "DECK_SERVICE_URL",
-        default_value = "http://127.0.0.1:50052"
+        default_value = "http://127.0.0.1:50052",
+        value_parser = ServiceUrl::parse
     )]
-    pub deck_service_url: String,
+    pub deck_service_url: ServiceUrl,
+    #[command(flatten)]
+    pub grpc_client: ClientConfig,
     /// Longest time, in milliseconds, one HTTP request may take; the rest of it is sent to
     /// the services as `grpc-timeout`, and an overrun answers 504.
     #[arg(long = "request-timeout-ms", env = "REQUEST_TIMEOUT_MS", default_value = "10000", value_parser = parse_millis)]

@@ -10,6 +10,7 @@ use anyhow::Context;
 use axum::Router;
 use common::{
     auth::{AccessVerifier, PublicJwk},
+    balance::BalancedChannel,
     grpc::GrpcApp,
     health::Dependency,
     redis::RedisPool,
@@ -20,7 +21,7 @@ use proto::{
     session::v1::session_service_client::SessionServiceClient,
 };
 use tokio::{net::TcpListener, time::Instant};
-use tonic::{service::Routes, transport::Channel};
+use tonic::service::Routes;
 
 use crate::{
     config::{Config, ConnectionLimits, DEFAULT_GRPC_PORT},
@@ -39,18 +40,6 @@ pub struct Application {
     shutdown_timeout: Duration,
 }
 
-/// A channel that connects on first use, so the gateway starts (and reports not
-/// ready) while a service is still down.
-fn lazy_channel(name: &str, url: &str) -> anyhow::Result<Channel> {
-    Ok(Channel::from_shared(url.to_owned())
-        .with_context(|| format!("{name} is not a valid URL"))?
-        .connect_timeout(Duration::from_secs(2))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_while_idle(true)
-        .connect_lazy())
-}
-
 #[derive(serde::Deserialize)]
 struct JwksFile {
     keys: Vec<PublicJwk>,
@@ -61,8 +50,12 @@ impl Application {
         let http = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("cannot bind HTTP_ADDR {}", config.http_addr))?;
-        let session_channel = lazy_channel("SESSION_SERVICE_URL", &config.session_service_url)?;
-        let deck_channel = lazy_channel("DECK_SERVICE_URL", &config.deck_service_url)?;
+        // Balanced over every address of each URL, and connected on first use, so the
+        // gateway starts (and reports not ready) while a service is still down.
+        let session_channel =
+            BalancedChannel::new(&config.session_service_url, &config.grpc_client, &shutdown);
+        let deck_channel =
+            BalancedChannel::new(&config.deck_service_url, &config.grpc_client, &shutdown);
         let session_health = ServiceHealth::new(session_channel.clone());
         let deck_health = ServiceHealth::new(deck_channel.clone());
 

@@ -2,13 +2,12 @@
 
 use std::{sync::Arc, time::Duration};
 
-use common::auth::AccessVerifier;
+use common::{auth::AccessVerifier, balance::BalancedChannel};
 use proto::{
     deck::v1::deck_service_client::DeckServiceClient,
     session::v1::session_service_client::SessionServiceClient,
 };
 use tokio::time::Instant;
-use tonic::transport::Channel;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -17,8 +16,8 @@ use crate::{client_ip::TrustedProxies, rate_limit::RateLimiter};
 
 #[derive(Clone, Debug)]
 pub struct AppState {
-    pub session: SessionServiceClient<Channel>,
-    pub deck: DeckServiceClient<Channel>,
+    pub session: SessionServiceClient<BalancedChannel>,
+    pub deck: DeckServiceClient<BalancedChannel>,
     /// grpc.health.v1 of each service, over the same channels as the calls.
     pub session_health: ServiceHealth,
     pub deck_health: ServiceHealth,
@@ -33,12 +32,12 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// A session-service client (clients are cheap clones of one channel).
-    pub fn session(&self) -> SessionServiceClient<Channel> {
+    /// A session-service client (clients are cheap clones of one balanced channel).
+    pub fn session(&self) -> SessionServiceClient<BalancedChannel> {
         self.session.clone()
     }
 
-    pub fn deck(&self) -> DeckServiceClient<Channel> {
+    pub fn deck(&self) -> DeckServiceClient<BalancedChannel> {
         self.deck.clone()
     }
 }
@@ -47,10 +46,10 @@ impl AppState {
 /// call on an open HTTP/2 connection, not a new connection (dialling per check left a
 /// TIME-WAIT socket behind each time `/health` or the readiness probe ran).
 #[derive(Clone, Debug)]
-pub struct ServiceHealth(HealthClient<Channel>);
+pub struct ServiceHealth(HealthClient<BalancedChannel>);
 
 impl ServiceHealth {
-    pub fn new(channel: Channel) -> Self {
+    pub fn new(channel: BalancedChannel) -> Self {
         Self(HealthClient::new(channel))
     }
 

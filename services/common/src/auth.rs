@@ -273,7 +273,7 @@ impl AccessVerifier {
     /// A verifier whose keys come from session-service's `GetPublicKeys` at `channel`.
     /// Inside a Tokio runtime it starts fetching them at once ([`AccessVerifier::prefetch`]).
     pub fn from_session_service(
-        channel: tonic::transport::Channel,
+        channel: crate::balance::BalancedChannel,
         issuer: &str,
         audience: &str,
     ) -> Self {

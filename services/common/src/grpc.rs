@@ -122,8 +122,24 @@ pub async fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Performs one grpc.health.v1 Check of `service` at `addr` (`host:port` or a URL).
-/// Returns the serving status, or an error message.
+/// Returns the serving status, or an error message. A comma-separated list (a balanced
+/// service URL) is SERVING when any of its endpoints is: a call through it would succeed.
 pub async fn check_health(addr: &str, service: &str) -> Result<ServingStatus, String> {
+    if !addr.contains(',') {
+        return check_one(addr, service).await;
+    }
+    let results =
+        futures::future::join_all(addr.split(',').map(|one| check_one(one.trim(), service))).await;
+    let serving = results
+        .iter()
+        .find(|result| matches!(result, Ok(ServingStatus::Serving)));
+    serving
+        .or(results.first())
+        .cloned()
+        .unwrap_or_else(|| Err(format!("no address in '{addr}'")))
+}
+
+async fn check_one(addr: &str, service: &str) -> Result<ServingStatus, String> {
     let uri = if addr.contains("://") {
         addr.to_owned()
     } else {

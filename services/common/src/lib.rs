@@ -11,11 +11,15 @@
 //! - [`grpc`]: [`grpc::serve_grpc`], the one function that assembles every gRPC server
 //!   (health, reflection, tracing, request ids, graceful shutdown), and the
 //!   `healthcheck` client used by container healthchecks.
+//! - [`balance`]: the client side of every gRPC call: a channel that spreads calls over
+//!   every address of a service URL (a comma list or DNS names, re-resolved) and retries
+//!   idempotent reads once on another endpoint.
 //! - [`metrics`]: the Prometheus registry of a process, `/metrics`, and per-RPC series
 //!   with bounded labels.
 //! - [`shutdown`]: SIGTERM / Ctrl-C as a signal every server and task can wait on.
 
 pub mod auth;
+pub mod balance;
 pub mod config;
 pub mod grpc;
 pub mod health;

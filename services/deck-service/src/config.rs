@@ -56,13 +56,17 @@ pub struct Config {
     #[command(flatten)]
     pub cache: CacheConfig,
     /// session-service gRPC URL, for the public keys that verify access tokens
-    /// (unused when JWT_PUBLIC_KEYS_FILE is set).
+    /// (unused when JWT_PUBLIC_KEYS_FILE is set): `http://host:port`, or several separated
+    /// by commas; calls are balanced over every address (DNS names re-resolved).
     #[arg(
         long = "session-service-url",
         env = "SESSION_SERVICE_URL",
-        default_value = "http://127.0.0.1:50051"
+        default_value = "http://127.0.0.1:50051",
+        value_parser = common::balance::ServiceUrl::parse
     )]
-    pub session_service_url: String,
+    pub session_service_url: common::balance::ServiceUrl,
+    #[command(flatten)]
+    pub grpc_client: common::balance::ClientConfig,
     #[command(flatten)]
     pub tokens: TokenVerifyConfig,
     #[command(flatten)]

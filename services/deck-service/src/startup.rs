@@ -5,12 +5,12 @@
 use std::{
     net::SocketAddr,
     sync::{Arc, atomic::AtomicU64},
-    time::Duration,
 };
 
 use anyhow::Context;
 use common::{
     auth::{AccessVerifier, PublicJwk},
+    balance::BalancedChannel,
     grpc::GrpcApp,
     health::Dependency,
     redis::RedisPool,
@@ -65,7 +65,7 @@ pub struct Application {
 
 /// The token verifier: a fixed key set from `JWT_PUBLIC_KEYS_FILE`, or session-service's
 /// published keys (fetched on first use, refetched on an unknown `kid`, throttled).
-pub fn token_verifier(config: &Config) -> anyhow::Result<AccessVerifier> {
+pub fn token_verifier(config: &Config, shutdown: &Shutdown) -> anyhow::Result<AccessVerifier> {
     let tokens = &config.tokens;
     if let Some(path) = &tokens.jwt_public_keys_file {
         #[derive(serde::Deserialize)]
@@ -82,10 +82,7 @@ pub fn token_verifier(config: &Config) -> anyhow::Result<AccessVerifier> {
             &tokens.jwt_audience,
         ));
     }
-    let channel = tonic::transport::Endpoint::from_shared(config.session_service_url.clone())
-        .context("SESSION_SERVICE_URL")?
-        .connect_timeout(Duration::from_secs(2))
-        .connect_lazy();
+    let channel = BalancedChannel::new(&config.session_service_url, &config.grpc_client, shutdown);
     Ok(AccessVerifier::from_session_service(
         channel,
         &tokens.jwt_issuer,
@@ -105,7 +102,7 @@ impl Application {
         shutdown: Shutdown,
         options: Options,
     ) -> anyhow::Result<Self> {
-        let verifier = token_verifier(&config)?;
+        let verifier = token_verifier(&config, &shutdown)?;
         let pg = common::postgres::pool(&config.postgres, config.database_url())?;
         common::postgres::migrate(&pg, &MIGRATOR, config.postgres.database_startup_timeout)
             .await
