@@ -376,6 +376,41 @@ async fn a_hundred_concurrent_misses_of_one_key_run_one_database_query() {
 }
 
 #[tokio::test]
+async fn past_the_inflight_bound_a_miss_loads_unshared_and_still_answers() {
+    // Arrange: room for one shared load, taken by a load parked before its fill.
+    let gate = FillGate::default();
+    let app = TestApp::spawn_with(Spawn {
+        hooks: gate.hooks(),
+        extra_args: vec!["--cache-max-inflight-loads".into(), "1".into()],
+        ..Default::default()
+    })
+    .await;
+    let (parked, _) = app.deck_with_cards("Parked", 1).await;
+    let (other, _) = app.deck_with_cards("Other", 2).await;
+    let (reached_rx, release_tx) = gate.park(deck_key(&app, &parked));
+    let parked_reader = spawn_get_deck(&app, &parked);
+    reached_rx.await.unwrap();
+    assert_eq!(app.metric("deck_cache_inflight_loads").await, Some(1.0));
+
+    // Act: a miss of another key.
+    let mut client = app.client.clone();
+    let answered = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.get_deck(auth(&app.user, get_deck(&other.id))),
+    )
+    .await
+    .expect("a miss past the bound does not wait for a slot");
+
+    // Assert: it loaded by itself, and the map never grew past its bound.
+    assert_eq!(answered.unwrap().into_inner().card_count, Some(2));
+    assert_eq!(app.metrics().unshared_loads, 1);
+    assert_eq!(app.metrics().inflight_loads, 1);
+    release_tx.send(()).unwrap();
+    parked_reader.await.unwrap().unwrap();
+    assert_eq!(app.metrics().inflight_loads, 0);
+}
+
+#[tokio::test]
 async fn unknown_deck_ids_are_cached_briefly_as_missing() {
     let app = TestApp::spawn().await;
     let unknown = Uuid::new_v4().to_string();
