@@ -90,12 +90,10 @@ async fn misses_cut_short_by_vanishing_clients_leave_no_connection_in_use() {
         .await;
     let (after, took) = settle(&app, baseline, Duration::from_secs(10)).await;
     eprintln!(
-        "{} of 1500 calls cut short; cache {:?}",
+        "{} of {CUTS} calls cut short; pools in use: baseline {baseline:?}, after the cuts \
+         {after:?} (settled in {took:?}); cache {:?}",
         cut_short.into_inner(),
         app.metrics()
-    );
-    eprintln!(
-        "pools in use: baseline {baseline:?}, after the cuts {after:?} (settled in {took:?})"
     );
 
     // Assert: nothing stranded, every load whose caller left still landed, and fresh

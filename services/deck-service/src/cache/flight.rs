@@ -103,9 +103,9 @@ impl Flights {
     /// Joins the flight of `key`, or starts `load()` as a new one in a task of its
     /// own; past the bound, runs `load()` in the caller, unshared.
     ///
-    /// `load` should leave the map only after its fill has landed, which is what
-    /// awaiting it here does: a reader that missed just before the fill either joins
-    /// this flight or finds the entry.
+    /// `load` should include the fill: the flight leaves the map only when `load`
+    /// ends, so a reader that missed just before the fill either joins this flight
+    /// or finds the entry.
     pub async fn run<L, Fut>(&self, key: String, load: L) -> FlightResult
     where
         L: FnOnce() -> Fut,
