@@ -107,6 +107,12 @@ pub struct CacheConfig {
     #[arg(long = "cache-due-cards-ttl", env = "CACHE_DUE_CARDS_TTL", default_value = "300",
           value_parser = parse_seconds)]
     pub cache_due_cards_ttl: Duration,
+    /// Cache misses that may load at once as shared loads, each in a task of its own
+    /// (the bound of the single-flight map); past it a miss loads unshared in its
+    /// caller, still bounded by the PostgreSQL pool.
+    #[arg(long = "cache-max-inflight-loads", env = "CACHE_MAX_INFLIGHT_LOADS", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub cache_max_inflight_loads: u32,
     /// How often, in milliseconds, the background task drains the cache-invalidation outbox.
     #[arg(long = "cache-outbox-interval-ms", env = "CACHE_OUTBOX_INTERVAL_MS", default_value = "500",
           value_parser = parse_millis)]

@@ -19,7 +19,10 @@ use crate::{
     },
     error::{Error, Result},
     sm2::Quality,
-    store::{CardPatch, DeckPatch, NewCard, ReviewFailure, ReviewOutcome, Store, next_midnight},
+    store::{
+        CardPatch, DeckPatch, NewCard, NewReview, ReviewFailure, ReviewOutcome, Store,
+        next_midnight,
+    },
     views::{self, CachedCards, CachedDeckProgress, CachedDueCards, DueCard},
 };
 
@@ -880,19 +883,20 @@ impl DeckService for DeckApi {
             async {
                 let user = UserId(self.caller(&request).await?.user_id);
                 let request = request.into_inner();
-                let card = CardId::parse("card_id", &request.card_id)?;
-                let quality = quality("quality", request.quality)?;
-                let time_taken = time_taken("time_taken", request.time_taken)?;
-                match self
+                let review = NewReview {
+                    card: CardId::parse("card_id", &request.card_id)?,
+                    quality: quality("quality", request.quality)?,
+                    time_taken: time_taken("time_taken", request.time_taken)?,
+                };
+                let mut owed = self.store.user_invalidation(user);
+                let reviewed = self
                     .store
-                    .review(user, card, None, quality, time_taken, self.now())
-                    .await
-                {
-                    Ok((outcome, outbox)) => {
-                        self.store.after_reviews(user, &[outbox]).await;
-                        Ok(review_result(&outcome, quality))
-                    }
-                    Err(ReviewFailure::CardNotFound) => Err(card_not_found(card)),
+                    .review(&mut owed, user, None, review, self.now())
+                    .await;
+                owed.run().await;
+                match reviewed {
+                    Ok(outcome) => Ok(review_result(&outcome, review.quality)),
+                    Err(ReviewFailure::CardNotFound) => Err(card_not_found(review.card)),
                     Err(ReviewFailure::Other(error)) => Err(error),
                 }
             }
@@ -918,26 +922,35 @@ impl DeckService for DeckApi {
                     .iter()
                     .enumerate()
                     .map(|(i, review)| {
-                        Ok((
-                            CardId::parse(&format!("reviews[{i}].card_id"), &review.card_id)?,
-                            quality(&format!("reviews[{i}].quality"), review.quality)?,
-                            time_taken(&format!("reviews[{i}].time_taken"), review.time_taken)?,
-                        ))
+                        Ok(NewReview {
+                            card: CardId::parse(&format!("reviews[{i}].card_id"), &review.card_id)?,
+                            quality: quality(&format!("reviews[{i}].quality"), review.quality)?,
+                            time_taken: time_taken(
+                                &format!("reviews[{i}].time_taken"),
+                                review.time_taken,
+                            )?,
+                        })
                     })
                     .collect::<Result<Vec<_>>>()?;
                 self.require_deck(deck).await?;
 
                 let mut results = Vec::with_capacity(reviews.len());
-                let mut outbox = Vec::new();
-                for (card, quality, time_taken) in reviews {
+                let mut successful = 0;
+                // One invalidation for the whole batch, owed from the first commit on.
+                let mut owed = self.store.user_invalidation(user);
+                for review in reviews {
+                    let card = review.card;
                     let outcome = match self
                         .store
-                        .review(user, card, Some(deck), quality, time_taken, self.now())
+                        .review(&mut owed, user, Some(deck), review, self.now())
                         .await
                     {
-                        Ok((outcome, id)) => {
-                            outbox.push(id);
-                            pb::bulk_review_item::Outcome::Result(review_result(&outcome, quality))
+                        Ok(outcome) => {
+                            successful += 1;
+                            pb::bulk_review_item::Outcome::Result(review_result(
+                                &outcome,
+                                review.quality,
+                            ))
                         }
                         Err(failure) => {
                             let message = match failure {
@@ -959,8 +972,7 @@ impl DeckService for DeckApi {
                         outcome: Some(outcome),
                     });
                 }
-                self.store.after_reviews(user, &outbox).await;
-                let successful = outbox.len() as u32;
+                owed.run().await;
                 Ok(pb::SubmitReviewsResponse {
                     session_id,
                     total_submitted: results.len() as u32,

@@ -117,6 +117,7 @@ impl Application {
                 breaker_threshold: config.cache.cache_breaker_threshold,
                 breaker_cooldown: config.cache.cache_breaker_cooldown,
                 negative_ttl: config.cache.cache_negative_ttl,
+                max_inflight_loads: config.cache.cache_max_inflight_loads as usize,
             },
             options.hooks,
         );

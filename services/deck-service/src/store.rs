@@ -15,7 +15,7 @@ use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::{
-    cache::Cache,
+    cache::{Cache, PendingInvalidation},
     domain::{CardId, DeckId, Difficulty, Level, UserId},
     error::{Error, Result},
     sm2::{self, Quality, SrsState, Status},
@@ -163,6 +163,15 @@ pub struct CardPatch {
     pub order_index: Option<i32>,
 }
 
+/// One review to apply, validated.
+#[derive(Clone, Copy, Debug)]
+pub struct NewReview {
+    pub card: CardId,
+    pub quality: Quality,
+    /// Seconds, 0 or more.
+    pub time_taken: i32,
+}
+
 /// What one review did.
 #[derive(Clone, Debug)]
 pub struct ReviewOutcome {
@@ -225,20 +234,38 @@ impl Store {
     }
 
     /// Records `keys` in the outbox, commits, then invalidates them.
-    async fn commit(
+    async fn commit(&self, tx: Transaction<'static, Postgres>, keys: Vec<String>) -> Result<()> {
+        let mut owed = PendingInvalidation::new(&self.cache, &self.pool, keys);
+        self.commit_recording(tx, &mut owed).await?;
+        owed.run().await;
+        Ok(())
+    }
+
+    /// Adds `owed`'s keys to the outbox and commits. From here on the invalidation is
+    /// owed even if this future is dropped (see [`PendingInvalidation`]).
+    async fn commit_recording(
         &self,
         mut tx: Transaction<'static, Postgres>,
-        keys: Vec<String>,
+        owed: &mut PendingInvalidation,
     ) -> Result<()> {
         self.count(2);
         let (id,): (i64,) =
             sqlx::query_as("INSERT INTO cache_outbox (keys) VALUES ($1) RETURNING id")
-                .bind(&keys)
+                .bind(owed.keys())
                 .fetch_one(&mut *tx)
                 .await?;
+        owed.record(id);
         tx.commit().await?;
-        self.cache.after_commit(&self.pool, &[id], &keys).await;
         Ok(())
+    }
+
+    /// The invalidation owed by reviews (and study initialisation) of `user`.
+    pub fn user_invalidation(&self, user: UserId) -> PendingInvalidation {
+        PendingInvalidation::new(
+            &self.cache,
+            &self.pool,
+            self.cache.keys().of_user(user).to_vec(),
+        )
     }
 
     /// The cache keys a change to the content of `decks` makes stale: the decks' own
@@ -479,14 +506,16 @@ impl Store {
         Ok((total, cards))
     }
 
+    /// A card of an active deck: a soft-deleted deck takes its cards with it.
     pub async fn card(&self, card: CardId) -> Result<Option<CardRow>> {
         self.count(1);
-        Ok(
-            sqlx::query_as(&format!("SELECT {CARD_COLUMNS} FROM cards WHERE id = $1"))
-                .bind(card.0)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_as(&format!(
+            "SELECT {CARD_COLUMNS} FROM cards WHERE id = $1 \
+             AND deck_id IN (SELECT id FROM decks WHERE is_active)"
+        ))
+        .bind(card.0)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// Creates `cards` in `deck`, all or nothing; `None` when the deck does not exist.
@@ -899,20 +928,18 @@ impl Store {
 
     // ------------------------------------------------------------------ reviews
 
-    /// One review in one transaction: SRS update, review log, deck progress. When
-    /// `deck` is given the card must belong to it.
+    /// One review in one transaction: SRS update, review log, deck progress. The card
+    /// must be in an active deck, and in `deck` when it is given. The user's cache
+    /// keys are owed by `owed` (from [`Store::user_invalidation`]) once it commits.
     pub async fn review(
         &self,
+        owed: &mut PendingInvalidation,
         user: UserId,
-        card: CardId,
         deck: Option<DeckId>,
-        quality: Quality,
-        time_taken: i32,
+        review: NewReview,
         now: OffsetDateTime,
-    ) -> Result<(ReviewOutcome, i64), ReviewFailure> {
-        let outcome = self
-            .review_in_tx(user, card, deck, quality, time_taken, now)
-            .await;
+    ) -> Result<ReviewOutcome, ReviewFailure> {
+        let outcome = self.review_in_tx(owed, user, deck, review, now).await;
         outcome.map_err(|error| match error {
             Error::NotFound(_) => ReviewFailure::CardNotFound,
             other => ReviewFailure::Other(other),
@@ -921,20 +948,28 @@ impl Store {
 
     async fn review_in_tx(
         &self,
+        owed: &mut PendingInvalidation,
         user: UserId,
-        card: CardId,
         deck: Option<DeckId>,
-        quality: Quality,
-        time_taken: i32,
+        review: NewReview,
         now: OffsetDateTime,
-    ) -> Result<(ReviewOutcome, i64)> {
+    ) -> Result<ReviewOutcome> {
+        let NewReview {
+            card,
+            quality,
+            time_taken,
+        } = review;
         let today = now.date();
         let mut tx = self.begin().await?;
         self.count(1);
-        let card_deck: Option<(Uuid,)> = sqlx::query_as("SELECT deck_id FROM cards WHERE id = $1")
-            .bind(card.0)
-            .fetch_optional(&mut *tx)
-            .await?;
+        // A card of a soft-deleted deck is gone for learners (HTTP_API.md).
+        let card_deck: Option<(Uuid,)> = sqlx::query_as(
+            "SELECT deck_id FROM cards WHERE id = $1 \
+             AND deck_id IN (SELECT id FROM decks WHERE is_active)",
+        )
+        .bind(card.0)
+        .fetch_optional(&mut *tx)
+        .await?;
         let deck_id = match (card_deck, deck) {
             (Some((actual,)), Some(expected)) if actual != expected.0 => None,
             (found, _) => found.map(|(id,)| id),
@@ -1034,33 +1069,13 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        self.count(2);
-        let keys = self.cache.keys().of_user(user).to_vec();
-        let (outbox_id,): (i64,) =
-            sqlx::query_as("INSERT INTO cache_outbox (keys) VALUES ($1) RETURNING id")
-                .bind(&keys)
-                .fetch_one(&mut *tx)
-                .await?;
-        tx.commit().await?;
-        let message = sm2::message(previous.status, next.status, quality);
-        Ok((
-            ReviewOutcome {
-                card_id: card.0,
-                previous: previous.status,
-                next,
-                message,
-            },
-            outbox_id,
-        ))
-    }
-
-    /// Invalidates the user's keys after reviews committed with outbox rows `outbox_ids`.
-    pub async fn after_reviews(&self, user: UserId, outbox_ids: &[i64]) {
-        if outbox_ids.is_empty() {
-            return;
-        }
-        let keys = self.cache.keys().of_user(user).to_vec();
-        self.cache.after_commit(&self.pool, outbox_ids, &keys).await;
+        self.commit_recording(tx, owed).await?;
+        Ok(ReviewOutcome {
+            card_id: card.0,
+            previous: previous.status,
+            next,
+            message: sm2::message(previous.status, next.status, quality),
+        })
     }
 
     pub async fn list_reviews(

@@ -852,3 +852,138 @@ async fn moving_a_card_to_another_deck_moves_its_progress_with_it() {
     assert_eq!(studied(&to.id), Some((1, 2)));
     assert_eq!(to_cards.total, 2);
 }
+
+#[tokio::test]
+async fn cards_of_a_deleted_deck_are_not_found_for_reading_studying_and_reviewing() {
+    // Arrange: a started deck whose cards were read, queued and reviewed, so every
+    // cached view of them is warm, and a second deck that stays.
+    let app = TestApp::spawn().await;
+    let mut client = app.client.clone();
+    let (deck, cards) = app.deck_with_cards("Doomed", 2).await;
+    let (_, kept_cards) = app.deck_with_cards("Kept", 1).await;
+    client
+        .initialize_study(auth(&app.user, initialize_all(&deck.id)))
+        .await
+        .unwrap();
+    client
+        .get_card(auth(
+            &app.user,
+            pb::GetCardRequest {
+                card_id: cards[0].id.clone(),
+            },
+        ))
+        .await
+        .unwrap();
+    client
+        .submit_review(auth(&app.user, review(&cards[1].id, 4)))
+        .await
+        .unwrap();
+    let all_decks = || pb::GetStudyQueueRequest {
+        include_early_practice: true,
+        ..queue(None)
+    };
+    let before = client
+        .get_study_queue(auth(&app.user, all_decks()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(before.cards.iter().any(|card| card.card_id == cards[0].id));
+    let search = |deck_id: Option<String>| pb::SearchCardsRequest {
+        query: "card".into(),
+        deck_id,
+        ..Default::default()
+    };
+
+    // Act: soft-delete the deck, then try every path to its cards.
+    client
+        .delete_deck(auth(
+            &app.admin,
+            pb::DeleteDeckRequest {
+                deck_id: deck.id.clone(),
+            },
+        ))
+        .await
+        .unwrap();
+    let read = client
+        .get_card(auth(
+            &app.user,
+            pb::GetCardRequest {
+                card_id: cards[0].id.clone(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    let reviewed = client
+        .submit_review(auth(&app.user, review(&cards[0].id, 4)))
+        .await
+        .unwrap_err();
+    let bulk = client
+        .submit_reviews(auth(
+            &app.user,
+            pb::SubmitReviewsRequest {
+                deck_id: deck.id.clone(),
+                session_id: "s".into(),
+                reviews: vec![review(&cards[0].id, 4)],
+            },
+        ))
+        .await
+        .unwrap_err();
+    let initialized = client
+        .initialize_study(auth(&app.user, initialize_all(&deck.id)))
+        .await
+        .unwrap_err();
+    let searched_in_deck = client
+        .search_cards(auth(&app.user, search(Some(deck.id.clone()))))
+        .await
+        .unwrap_err();
+    let searched = client
+        .search_cards(auth(&app.user, search(None)))
+        .await
+        .unwrap()
+        .into_inner();
+    let queued_deck = client
+        .get_study_queue(auth(&app.user, queue(Some(&deck.id))))
+        .await
+        .unwrap_err();
+    let queued = client
+        .get_study_queue(auth(&app.user, all_decks()))
+        .await
+        .unwrap()
+        .into_inner();
+
+    // Assert: NOT_FOUND naming what is gone, and the other paths show only the kept deck.
+    let card_gone = format!("Card with ID '{}' not found", cards[0].id);
+    let deck_gone = format!("Deck with ID '{}' not found", deck.id);
+    assert_eq!(
+        (read.code(), read.message()),
+        (Code::NotFound, card_gone.as_str())
+    );
+    assert_eq!(
+        (reviewed.code(), reviewed.message()),
+        (Code::NotFound, card_gone.as_str())
+    );
+    for (call, status) in [
+        ("bulk review", &bulk),
+        ("initialize", &initialized),
+        ("search in the deck", &searched_in_deck),
+        ("queue of the deck", &queued_deck),
+    ] {
+        assert_eq!(
+            (status.code(), status.message()),
+            (Code::NotFound, deck_gone.as_str()),
+            "{call}"
+        );
+    }
+    assert_eq!(
+        searched.cards.iter().map(|c| &c.id).collect::<Vec<_>>(),
+        vec![&kept_cards[0].id]
+    );
+    assert!(
+        queued
+            .cards
+            .iter()
+            .all(|card| card.card_id == kept_cards[0].id),
+        "queue after the delete: {queued:?}"
+    );
+    assert_eq!(queued.total_in_queue, 1, "the kept deck's new card");
+}

@@ -119,88 +119,239 @@ async fn cache_counters_and_breaker_state_are_exported_on_metrics() {
     assert!(value("deck_db_queries") >= 1.0);
 }
 
-#[tokio::test]
-async fn a_fill_that_read_postgres_before_a_write_does_not_land_after_it() {
-    // Arrange: a hook that parks the fill of one key until the test releases it.
-    type Gate = Option<(String, oneshot::Sender<()>, oneshot::Receiver<()>)>;
-    let gate: Arc<Mutex<Gate>> = Arc::default();
-    let hook_gate = gate.clone();
-    let hooks = CacheHooks {
-        before_fill: Some(Arc::new(move |key: String| {
-            let gate = hook_gate.clone();
-            async move {
-                let parked = {
-                    let mut gate = gate.lock().unwrap();
-                    if gate.as_ref().is_some_and(|(target, _, _)| *target == key) {
-                        gate.take()
-                    } else {
-                        None
-                    }
-                };
-                if let Some((_, reached, release)) = parked {
-                    reached.send(()).unwrap();
-                    release.await.unwrap();
-                }
-            }
-            .boxed()
-        })),
-    };
-    let app = TestApp::spawn_with(Spawn {
-        hooks,
-        ..Default::default()
-    })
-    .await;
-    let (deck, _) = app.deck_with_cards("Old name", 1).await;
-    let (reached_tx, reached_rx) = oneshot::channel();
-    let (release_tx, release_rx) = oneshot::channel();
-    *gate.lock().unwrap() = Some((
-        app.keys()
-            .deck(deck_service::domain::DeckId(deck.id.parse().unwrap())),
-        reached_tx,
-        release_rx,
-    ));
+/// A before-fill hook that parks the next fill of one chosen key until released.
+#[derive(Clone, Default)]
+struct FillGate {
+    parked: Arc<Mutex<Option<Parked>>>,
+}
 
-    // Act: the reader reads PostgreSQL ("Old name") and parks before its fill; a write
-    // commits and invalidates; then the fill is let go.
-    let mut reader_client = app.client.clone();
+/// The key to park, "it is parked", "let it go".
+type Parked = (String, oneshot::Sender<()>, oneshot::Receiver<()>);
+
+impl FillGate {
+    fn hooks(&self) -> CacheHooks {
+        let gate = self.clone();
+        CacheHooks {
+            before_fill: Some(Arc::new(move |key: String| {
+                let gate = gate.clone();
+                async move {
+                    let parked = {
+                        let mut parked = gate.parked.lock().unwrap();
+                        if parked.as_ref().is_some_and(|(target, _, _)| *target == key) {
+                            parked.take()
+                        } else {
+                            None
+                        }
+                    };
+                    if let Some((_, reached, release)) = parked {
+                        reached.send(()).unwrap();
+                        release.await.unwrap();
+                    }
+                }
+                .boxed()
+            })),
+        }
+    }
+
+    /// Parks the next fill of `key`: returns "it has read PostgreSQL and is parked"
+    /// and "let it go".
+    fn park(&self, key: String) -> (oneshot::Receiver<()>, oneshot::Sender<()>) {
+        let (reached_tx, reached_rx) = oneshot::channel();
+        let (release_tx, release_rx) = oneshot::channel();
+        *self.parked.lock().unwrap() = Some((key, reached_tx, release_rx));
+        (reached_rx, release_tx)
+    }
+}
+
+fn deck_key(app: &TestApp, deck: &pb::Deck) -> String {
+    app.keys()
+        .deck(deck_service::domain::DeckId(deck.id.parse().unwrap()))
+}
+
+/// Deletes `key`'s generation key, as an eviction under `maxmemory` (or the expiry of
+/// a key nobody wrote to for long) would.
+async fn evict_generation(app: &TestApp, key: &str) {
+    let generation_key = format!("{key}:gen");
+    app.redis()
+        .run(|mut c| async move {
+            redis::cmd("DEL")
+                .arg(&generation_key)
+                .query_async::<i64>(&mut c)
+                .await
+        })
+        .await
+        .unwrap();
+}
+
+/// GetDeck in a task of its own.
+fn spawn_get_deck(
+    app: &TestApp,
+    deck: &pb::Deck,
+) -> tokio::task::JoinHandle<Result<tonic::Response<pb::Deck>, tonic::Status>> {
+    let mut client = app.client.clone();
     let (token, id) = (app.user.clone(), deck.id.clone());
-    let reader =
-        tokio::spawn(async move { reader_client.get_deck(auth(&token, get_deck(&id))).await });
-    reached_rx.await.unwrap();
+    tokio::spawn(async move { client.get_deck(auth(&token, get_deck(&id))).await })
+}
+
+async fn rename(app: &TestApp, deck: &pb::Deck, name: &str) {
     app.client
         .clone()
         .update_deck(auth(
             &app.admin,
             pb::UpdateDeckRequest {
                 deck_id: deck.id.clone(),
-                name: Some("New name".into()),
+                name: Some(name.into()),
                 ..Default::default()
             },
         ))
         .await
         .unwrap();
+}
+
+async fn deck_name(app: &TestApp, deck: &pb::Deck) -> String {
+    app.client
+        .clone()
+        .get_deck(auth(&app.user, get_deck(&deck.id)))
+        .await
+        .unwrap()
+        .into_inner()
+        .name
+}
+
+#[tokio::test]
+async fn a_fill_that_read_postgres_before_a_write_does_not_land_after_it() {
+    let gate = FillGate::default();
+    let app = TestApp::spawn_with(Spawn {
+        hooks: gate.hooks(),
+        ..Default::default()
+    })
+    .await;
+    let (deck, _) = app.deck_with_cards("Old name", 1).await;
+    let (reached_rx, release_tx) = gate.park(deck_key(&app, &deck));
+
+    // Act: the reader reads PostgreSQL ("Old name") and parks before its fill; a write
+    // commits and invalidates; then the fill is let go.
+    let reader = spawn_get_deck(&app, &deck);
+    reached_rx.await.unwrap();
+    rename(&app, &deck, "New name").await;
     release_tx.send(()).unwrap();
     let read_before_write = reader.await.unwrap().unwrap().into_inner();
 
     // Assert: the old value was refused; the next read shows the write.
     assert_eq!(read_before_write.name, "Old name");
     assert_eq!(app.metrics().rejected_fills, 1);
-    let next = app
-        .client
+    assert_eq!(deck_name(&app, &deck).await, "New name");
+    assert_eq!(deck_name(&app, &deck).await, "New name");
+}
+
+#[tokio::test]
+async fn a_fill_is_refused_when_its_generation_token_was_evicted_after_an_invalidation() {
+    let gate = FillGate::default();
+    let app = TestApp::spawn_with(Spawn {
+        hooks: gate.hooks(),
+        ..Default::default()
+    })
+    .await;
+    let (deck, _) = app.deck_with_cards("Old name", 1).await;
+    let key = deck_key(&app, &deck);
+    let (reached_rx, release_tx) = gate.park(key.clone());
+
+    // Act: with no generation key to start with, the reader reads PostgreSQL and
+    // parks; a write invalidates; then the generation key is evicted before the fill.
+    evict_generation(&app, &key).await;
+    let reader = spawn_get_deck(&app, &deck);
+    reached_rx.await.unwrap();
+    rename(&app, &deck, "New name").await;
+    evict_generation(&app, &key).await;
+    release_tx.send(()).unwrap();
+    reader.await.unwrap().unwrap();
+
+    // Assert: no record of the invalidation is not "nothing happened": refused.
+    assert_eq!(app.metrics().rejected_fills, 1);
+    assert!(!app.exists(&key).await, "the stale value did not land");
+    assert_eq!(deck_name(&app, &deck).await, "New name");
+    assert_eq!(deck_name(&app, &deck).await, "New name");
+}
+
+#[tokio::test]
+async fn a_fill_is_refused_when_redis_restarted_empty_between_the_read_and_the_fill() {
+    let gate = FillGate::default();
+    let mut redis = RedisServer::start();
+    let app = TestApp::spawn_with(Spawn {
+        redis_url: redis.url(),
+        hooks: gate.hooks(),
+        ..Default::default()
+    })
+    .await;
+    let (deck, _) = app.deck_with_cards("Old name", 1).await;
+    let key = deck_key(&app, &deck);
+    let (reached_rx, release_tx) = gate.park(key.clone());
+
+    // Act: with no generation key to start with, the reader reads PostgreSQL and
+    // parks; a write invalidates (Redis confirms); then Redis restarts without its
+    // data (no persistence, as the cache role runs) before the fill goes.
+    evict_generation(&app, &key).await;
+    let reader = spawn_get_deck(&app, &deck);
+    reached_rx.await.unwrap();
+    rename(&app, &deck, "New name").await;
+    assert!(!app.handles.cache.invalidations_pending());
+    redis.stop();
+    redis.restart();
+    release_tx.send(()).unwrap();
+    reader.await.unwrap().unwrap();
+
+    // Assert: the fill reached Redis and was refused; no stale value was cached.
+    assert_eq!(app.metrics().rejected_fills, 1, "{:?}", app.metrics());
+    assert!(!app.exists(&key).await, "the stale value did not land");
+    assert_eq!(deck_name(&app, &deck).await, "New name");
+    assert_eq!(deck_name(&app, &deck).await, "New name");
+}
+
+#[tokio::test]
+async fn a_read_after_a_delete_does_not_join_a_load_that_began_before_it() {
+    let gate = FillGate::default();
+    let app = TestApp::spawn_with(Spawn {
+        hooks: gate.hooks(),
+        ..Default::default()
+    })
+    .await;
+    let (deck, _) = app.deck_with_cards("Short-lived", 1).await;
+    let (reached_rx, release_tx) = gate.park(deck_key(&app, &deck));
+
+    // Act: a load of the active deck is in flight (parked before its fill) when an
+    // admin deletes the deck; then another reader of this process asks for it.
+    let early_reader = spawn_get_deck(&app, &deck);
+    reached_rx.await.unwrap();
+    app.client
         .clone()
-        .get_deck(auth(&app.user, get_deck(&deck.id)))
+        .delete_deck(auth(
+            &app.admin,
+            pb::DeleteDeckRequest {
+                deck_id: deck.id.clone(),
+            },
+        ))
         .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(next.name, "New name");
+        .unwrap();
+    let mut client = app.client.clone();
+    let after_delete = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.get_deck(auth(&app.user, get_deck(&deck.id))),
+    )
+    .await
+    .expect("the read after the delete waited for the load parked before it");
+    release_tx.send(()).unwrap();
+    let before_delete = early_reader.await.unwrap();
+
+    // Assert: the later reader loaded afresh; the early one's stale fill was refused.
+    assert_eq!(after_delete.unwrap_err().code(), Code::NotFound);
+    assert_eq!(before_delete.unwrap().into_inner().name, "Short-lived");
+    assert_eq!(app.metrics().rejected_fills, 1);
     let again = app
         .client
         .clone()
         .get_deck(auth(&app.user, get_deck(&deck.id)))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(again.name, "New name");
+        .await;
+    assert_eq!(again.unwrap_err().code(), Code::NotFound);
 }
 
 #[tokio::test]
@@ -222,6 +373,41 @@ async fn a_hundred_concurrent_misses_of_one_key_run_one_database_query() {
             .all(|r| r.unwrap().unwrap().into_inner().card_count == Some(2))
     );
     assert_eq!(app.queries() - queries, 1);
+}
+
+#[tokio::test]
+async fn past_the_inflight_bound_a_miss_loads_unshared_and_still_answers() {
+    // Arrange: room for one shared load, taken by a load parked before its fill.
+    let gate = FillGate::default();
+    let app = TestApp::spawn_with(Spawn {
+        hooks: gate.hooks(),
+        extra_args: vec!["--cache-max-inflight-loads".into(), "1".into()],
+        ..Default::default()
+    })
+    .await;
+    let (parked, _) = app.deck_with_cards("Parked", 1).await;
+    let (other, _) = app.deck_with_cards("Other", 2).await;
+    let (reached_rx, release_tx) = gate.park(deck_key(&app, &parked));
+    let parked_reader = spawn_get_deck(&app, &parked);
+    reached_rx.await.unwrap();
+    assert_eq!(app.metric("deck_cache_inflight_loads").await, Some(1.0));
+
+    // Act: a miss of another key.
+    let mut client = app.client.clone();
+    let answered = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.get_deck(auth(&app.user, get_deck(&other.id))),
+    )
+    .await
+    .expect("a miss past the bound does not wait for a slot");
+
+    // Assert: it loaded by itself, and the map never grew past its bound.
+    assert_eq!(answered.unwrap().into_inner().card_count, Some(2));
+    assert_eq!(app.metrics().unshared_loads, 1);
+    assert_eq!(app.metrics().inflight_loads, 1);
+    release_tx.send(()).unwrap();
+    parked_reader.await.unwrap().unwrap();
+    assert_eq!(app.metrics().inflight_loads, 0);
 }
 
 #[tokio::test]
@@ -470,7 +656,11 @@ async fn a_write_while_redis_is_stopped_leaves_no_stale_entry_after_it_restarts_
     let cards_key = app
         .keys()
         .cards(deck_service::domain::DeckId(deck.id.parse().unwrap()));
-    assert!(app.exists(&cards_key).await);
+    assert!(
+        app.exists(&cards_key).await,
+        "not cached: {:?}",
+        app.metrics()
+    );
 
     redis.stop();
     let added = client

@@ -1,11 +1,12 @@
 -- Fill a cache entry only if nobody invalidated it since the reader looked.
--- KEYS[1]: the value key; KEYS[2]: its generation counter (same hash tag, same slot).
--- ARGV[1]: the generation the reader saw before querying PostgreSQL ("0" = none);
+-- KEYS[1]: the value key; KEYS[2]: its generation token (same hash tag, same slot).
+-- ARGV[1]: the token read.lua gave the reader before it queried PostgreSQL;
 -- ARGV[2]: the encoded value; ARGV[3]: TTL in milliseconds.
--- Returns 1 when the value was written, 0 when an invalidation came in between (the
--- value may be stale, so it is dropped; the next reader fills again).
--- Plain GET/SET, so it runs on Redis 7.0 (no SET IFEQ).
-local current = redis.call('GET', KEYS[2]) or '0'
+-- Returns 1 when the value was written, 0 when the token is gone or another one: an
+-- invalidation (which deletes the token), an eviction or a restart came in between,
+-- so the value may be stale and is dropped; the next reader fills again.
+-- An absent token never matches: "nothing recorded" must not read as "nothing happened".
+local current = redis.call('GET', KEYS[2])
 if current ~= ARGV[1] then
   return 0
 end

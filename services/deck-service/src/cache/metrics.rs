@@ -1,4 +1,4 @@
-//! Counters of the cache layer, readable by tests now and by a /metrics endpoint later.
+//! Counters and gauges of the cache layer, read by tests and exported on `/metrics`.
 
 use std::sync::{
     Arc,
@@ -28,6 +28,12 @@ pub struct CacheMetrics {
     pub deferred_invalidations: AtomicU64,
     /// Outbox rows drained by the background task.
     pub outbox_drained: AtomicU64,
+    /// Shared loads running now in tasks of their own (a gauge: the single-flight map
+    /// holds at most this many entries).
+    pub inflight_loads: AtomicU64,
+    /// Misses loaded unshared, in the caller, because `CACHE_MAX_INFLIGHT_LOADS`
+    /// loads were already in flight.
+    pub unshared_loads: AtomicU64,
     /// [`BreakerState`] as a number: 0 closed, 1 open, 2 half-open.
     pub breaker_state: Arc<AtomicU8>,
 }
@@ -44,6 +50,8 @@ pub struct MetricsSnapshot {
     pub invalidations: u64,
     pub deferred_invalidations: u64,
     pub outbox_drained: u64,
+    pub inflight_loads: u64,
+    pub unshared_loads: u64,
     pub breaker_state: BreakerState,
 }
 
@@ -60,6 +68,8 @@ impl CacheMetrics {
             invalidations: get(&self.invalidations),
             deferred_invalidations: get(&self.deferred_invalidations),
             outbox_drained: get(&self.outbox_drained),
+            inflight_loads: get(&self.inflight_loads),
+            unshared_loads: get(&self.unshared_loads),
             breaker_state: BreakerState::from_u8(self.breaker_state.load(Ordering::Relaxed)),
         }
     }
@@ -126,6 +136,17 @@ pub fn register(
         "deck_cache_outbox_drained",
         "Cache outbox rows drained by the background task.",
         outbox_drained
+    );
+    counter!(
+        "deck_cache_unshared_loads",
+        "Misses loaded unshared because CACHE_MAX_INFLIGHT_LOADS loads were in flight.",
+        unshared_loads
+    );
+    let inflight = cache.clone();
+    metrics.register_gauge_fn(
+        "deck_cache_inflight_loads",
+        "Shared cache loads running now (entries of the single-flight map).",
+        move || i64::try_from(inflight.inflight_loads.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
     );
     let state = cache.breaker_state.clone();
     metrics.register_gauge_fn(

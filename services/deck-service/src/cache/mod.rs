@@ -3,59 +3,63 @@
 //! * Read Redis; on a miss load from PostgreSQL and fill with the TTL ±10 % jitter.
 //!   Values are protobuf bytes behind a two-byte header (format version, kind), so an
 //!   entry of an older format is a miss, not a decoding error.
-//! * No stale fill: the reader reads the key's generation counter before querying
-//!   PostgreSQL, and the fill ([`FILL_SCRIPT`]) lands only if the counter is unchanged.
-//!   Every invalidation ([`INVALIDATE_SCRIPT`]) deletes the value and bumps the counter.
-//! * No stampede: concurrent misses of one key in this process share one load.
+//! * No stale fill: before querying PostgreSQL the reader makes sure the key has a
+//!   generation token ([`READ_SCRIPT`]), and the fill ([`FILL_SCRIPT`]) lands only if
+//!   that token is still there and unchanged. Every invalidation deletes the value and
+//!   the token; an evicted or lost token refuses the fill too.
+//! * No stampede: concurrent misses of one key in this process share one load, which
+//!   runs in a task of its own ([`flight`]), so callers that give up strand nothing.
 //! * Unknown ids are cached briefly as "missing" entries (negative caching).
-//! * Writes commit first, then invalidate. The keys are also written to `cache_outbox`
-//!   in the write's transaction; a failed invalidation leaves the row for the
-//!   background drainer, and until it is drained reads bypass Redis (which may still
-//!   hold the stale entry).
+//! * Writes commit first, then invalidate ([`PendingInvalidation`]). The keys are also
+//!   written to `cache_outbox` in the write's transaction; a failed invalidation leaves
+//!   the row for the background drainer, and until it is drained reads bypass Redis
+//!   (which may still hold the stale entry).
 //! * Redis is optional: every call has its own deadline (`CACHE_REDIS_TIMEOUT_MS`)
 //!   and goes through a circuit breaker; a failure means "read PostgreSQL".
 
 mod breaker;
+mod flight;
 pub mod keys;
 mod metrics;
+mod outbox;
 
 use std::{
     collections::HashMap,
     future::Future,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
 
 use common::redis::{Connection, RedisPool};
-use futures::{
-    FutureExt,
-    future::{BoxFuture, Shared},
-};
+use futures::future::BoxFuture;
 use rand::Rng;
-use sqlx::PgPool;
 
 pub use breaker::BreakerState;
 pub use keys::Keys;
 pub use metrics::{CacheMetrics, MetricsSnapshot, register as register_metrics};
+pub use outbox::PendingInvalidation;
 
 use crate::error::{Error, Result};
 use breaker::Breaker;
+use flight::{FlightResult, Flights};
 use metrics::inc;
 
+/// Read the value and ensure a generation token (see the script's comments).
+pub const READ_SCRIPT: &str = include_str!("read.lua");
 /// Compare-and-set fill (see the script's comments).
 pub const FILL_SCRIPT: &str = include_str!("fill.lua");
-/// Delete + bump generation (see the script's comments).
-pub const INVALIDATE_SCRIPT: &str = include_str!("invalidate.lua");
 
 /// First byte of every cached value. Bump it when the encoding of any family changes.
 const FORMAT_VERSION: u8 = 1;
 const KIND_VALUE: u8 = b'V';
 const KIND_MISSING: u8 = b'N';
-/// How long a generation counter lives after its last bump.
-const GENERATION_TTL: Duration = Duration::from_secs(3600);
+/// How long a generation token lives after the last miss that read it. It only has
+/// to outlast one load (a pool checkout and a statement: seconds); a slower load
+/// merely loses its fill.
+const TOKEN_TTL: Duration = Duration::from_secs(60);
 
 /// Tuning of the cache layer (from the `CACHE_*` settings).
 #[derive(Clone, Debug)]
@@ -68,6 +72,8 @@ pub struct CacheSettings {
     pub breaker_cooldown: Duration,
     /// Lifetime of a "missing" entry.
     pub negative_ttl: Duration,
+    /// Shared loads that may run at once; past it misses load unshared.
+    pub max_inflight_loads: usize,
 }
 
 /// A test hook run between the PostgreSQL read and the fill, with the key being filled.
@@ -78,9 +84,6 @@ pub type BeforeFill = Arc<dyn Fn(String) -> BoxFuture<'static, ()> + Send + Sync
 pub struct CacheHooks {
     pub before_fill: Option<BeforeFill>,
 }
-
-type FlightResult = std::result::Result<Option<Arc<Vec<u8>>>, Error>;
-type Flight = Shared<BoxFuture<'static, FlightResult>>;
 
 /// The cache; cheap to clone.
 #[derive(Clone)]
@@ -94,7 +97,7 @@ struct Inner {
     settings: CacheSettings,
     breaker: Breaker,
     metrics: Arc<CacheMetrics>,
-    flights: Mutex<HashMap<String, Flight>>,
+    flights: Flights,
     hooks: CacheHooks,
     /// Bumped whenever an invalidation is left to the outbox; reads bypass Redis
     /// until the drainer has emptied the outbox of everything up to this epoch.
@@ -141,14 +144,15 @@ impl Cache {
             settings.breaker_cooldown,
             metrics.breaker_state.clone(),
         );
+        let flights = Flights::new(settings.max_inflight_loads, metrics.clone());
         Self {
             inner: Arc::new(Inner {
                 keys: Keys::new(redis.prefix()),
                 redis,
                 settings,
                 breaker,
+                flights,
                 metrics,
-                flights: Mutex::new(HashMap::new()),
                 hooks,
                 // Start "pending": rows left by a crashed writer are drained before
                 // the first read trusts Redis.
@@ -166,12 +170,6 @@ impl Cache {
         self.inner.metrics.clone()
     }
 
-    /// Whether some invalidation is still waiting in the outbox (reads bypass Redis).
-    pub fn invalidations_pending(&self) -> bool {
-        self.inner.failed_epoch.load(Ordering::Acquire)
-            > self.inner.drained_epoch.load(Ordering::Acquire)
-    }
-
     /// One Redis call under the breaker and the per-call deadline. `None` means
     /// "Redis unavailable": skipped by the breaker, failed, or too slow.
     async fn call<T, F, Fut>(&self, operation: F) -> Option<T>
@@ -187,24 +185,23 @@ impl Cache {
         F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = std::result::Result<T, redis::RedisError>>,
     {
-        if !self.inner.breaker.allow() {
-            return None;
-        }
+        // Dropped unreported if our caller goes away mid-call (see the breaker).
+        let permit = self.inner.breaker.permit()?;
         match tokio::time::timeout(deadline, self.inner.redis.run(operation)).await {
             Ok(Ok(value)) => {
-                self.inner.breaker.success();
+                permit.success();
                 Some(value)
             }
             Ok(Err(error)) => {
                 tracing::debug!(%error, "cache Redis call failed");
                 inc(&self.inner.metrics.errors);
-                self.inner.breaker.failure();
+                permit.failure();
                 None
             }
             Err(_) => {
                 tracing::debug!(?deadline, "cache Redis call timed out");
                 inc(&self.inner.metrics.errors);
-                self.inner.breaker.failure();
+                permit.failure();
                 None
             }
         }
@@ -266,7 +263,7 @@ impl Cache {
         })
     }
 
-    /// Joins the in-flight load of `key`, or starts one.
+    /// Joins the in-flight load of `key`, or starts one (see [`flight`]).
     async fn single_flight<T, F, L, Fut>(
         &self,
         key: String,
@@ -281,34 +278,13 @@ impl Cache {
         L: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Option<T>>> + Send + 'static,
     {
-        let flight = {
-            let mut flights = self.inner.flights.lock().expect("flights lock");
-            if let Some(flight) = flights.get(&key) {
-                flight.clone()
-            } else {
-                let cache = self.clone();
-                let flight_key = key.clone();
-                let flight = async move {
-                    let result = cache
-                        .load_and_fill(flight_key.clone(), ttl, cap, fresh, load)
-                        .await;
-                    // Leave the map only once the fill has landed, so a reader that
-                    // missed just before it either joins this flight or hits the entry.
-                    cache
-                        .inner
-                        .flights
-                        .lock()
-                        .expect("flights lock")
-                        .remove(&flight_key);
-                    result
-                }
-                .boxed()
-                .shared();
-                flights.insert(key, flight.clone());
-                flight
-            }
-        };
-        flight.await
+        let cache = self.clone();
+        self.inner
+            .flights
+            .run(key.clone(), move || async move {
+                cache.load_and_fill(key, ttl, cap, fresh, load).await
+            })
+            .await
     }
 
     async fn load_and_fill<T, F, L, Fut>(
@@ -326,17 +302,22 @@ impl Cache {
         Fut: Future<Output = Result<Option<T>>> + Send + 'static,
     {
         let generation_key = keys::generation_key(&key);
-        // Look again (a previous flight may have filled it since our GET) and read the
-        // generation this load will be compared against.
-        let mut generation = None;
+        // Look again (a previous flight may have filled it since our GET) and make sure
+        // a generation token exists: the one this load's fill is compared against.
+        let mut token = None;
         if !self.invalidations_pending() {
             let read = {
                 let (key, generation_key) = (key.clone(), generation_key.clone());
+                let fresh_token = rand::thread_rng().gen_range(1_u64 << 32..1_u64 << 62);
                 self.call(|mut connection| async move {
-                    redis::cmd("MGET")
+                    redis::cmd("EVAL")
+                        .arg(READ_SCRIPT)
+                        .arg(2)
                         .arg(&key)
                         .arg(&generation_key)
-                        .query_async::<(Option<Vec<u8>>, Option<String>)>(&mut connection)
+                        .arg(fresh_token)
+                        .arg(TOKEN_TTL.as_millis() as u64)
+                        .query_async::<(Option<Vec<u8>>, String)>(&mut connection)
                         .await
                 })
                 .await
@@ -347,7 +328,7 @@ impl Cache {
                         return Ok(Some(Arc::new(value.encode_to_vec())));
                     }
                     Some(Entry::Missing) => return Ok(None),
-                    _ => generation = Some(seen.unwrap_or_else(|| "0".to_owned())),
+                    _ => token = Some(seen),
                 }
             }
         }
@@ -358,9 +339,9 @@ impl Cache {
         if let Some(hook) = &self.inner.hooks.before_fill {
             hook(key.clone()).await;
         }
-        // Only fill with a generation read before the load, and not while an
+        // Only fill with a token ensured before the load, and not while an
         // invalidation is waiting in the outbox.
-        if let Some(generation) = generation.filter(|_| !self.invalidations_pending()) {
+        if let Some(token) = token.filter(|_| !self.invalidations_pending()) {
             let ttl = match &encoded {
                 Some(_) => {
                     let ttl = jitter(ttl);
@@ -377,7 +358,7 @@ impl Cache {
                         .arg(2)
                         .arg(&key)
                         .arg(&generation_key)
-                        .arg(&generation)
+                        .arg(&token)
                         .arg(value)
                         .arg(ttl_ms)
                         .query_async::<i64>(&mut connection)
@@ -393,12 +374,14 @@ impl Cache {
         Ok(encoded.map(Arc::new))
     }
 
-    /// Deletes `keys` and bumps their generations: one pipeline on a single node, one
+    /// Deletes `keys` and their generation tokens: one pipeline on a single node, one
     /// pipeline per hash slot on a cluster. `false` when Redis did not confirm every key.
+    /// Readers of this process stop joining loads of `keys` that are in flight now.
     pub async fn invalidate(&self, keys: &[String]) -> bool {
         if keys.is_empty() {
             return true;
         }
+        self.inner.flights.forget(keys);
         let mut groups: Vec<Vec<&String>> = if self.inner.redis.is_cluster() {
             let mut by_slot: HashMap<u16, Vec<&String>> = HashMap::new();
             for key in keys {
@@ -414,12 +397,10 @@ impl Cache {
             .map(|group| {
                 let mut pipe = redis::pipe();
                 for key in group {
-                    pipe.cmd("EVAL")
-                        .arg(INVALIDATE_SCRIPT)
-                        .arg(2)
+                    // One slot (the hash tag), so one DEL serves both on a cluster too.
+                    pipe.cmd("DEL")
                         .arg(key.as_str())
-                        .arg(keys::generation_key(key))
-                        .arg(GENERATION_TTL.as_millis() as u64);
+                        .arg(keys::generation_key(key));
                 }
                 (pipe, group.len())
             })
@@ -449,85 +430,6 @@ impl Cache {
                 .fetch_add(keys.len() as u64, Ordering::Relaxed);
         }
         done
-    }
-
-    /// After writes committed with outbox rows `outbox_ids` (holding `keys`):
-    /// invalidate now, and delete the rows if that worked; otherwise leave them to the drainer.
-    pub async fn after_commit(&self, pg: &PgPool, outbox_ids: &[i64], keys: &[String]) {
-        if self.invalidate(keys).await {
-            let deleted = sqlx::query("DELETE FROM cache_outbox WHERE id = ANY($1)")
-                .bind(outbox_ids)
-                .execute(pg)
-                .await;
-            if let Err(error) = deleted {
-                // Harmless: the drainer deletes the keys again and then the row.
-                tracing::warn!(%error, "cannot delete a drained cache outbox row");
-            }
-        } else {
-            self.inner.failed_epoch.fetch_add(1, Ordering::AcqRel);
-            inc(&self.inner.metrics.deferred_invalidations);
-            tracing::warn!(
-                keys = keys.len(),
-                "cache invalidation deferred to the outbox (Redis unavailable)"
-            );
-        }
-    }
-
-    /// Drains the outbox once: invalidates every row's keys and deletes the rows.
-    /// Returns whether the outbox was empty at the end.
-    pub async fn drain_outbox(&self, pg: &PgPool) -> Result<bool> {
-        let epoch = self.inner.failed_epoch.load(Ordering::Acquire);
-        loop {
-            let rows: Vec<(i64, Vec<String>)> =
-                sqlx::query_as("SELECT id, keys FROM cache_outbox ORDER BY id LIMIT 200")
-                    .fetch_all(pg)
-                    .await?;
-            if rows.is_empty() {
-                self.inner.drained_epoch.fetch_max(epoch, Ordering::AcqRel);
-                return Ok(true);
-            }
-            let mut keys: Vec<String> = rows
-                .iter()
-                .flat_map(|(_, keys)| keys.iter().cloned())
-                .collect();
-            keys.sort();
-            keys.dedup();
-            if !self.invalidate(&keys).await {
-                return Ok(false);
-            }
-            let ids: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
-            sqlx::query("DELETE FROM cache_outbox WHERE id = ANY($1)")
-                .bind(&ids)
-                .execute(pg)
-                .await?;
-            self.inner
-                .metrics
-                .outbox_drained
-                .fetch_add(ids.len() as u64, Ordering::Relaxed);
-        }
-    }
-
-    /// Drains the outbox every `interval` until `shutdown`.
-    pub fn spawn_drainer(
-        &self,
-        pg: PgPool,
-        interval: Duration,
-        shutdown: common::shutdown::Shutdown,
-    ) {
-        let cache = self.clone();
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = ticker.tick() => {}
-                    () = shutdown.wait() => return,
-                }
-                if let Err(error) = cache.drain_outbox(&pg).await {
-                    tracing::warn!(%error, "cannot drain the cache outbox");
-                }
-            }
-        });
     }
 
     /// Breaker state now.

@@ -32,6 +32,8 @@ pub struct Spawn {
     /// a test of cache hits into one of the fallback. Tests of a slow or dead Redis
     /// set the production value.
     pub cache_timeout_ms: u64,
+    /// `CACHE_OUTBOX_INTERVAL_MS`: short by default, so tests see the drainer soon.
+    pub outbox_interval_ms: u64,
     pub extra_args: Vec<String>,
 }
 
@@ -42,6 +44,7 @@ impl Default for Spawn {
             hooks: CacheHooks::default(),
             now: OffsetDateTime::now_utc(),
             cache_timeout_ms: 1000,
+            outbox_interval_ms: 100,
             extra_args: Vec::new(),
         }
     }
@@ -49,6 +52,7 @@ impl Default for Spawn {
 
 pub struct TestApp {
     pub client: Client,
+    pub addr: std::net::SocketAddr,
     pub metrics_addr: std::net::SocketAddr,
     pub handles: Handles,
     pub clock: ManualClock,
@@ -90,8 +94,6 @@ impl TestApp {
             &prefix,
             "--jwt-public-keys-file",
             jwks.to_str().unwrap(),
-            "--cache-outbox-interval-ms",
-            "100",
         ]
         .iter()
         .map(|s| (*s).to_owned())
@@ -99,6 +101,8 @@ impl TestApp {
         args.extend([
             "--cache-redis-timeout-ms".to_owned(),
             spawn.cache_timeout_ms.to_string(),
+            "--cache-outbox-interval-ms".to_owned(),
+            spawn.outbox_interval_ms.to_string(),
         ]);
         args.extend(spawn.extra_args);
         let cli = Cli::try_parse_from(args).expect("test configuration parses");
@@ -126,6 +130,7 @@ impl TestApp {
         let user_id = Uuid::new_v4();
         Self {
             client: DeckServiceClient::new(channel),
+            addr,
             metrics_addr,
             handles,
             clock,
@@ -137,6 +142,16 @@ impl TestApp {
             tokens,
             shutdown,
         }
+    }
+
+    /// A client on a connection of its own.
+    pub async fn new_client(&self) -> Client {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect to deck-service");
+        DeckServiceClient::new(channel)
     }
 
     /// A token of another, new, normal user.
@@ -251,9 +266,45 @@ impl TestApp {
         response
     }
 
+    /// The value of the unlabelled series `name` on `/metrics`, if exported.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        metric_value(&self.scrape_metrics().await, name)
+    }
+
+    /// Connections in use right now (open minus idle) of the PostgreSQL and the cache
+    /// Redis pool, and the cache's in-flight loads, as `/metrics` shows them.
+    pub async fn pools_in_use(&self) -> PoolsInUse {
+        let body = self.scrape_metrics().await;
+        let value = |name: &str| {
+            metric_value(&body, name).unwrap_or_else(|| panic!("{name} missing from /metrics"))
+        };
+        PoolsInUse {
+            postgres: value("db_pool_connections") - value("db_pool_idle_connections"),
+            redis: value("redis_cache_pool_connections")
+                - value("redis_cache_pool_idle_connections"),
+            inflight_loads: metric_value(&body, "deck_cache_inflight_loads"),
+        }
+    }
+
     pub fn keys(&self) -> deck_service::cache::Keys {
         deck_service::cache::Keys::new(&self.prefix)
     }
+}
+
+/// Pool usage read from `/metrics` (see [`TestApp::pools_in_use`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PoolsInUse {
+    pub postgres: f64,
+    pub redis: f64,
+    pub inflight_loads: Option<f64>,
+}
+
+/// The value of the unlabelled series `name` in a Prometheus text body.
+pub fn metric_value(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
 }
 
 /// `message` with `authorization: Bearer <token>`.
