@@ -16,6 +16,8 @@
 //!   idempotent reads once on another endpoint.
 //! - [`metrics`]: the Prometheus registry of a process, `/metrics`, and per-RPC series
 //!   with bounded labels.
+//! - [`status`]: the structured half of gRPC errors (`google.rpc` BadRequest, ErrorInfo,
+//!   RetryInfo): built by the services, read by the gateway; never parsed from messages.
 //! - [`shutdown`]: SIGTERM / Ctrl-C as a signal every server and task can wait on.
 
 pub mod auth;
@@ -27,4 +29,5 @@ pub mod metrics;
 pub mod postgres;
 pub mod redis;
 pub mod shutdown;
+pub mod status;
 pub mod telemetry;
