@@ -183,6 +183,11 @@ impl RedisPool {
         }
     }
 
+    /// The deadline of one [`RedisPool::run`]: pool wait plus response timeout.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
     /// Whether this pool talks to a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
         matches!(self.pool, Backend::Cluster(_))
