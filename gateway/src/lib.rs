@@ -9,7 +9,6 @@
 //! - [`error`]: the one status → HTTP table and the RFC 9457 problem body;
 //! - [`rate_limit`]: GCRA in Redis, fail-open; [`client_ip`]: trusted proxies;
 //! - [`convert`]: proto → JSON shapes; [`metrics`]: the gateway's Prometheus series;
-//! - [`server`]: the HTTP listener and its connection rules (timeouts, cap, drain);
 //! - [`caching`]: ETags and 304s, `Cache-Control`, `Vary` (compression is tower-http's).
 
 pub mod caching;
@@ -22,6 +21,5 @@ pub mod metrics;
 pub mod middleware;
 pub mod rate_limit;
 pub mod routes;
-pub mod server;
 pub mod startup;
 pub mod state;

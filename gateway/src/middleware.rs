@@ -9,7 +9,10 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use common::auth::{AuthError, Caller, bearer_token};
+use common::{
+    auth::{AuthError, Caller, bearer_token},
+    http::BodyTimedOut,
+};
 use http::{HeaderValue, StatusCode, Version, header};
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -18,7 +21,6 @@ use crate::{
     error::{ApiError, Problem, problem_response},
     metrics::{MethodLabel, route_label},
     rate_limit::Policy,
-    server::BodyTimedOut,
     state::AppState,
 };
 

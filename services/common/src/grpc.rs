@@ -287,14 +287,15 @@ impl GrpcApp {
             self.readiness_interval,
             self.server.shutdown.clone(),
         );
+        // Stops on the same signal and drains within the same deadline.
         let metrics = tokio::spawn(crate::metrics::serve_metrics(
             self.metrics_listener,
             self.server.metrics.clone(),
             self.server.shutdown.clone(),
+            self.server.shutdown_timeout,
         ));
         let served = serve_grpc(self.server, routes).await;
-        // The metrics server stops on the same signal; its error is not worth failing for.
-        if let Ok(Err(error)) = metrics.await {
+        if let Err(error) = metrics.await {
             tracing::warn!(%error, "metrics server failed");
         }
         served
