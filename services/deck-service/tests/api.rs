@@ -987,3 +987,70 @@ async fn cards_of_a_deleted_deck_are_not_found_for_reading_studying_and_reviewin
     );
     assert_eq!(queued.total_in_queue, 1, "the kept deck's new card");
 }
+
+#[tokio::test]
+async fn study_stats_and_the_dashboard_leave_out_the_cards_of_a_deleted_deck() {
+    // Arrange: two started decks, one card of the doomed one reviewed, then deleted.
+    let app = TestApp::spawn().await;
+    let mut client = app.client.clone();
+    let (doomed, cards) = app.deck_with_cards("Doomed", 2).await;
+    let (kept, _) = app.deck_with_cards("Kept", 1).await;
+    for deck in [&doomed, &kept] {
+        client
+            .initialize_study(auth(&app.user, initialize_all(&deck.id)))
+            .await
+            .unwrap();
+    }
+    client
+        .submit_review(auth(&app.user, review(&cards[0].id, 4)))
+        .await
+        .unwrap();
+    client
+        .delete_deck(auth(
+            &app.admin,
+            pb::DeleteDeckRequest {
+                deck_id: doomed.id.clone(),
+            },
+        ))
+        .await
+        .unwrap();
+
+    // Act
+    let stats = |deck_id: Option<String>| {
+        let mut client = app.client.clone();
+        let token = app.user.clone();
+        async move {
+            client
+                .get_study_stats(auth(&token, pb::GetStudyStatsRequest { deck_id }))
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let all = stats(None).await;
+    let of_doomed = stats(Some(doomed.id.clone())).await;
+    let dashboard = client
+        .get_dashboard(auth(&app.user, pb::GetDashboardRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+
+    // Assert: only the kept deck's card counts by status and as due; the review log
+    // keeps the review made before the delete.
+    let by_status = all.by_status.unwrap();
+    assert_eq!(
+        (
+            by_status.new,
+            by_status.learning,
+            by_status.due,
+            all.due_today
+        ),
+        (1, 0, 1, 1)
+    );
+    assert_eq!(all.total_reviews, 1);
+    assert_eq!(of_doomed.by_status.unwrap(), pb::StatusCounts::default());
+    assert_eq!(dashboard.today.unwrap().cards_due, 1);
+    let cards_by_status = dashboard.cards_by_status.unwrap();
+    assert_eq!((cards_by_status.new, cards_by_status.learning), (1, 0));
+    assert_eq!(dashboard.overview.unwrap().total_decks_started, 1);
+}

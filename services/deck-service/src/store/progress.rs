@@ -1,4 +1,8 @@
 //! Progress: aggregates of the SRS rows and of the review log, and the started decks.
+//!
+//! SRS rows count only in active decks: a deleted deck's cards are gone for learners,
+//! from the counts by status and the due count too. The review log keeps every review
+//! made before a delete (history stays history).
 
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
@@ -9,7 +13,7 @@ use crate::{
     error::Result,
 };
 
-/// Counts of one user's SRS rows by status, plus those due.
+/// Counts of one user's SRS rows (of active decks) by status, plus those due.
 #[derive(Clone, Copy, Debug, Default, sqlx::FromRow)]
 pub struct StatusCounts {
     pub new: i64,
@@ -48,7 +52,7 @@ pub struct ProgressRow {
 }
 
 impl Store {
-    /// The user's SRS rows (of `deck`) by status, and those due `today`.
+    /// The user's SRS rows of active decks (of `deck`) by status, and those due `today`.
     pub async fn status_counts(
         &self,
         user: UserId,
@@ -56,14 +60,15 @@ impl Store {
         today: Date,
     ) -> Result<StatusCounts> {
         Ok(sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE status = 'new') AS new, \
-                    count(*) FILTER (WHERE status = 'learning') AS learning, \
-                    count(*) FILTER (WHERE status = 'review') AS review, \
-                    count(*) FILTER (WHERE status = 'mastered') AS mastered, \
-                    count(*) FILTER (WHERE next_review_date <= $3) AS due, \
-                    avg(easiness_factor) AS average_easiness_factor, \
-                    avg(interval_days)::float8 AS average_interval \
-             FROM card_srs WHERE user_id = $1 AND ($2::uuid IS NULL OR deck_id = $2)",
+            "SELECT count(*) FILTER (WHERE s.status = 'new') AS new, \
+                    count(*) FILTER (WHERE s.status = 'learning') AS learning, \
+                    count(*) FILTER (WHERE s.status = 'review') AS review, \
+                    count(*) FILTER (WHERE s.status = 'mastered') AS mastered, \
+                    count(*) FILTER (WHERE s.next_review_date <= $3) AS due, \
+                    avg(s.easiness_factor) AS average_easiness_factor, \
+                    avg(s.interval_days)::float8 AS average_interval \
+             FROM card_srs s JOIN decks d ON d.id = s.deck_id AND d.is_active \
+             WHERE s.user_id = $1 AND ($2::uuid IS NULL OR s.deck_id = $2)",
         )
         .bind(user.0)
         .bind(deck.map(|d| d.0))
