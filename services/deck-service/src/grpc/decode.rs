@@ -71,6 +71,16 @@ fn clearable(
         .transpose()
 }
 
+/// The path of field `name` of the item at `path` (`cards[1]` → `cards[1].back_text`);
+/// the bare name for an empty path.
+fn at(path: &str, name: &str) -> String {
+    if path.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{path}.{name}")
+    }
+}
+
 /// A batch of 1–[`MAX_BATCH`] items under `field`.
 fn batch<'a, T, I>(
     field: &str,
@@ -199,13 +209,7 @@ pub fn delete_card(request: &pb::DeleteCardRequest) -> Result<CardId> {
 /// The card at `path` (`cards[1]`): its fields are `path.front_text`, …; with an empty
 /// path the bare names (CreateCard's card fields are the top of the HTTP body).
 fn new_card(path: &str, card: &pb::NewCard) -> Fields<NewCard> {
-    let field = |name: &str| {
-        if path.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{path}.{name}")
-        }
-    };
+    let field = |name: &str| at(path, name);
     let (front_text, back_text, example_sentence, pronunciation, difficulty, order_index) = (
         text(&field("front_text"), &card.front_text, 1, MAX_TEXT),
         text(&field("back_text"), &card.back_text, 1, MAX_TEXT),
@@ -399,13 +403,7 @@ pub fn initialize_study(request: &pb::InitializeStudyRequest) -> Result<(DeckId,
 
 /// A review of `path`; its fields are `path.card_id`, … (bare names for an empty path).
 fn review(path: &str, card_id: &str, quality: i32, seconds: i32) -> Fields<NewReview> {
-    let field = |name: &str| {
-        if path.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{path}.{name}")
-        }
-    };
+    let field = |name: &str| at(path, name);
     let (card, quality, time_taken) = (
         CardId::parse(&field("card_id"), card_id),
         Quality::parse(&field("quality"), quality),
