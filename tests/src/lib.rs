@@ -10,6 +10,7 @@ pub mod chaos;
 pub mod conformance;
 pub mod http;
 mod process;
+pub mod replicas;
 mod servers;
 pub mod stack;
 pub mod tokens;
