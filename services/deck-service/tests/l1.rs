@@ -16,7 +16,8 @@ struct Deployment {
     database_url: String,
     redis_url: String,
     prefix: String,
-    tokens: TestTokens,
+    /// Signs `admin` and `user`; kept with the key file it wrote.
+    _tokens: TestTokens,
     jwks: std::path::PathBuf,
     admin: String,
     user: String,
@@ -39,7 +40,7 @@ impl Deployment {
             jwks: tokens.jwks_file(),
             admin: tokens.access_token(Uuid::new_v4(), true),
             user: tokens.access_token(Uuid::new_v4(), false),
-            tokens,
+            _tokens: tokens,
         }
     }
 

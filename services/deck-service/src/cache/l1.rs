@@ -18,7 +18,7 @@
 //!   therefore never be served after it, whatever the order of the fill and the push.
 
 use std::{
-    hash::{BuildHasher, Hash, Hasher},
+    hash::BuildHasher,
     sync::{
         Arc, OnceLock,
         atomic::{AtomicU64, Ordering},
@@ -106,9 +106,7 @@ impl L1 {
     }
 
     fn stripe(&self, key: &str) -> &AtomicU64 {
-        let mut hasher = self.hasher.build_hasher();
-        key.hash(&mut hasher);
-        &self.generations[(hasher.finish() as usize) % STRIPES]
+        &self.generations[(self.hasher.hash_one(key) as usize) % STRIPES]
     }
 
     /// The current subscription epoch, `None` when L1 must not be trusted.
