@@ -476,7 +476,7 @@ impl Cache {
             vec![keys.iter().collect()]
         };
         groups.retain(|group| !group.is_empty());
-        let pipelines: Vec<(redis::Pipeline, usize)> = groups
+        let mut pipelines: Vec<(redis::Pipeline, usize)> = groups
             .iter()
             .map(|group| {
                 let mut pipe = redis::pipe();
@@ -489,12 +489,25 @@ impl Cache {
                 (pipe, group.len())
             })
             .collect();
+        // After the deletions (a replica told of them must find them done), one message
+        // with every key of the write. On a single node it rides in the pipeline (no
+        // extra round trip); a cluster routes a pipeline by its keys, and PUBLISH names a
+        // channel, so there it goes alone (any node broadcasts it to the others).
+        let mut publish = redis::cmd("PUBLISH");
+        publish
+            .arg(&self.inner.channel)
+            .arg(l1::encode_message(keys));
+        let publish = match pipelines.last_mut() {
+            Some((pipe, expected)) if !self.inner.redis.is_cluster() => {
+                pipe.add_command(publish);
+                *expected += 1;
+                None
+            }
+            _ => Some(publish),
+        };
         // Writes may wait longer than reads: a missed invalidation costs every reader
         // the cache until the outbox is drained.
         let deadline = (self.inner.settings.timeout * 10).max(Duration::from_millis(250));
-        // After the deletions (a replica told of them must find them done), one message
-        // with every key of the write.
-        let (channel, message) = (self.inner.channel.clone(), l1::encode_message(keys));
         let done = self
             .call_with(deadline, |mut connection| async move {
                 for (pipe, expected) in pipelines {
@@ -506,11 +519,9 @@ impl Cache {
                         )));
                     }
                 }
-                redis::cmd("PUBLISH")
-                    .arg(channel)
-                    .arg(message)
-                    .query_async::<i64>(&mut connection)
-                    .await?;
+                if let Some(publish) = publish {
+                    publish.query_async::<i64>(&mut connection).await?;
+                }
                 Ok(())
             })
             .await
