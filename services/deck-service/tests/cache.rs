@@ -261,6 +261,48 @@ async fn a_fill_that_read_postgres_before_a_write_does_not_land_after_it() {
 }
 
 #[tokio::test]
+async fn an_l1_fill_from_a_load_that_read_postgres_before_a_write_is_never_served_after_it() {
+    // Arrange: L1 on, and subscribed (else it is bypassed and this would test nothing).
+    let gate = FillGate::default();
+    let app = TestApp::spawn_with(Spawn {
+        hooks: gate.hooks(),
+        l1: true,
+        ..Default::default()
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while app
+        .metric("pubsub_subscribed{subscription=\"cache_invalidation\"}")
+        .await
+        != Some(1.0)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the L1 subscription never came up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (deck, _) = app.deck_with_cards("Old name", 1).await;
+    let (reached_rx, release_tx) = gate.park(deck_key(&app, &deck));
+
+    // Act: the reader reads PostgreSQL ("Old name") and parks before its fills (Redis,
+    // then L1); a write commits and invalidates; then the fills are let go.
+    let reader = spawn_get_deck(&app, &deck);
+    reached_rx.await.unwrap();
+    rename(&app, &deck, "New name").await;
+    release_tx.send(()).unwrap();
+    let read_before_write = reader.await.unwrap().unwrap().into_inner();
+
+    // Assert: neither tier kept the old value, and L1 serves the new one.
+    assert_eq!(read_before_write.name, "Old name");
+    let l1_hits = app.metrics().l1_hits;
+    for _ in 0..3 {
+        assert_eq!(deck_name(&app, &deck).await, "New name");
+    }
+    assert!(app.metrics().l1_hits >= l1_hits + 2, "L1 was not used");
+}
+
+#[tokio::test]
 async fn a_fill_is_refused_when_its_generation_token_was_evicted_after_an_invalidation() {
     let gate = FillGate::default();
     let app = TestApp::spawn_with(Spawn {

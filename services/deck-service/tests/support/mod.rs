@@ -34,6 +34,9 @@ pub struct Spawn {
     pub cache_timeout_ms: u64,
     /// `CACHE_OUTBOX_INTERVAL_MS`: short by default, so tests see the drainer soon.
     pub outbox_interval_ms: u64,
+    /// The in-process L1 tier. Off by default: these tests observe the Redis tier
+    /// (its hits, fills and keys); `tests/l1.rs` tests L1 on real processes.
+    pub l1: bool,
     pub extra_args: Vec<String>,
 }
 
@@ -45,6 +48,7 @@ impl Default for Spawn {
             now: OffsetDateTime::now_utc(),
             cache_timeout_ms: 1000,
             outbox_interval_ms: 100,
+            l1: false,
             extra_args: Vec::new(),
         }
     }
@@ -104,6 +108,9 @@ impl TestApp {
             "--cache-outbox-interval-ms".to_owned(),
             spawn.outbox_interval_ms.to_string(),
         ]);
+        if !spawn.l1 {
+            args.extend(["--cache-l1-max-bytes".to_owned(), "0".to_owned()]);
+        }
         args.extend(spawn.extra_args);
         let cli = Cli::try_parse_from(args).expect("test configuration parses");
         let clock = ManualClock::new(spawn.now);
