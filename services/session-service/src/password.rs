@@ -218,7 +218,8 @@ impl Hasher {
 impl HashSlot {
     /// A new argon2id hash of `password`.
     pub async fn hash(self, password: Password) -> Result<String, Error> {
-        self.run(move |memory| hash_now(memory, password.expose())).await?
+        self.run(move |memory| hash_now(memory, password.expose()))
+            .await?
     }
 
     /// Checks `password` against `stored`. With no stored hash (unknown e-mail) it checks
@@ -282,7 +283,13 @@ fn hash_now(memory: &mut Memory, password: &str) -> Result<String, Error> {
     let params = params();
     let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
     let output = memory
-        .hash(&argon2, &params, password.as_bytes(), &salt, Params::DEFAULT_OUTPUT_LEN)
+        .hash(
+            &argon2,
+            &params,
+            password.as_bytes(),
+            &salt,
+            Params::DEFAULT_OUTPUT_LEN,
+        )
         .map_err(internal)?;
     let salt = SaltString::encode_b64(&salt).map_err(internal)?;
     // The PHC string argon2's own `hash_password` would produce for these inputs.
@@ -335,7 +342,12 @@ fn verify_now(memory: &mut Memory, password: &str, stored: &str) -> Verified {
 /// The hasher, parameters, salt and expected output a stored argon2 hash names.
 fn stored_inputs<'h>(
     hash: &PasswordHash<'h>,
-) -> Option<(Argon2<'static>, Params, argon2::password_hash::Salt<'h>, Output)> {
+) -> Option<(
+    Argon2<'static>,
+    Params,
+    argon2::password_hash::Salt<'h>,
+    Output,
+)> {
     let algorithm = Algorithm::try_from(hash.algorithm).ok()?;
     let version = match hash.version {
         Some(version) => Version::try_from(version).ok()?,

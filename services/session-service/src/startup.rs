@@ -80,10 +80,7 @@ impl Application {
             config.password_hash_queue as usize,
         );
         // The dummy hash answers logins of unknown e-mails; make it before the first one.
-        hasher
-            .warm_up()
-            .await
-            .context("password hasher warm-up")?;
+        hasher.warm_up().await.context("password hasher warm-up")?;
 
         let tokens = &config.tokens;
         let store = Sessions::new(

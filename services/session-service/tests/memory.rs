@@ -6,12 +6,10 @@
 //! ~100 MiB of freed blocks per thread (245–285 MiB after this burst with two threads).
 
 use proto::session::v1::{
-    LoginRequest, RefreshRequest, RegisterRequest,
-    session_service_client::SessionServiceClient,
+    LoginRequest, RefreshRequest, RegisterRequest, session_service_client::SessionServiceClient,
 };
 use test_support::{
-    ServiceProcess, fresh_database, key_prefix, redis_url, spawn_service,
-    stack::signing_key_file,
+    ServiceProcess, fresh_database, key_prefix, redis_url, spawn_service, stack::signing_key_file,
 };
 use tonic::transport::Channel;
 
@@ -74,7 +72,10 @@ async fn an_idle_process_after_start_and_a_data_load_stays_within_64_mib() {
     // in and refreshed (every hashing thread, the pools and the caches used).
     for i in 0..24 {
         let email = format!("idle{i}-{}@example.com", unique());
-        client.register(register(email.clone())).await.expect("register");
+        client
+            .register(register(email.clone()))
+            .await
+            .expect("register");
         let pair = client
             .login(LoginRequest {
                 email,

@@ -155,7 +155,10 @@ impl Reviewed {
     /// (computed by [`review`], or by its SQL transcription `sm2_next`, which applies a
     /// review in one statement: see `store/study.rs`).
     pub fn between(previous: Status, next: SrsState, first_review: bool, quality: Quality) -> Self {
-        let mastered_delta = match (previous == Status::Mastered, next.status == Status::Mastered) {
+        let mastered_delta = match (
+            previous == Status::Mastered,
+            next.status == Status::Mastered,
+        ) {
             (false, true) => 1,
             (true, false) => -1,
             _ => 0,

@@ -247,20 +247,19 @@ impl Store {
         review: NewReview,
         now: OffsetDateTime,
     ) -> Result<Option<AppliedReview>> {
-        let row: Option<AppliedRow> = sqlx::query_as(
-            "SELECT * FROM apply_review($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(user.0)
-        .bind(review.card.0)
-        .bind(deck.map(|d| d.0))
-        .bind(i16::from(review.quality.get()))
-        .bind(review.time_taken)
-        .bind(now)
-        .bind(now.date())
-        .bind(Uuid::new_v4())
-        .bind(owed.keys())
-        .fetch_optional(self.db.pool())
-        .await?;
+        let row: Option<AppliedRow> =
+            sqlx::query_as("SELECT * FROM apply_review($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+                .bind(user.0)
+                .bind(review.card.0)
+                .bind(deck.map(|d| d.0))
+                .bind(i16::from(review.quality.get()))
+                .bind(review.time_taken)
+                .bind(now)
+                .bind(now.date())
+                .bind(Uuid::new_v4())
+                .bind(owed.keys())
+                .fetch_optional(self.db.pool())
+                .await?;
         let Some(row) = row else {
             return Ok(None);
         };

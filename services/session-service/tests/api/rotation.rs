@@ -70,8 +70,7 @@ async fn a_replay_inside_the_grace_window_returns_the_identical_pair_a_bounded_n
 }
 
 #[tokio::test]
-async fn a_grace_replay_answers_the_pair_kept_by_the_rotation_which_lives_only_for_the_window()
-{
+async fn a_grace_replay_answers_the_pair_kept_by_the_rotation_which_lives_only_for_the_window() {
     // Arrange: a rotation, and the copy of its pair that it keeps.
     let app = spawn_app_with(&["--refresh-grace-seconds=1"], None).await;
     let first = app.register(&unique_email()).await;
@@ -83,7 +82,12 @@ async fn a_grace_replay_answers_the_pair_kept_by_the_rotation_which_lives_only_f
         session_id_of(&first)
     );
     let kept: Vec<String> = app
-        .redis_command(redis::cmd("HMGET").arg(&issued).arg("access").arg("refresh"))
+        .redis_command(
+            redis::cmd("HMGET")
+                .arg(&issued)
+                .arg("access")
+                .arg("refresh"),
+        )
         .await;
     let ttl_ms: i64 = app.redis_command(redis::cmd("PTTL").arg(&issued)).await;
     // Mark the kept copy, so the replay shows where its answer comes from.
@@ -103,8 +107,14 @@ async fn a_grace_replay_answers_the_pair_kept_by_the_rotation_which_lives_only_f
 
     // Assert: the rotation kept the pair it issued, for the grace window only, and the
     // replay answered that copy instead of signing again.
-    assert_eq!(kept, [rotated.access_token.clone(), rotated.refresh_token.clone()]);
-    assert!((1..=1000).contains(&ttl_ms), "TTL of the kept pair: {ttl_ms} ms");
+    assert_eq!(
+        kept,
+        [rotated.access_token.clone(), rotated.refresh_token.clone()]
+    );
+    assert!(
+        (1..=1000).contains(&ttl_ms),
+        "TTL of the kept pair: {ttl_ms} ms"
+    );
     assert_eq!(replay.access_token, "kept-copy");
     assert_eq!(replay.refresh_token, rotated.refresh_token);
     assert_eq!(replay.expires_in, rotated.expires_in);
