@@ -107,6 +107,53 @@ async fn a_write_counts_every_statement_it_runs_begin_and_commit_included() {
 }
 
 #[tokio::test]
+async fn a_review_is_one_postgresql_round_trip_and_a_batch_one_per_review() {
+    // Arrange: a started deck whose deck entry is cached (the batch checks the deck).
+    let app = TestApp::spawn().await;
+    let (deck, cards) = started_deck(&app, "Reviewed").await;
+    let mut client = app.client.clone();
+    client
+        .get_deck(auth(&app.user, get_deck(&deck.id)))
+        .await
+        .unwrap();
+    let review = |card: &pb::Card, quality| pb::SubmitReviewRequest {
+        card_id: card.id.clone(),
+        quality,
+        time_taken: 5,
+    };
+    let before = app.queries();
+
+    // Act: one review, then a batch of three.
+    client
+        .submit_review(auth(&app.user, review(&cards[0], 4)))
+        .await
+        .unwrap();
+    let after_one = app.queries();
+    let batch = client
+        .submit_reviews(auth(
+            &app.user,
+            pb::SubmitReviewsRequest {
+                deck_id: deck.id.clone(),
+                session_id: "counted".into(),
+                reviews: cards.iter().map(|card| review(card, 5)).collect(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+
+    // Assert: one statement per review (SRS row, log, counters and outbox row in one;
+    // no BEGIN or COMMIT), and the batch's deck check came from the cache.
+    assert_eq!(after_one - before, 1, "one review, one statement");
+    assert_eq!(batch.successful, 3);
+    assert_eq!(
+        app.queries() - after_one,
+        3,
+        "a batch of three reviews, three statements"
+    );
+}
+
+#[tokio::test]
 async fn cache_counters_and_breaker_state_are_exported_on_metrics() {
     let app = TestApp::spawn().await;
     let (deck, _) = app.deck_with_cards("Metrics", 1).await;

@@ -229,6 +229,8 @@ impl SessionApp {
             standing.is_superuser,
             now,
         );
+        // Signed before the script decides, so that one round trip both rotates and
+        // keeps the issued pair for the grace window.
         let pair = self.sign(&next)?;
         match self
             .sessions
@@ -236,6 +238,7 @@ impl SessionApp {
                 claims.generation,
                 claims.jti,
                 &next,
+                &pair,
                 clock::unix_millis(now),
             )
             .await?
@@ -244,11 +247,12 @@ impl SessionApp {
                 SessionMetrics::inc(&self.metrics.refresh_rotations);
                 Ok(pair)
             }
-            Rotation::Grace(current) => {
+            Rotation::Grace(issued) => {
                 SessionMetrics::inc(&self.metrics.refresh_grace_replays);
                 tracing::info!(%user_id, %session_id, "refresh replayed inside the grace window");
-                self.sign(&current)
+                Ok(issued)
             }
+            Rotation::GraceLapsed => Err(RefreshError::Invalid.into()),
             // The session's own lifetime equals the token's, so a token past its `exp`
             // (but inside the verification leeway) meets a session that is gone already.
             Rotation::Missing if claims.exp <= clock::unix_seconds(now) => {

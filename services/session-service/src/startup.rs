@@ -18,7 +18,7 @@ use crate::{
     config::{Config, DEFAULT_PORT},
     grpc::SessionGrpc,
     metrics::SessionMetrics,
-    password::{self, Hasher},
+    password::Hasher,
     service::{Lifetimes, SessionApp},
     store::{
         login_throttle::{LockSchedule, LoginThrottle},
@@ -75,10 +75,12 @@ impl Application {
             .context("session-service database")?;
         let redis = RedisPool::new(config.session_redis_url.expose(), &config.redis)
             .context("SESSION_REDIS_URL")?;
+        let hasher = Hasher::new(
+            config.password_hash_concurrency(),
+            config.password_hash_queue as usize,
+        );
         // The dummy hash answers logins of unknown e-mails; make it before the first one.
-        tokio::task::spawn_blocking(password::warm_up)
-            .await
-            .context("password hasher warm-up")?;
+        hasher.warm_up().await.context("password hasher warm-up")?;
 
         let tokens = &config.tokens;
         let store = Sessions::new(
@@ -105,10 +107,7 @@ impl Application {
             verifier: keys.verifier(Arc::clone(&options.clock)),
             keys: Arc::new(keys),
             clock: options.clock,
-            hasher: Hasher::new(
-                config.password_hash_concurrency(),
-                config.password_hash_queue as usize,
-            ),
+            hasher,
             metrics: Arc::new(SessionMetrics::default()),
             lifetimes: Lifetimes {
                 access: tokens.access_token_ttl,

@@ -103,13 +103,16 @@ pub async fn upgrade_password_hash(
     Ok(result.rows_affected() == 1)
 }
 
+/// The statement of [`standing`]: one constant text with a bind, so sqlx prepares it
+/// once per connection and every later refresh on that connection only executes it.
+pub const STANDING: &str = "SELECT is_active, is_superuser FROM users WHERE id = $1";
+
+/// Whether the user may go on refreshing (every refresh asks): one prepared statement.
 pub async fn standing(pool: &PgPool, user_id: Uuid) -> Result<Option<Standing>, Error> {
-    Ok(
-        sqlx::query_as("SELECT is_active, is_superuser FROM users WHERE id = $1")
-            .bind(user_id)
-            .fetch_optional(pool)
-            .await?,
-    )
+    Ok(sqlx::query_as(STANDING)
+        .bind(user_id)
+        .fetch_optional(pool)
+        .await?)
 }
 
 const PROFILE: &str = "SELECT u.id, u.email, u.full_name, u.is_active, u.is_superuser, u.email_verified_at,
