@@ -47,12 +47,21 @@ run_tests "${scope[@]}" "$@" || status=$?
 
 # The session and cache suites again, with the shared Redis replaced by a local
 # three-master Redis Cluster (ARCHITECTURE.md: every role may be a cluster).
-if [ ${#scope[@]} -gt 0 ] && [ "${SKIP_CLUSTER_TESTS:-0}" != 1 ]; then
-  start_redis_cluster "$work/cluster"
-  log "session, deck and rate-limit suites against the Redis Cluster"
-  TEST_REDIS_URL=$REDIS_CLUSTER_URL TEST_REDIS_IS_CLUSTER=1 \
-    run_tests --workspace -E 'package(session-service) | package(deck-service) | binary_id(gateway::edge)' "$@" ||
-    status=$?
+# With -p, the cluster pass runs only when CLUSTER_TESTS=1, and then on exactly the tests
+# the arguments name (say `CLUSTER_TESTS=1 scripts/test.sh -p deck-service -E 'test(/cache/)'`).
+if [ "${SKIP_CLUSTER_TESTS:-0}" != 1 ]; then
+  if [ ${#scope[@]} -gt 0 ]; then
+    cluster_args=(--workspace -E 'package(session-service) | package(deck-service) | binary_id(gateway::edge)' "$@")
+  elif [ "${CLUSTER_TESTS:-0}" = 1 ]; then
+    cluster_args=("$@")
+  else
+    cluster_args=()
+  fi
+  if [ ${#cluster_args[@]} -gt 0 ]; then
+    start_redis_cluster "$work/cluster"
+    log "the Redis Cluster pass"
+    TEST_REDIS_URL=$REDIS_CLUSTER_URL TEST_REDIS_IS_CLUSTER=1 run_tests "${cluster_args[@]}" || status=$?
+  fi
 fi
 if [ -s "$TEST_SKIP_LOG" ]; then
   log "SKIPPED outside CI, as a tool they need is missing (with CI=1 they fail):"
