@@ -160,8 +160,8 @@ impl Application {
         common::postgres::register_metrics(app.metrics(), &pg);
         redis.register_metrics(
             app.metrics(),
-            "redis_cache_pool_connections",
-            "redis_cache_pool_idle_connections",
+            "redis_cache_reachable",
+            "redis_cache_calls_in_flight",
         );
         let routes = Routes::new(DeckServiceServer::new(api));
         Ok(Self {
