@@ -18,10 +18,12 @@
 //!
 //! Redis may be down when the process starts and may restart under it:
 //! - nothing waits for Redis at start: the connection opens in a task of its own;
-//! - a command that finds the connection broken fails, and a reconnection starts in a
-//!   task of its own (single node: [`RECONNECT_ATTEMPTS`] attempts with exponential
-//!   backoff from [`RECONNECT_MIN_DELAY`]; while Redis stays down, the next call starts
-//!   another round; a cluster reconnects each node and refreshes its slots itself);
+//! - a command that finds the connection broken starts a reconnection in a task of its
+//!   own (single node: [`RECONNECT_ATTEMPTS`] attempts with exponential backoff from
+//!   [`RECONNECT_MIN_DELAY`]; while Redis stays down, the next call starts another round;
+//!   a cluster reconnects each node and refreshes its slots itself) and is sent once
+//!   more on the reopened connection, so the first call after a Redis restart succeeds
+//!   as it did with a pool's checkout ping; a refused connection fails the call;
 //! - each attempt is bounded by `REDIS_CONNECT_TIMEOUT_MS`, each answer by
 //!   `REDIS_RESPONSE_TIMEOUT_MS`, and a whole call, reconnection included, by their sum:
 //!   a caller never waits for Redis longer than that (and callers with a tighter budget,
@@ -69,10 +71,31 @@ pub enum Connection {
     Cluster(ClusterConnection),
 }
 
+/// Whether `error` says the connection that was open broke under the command (Redis
+/// closed it, restarted, or the socket was reset), as opposed to Redis refusing a new
+/// connection, not answering in time, or answering with an error.
+fn found_connection_broken(error: &redis::RedisError) -> bool {
+    error.is_connection_dropped() && !error.is_connection_refusal()
+}
+
 impl ConnectionLike for Connection {
+    /// On a single node, a command that finds the shared connection broken (the first
+    /// after Redis restarted) is sent once more, on the connection the manager reopens at
+    /// once: a pool's checkout ping replaced a dead connection before the command, and
+    /// this keeps that without the ping's round trip per command. The cluster client
+    /// retries such commands itself ([`CLUSTER_RETRIES`]); every command of this project
+    /// may run twice for the same reason. A refused connection is not retried (Redis is
+    /// down: the caller should fail fast), nor a timeout (the deadline is spent).
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Self::Single(connection) => connection.req_packed_command(cmd),
+            Self::Single(connection) => Box::pin(async move {
+                match connection.req_packed_command(cmd).await {
+                    Err(error) if found_connection_broken(&error) => {
+                        connection.req_packed_command(cmd).await
+                    }
+                    outcome => outcome,
+                }
+            }),
             Self::Cluster(connection) => connection.req_packed_command(cmd),
         }
     }
@@ -84,7 +107,15 @@ impl ConnectionLike for Connection {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            Self::Single(connection) => connection.req_packed_commands(pipeline, offset, count),
+            // Sent once more after a broken connection, like one command (above).
+            Self::Single(connection) => Box::pin(async move {
+                match connection.req_packed_commands(pipeline, offset, count).await {
+                    Err(error) if found_connection_broken(&error) => {
+                        connection.req_packed_commands(pipeline, offset, count).await
+                    }
+                    outcome => outcome,
+                }
+            }),
             Self::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
         }
     }

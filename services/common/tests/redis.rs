@@ -1,7 +1,7 @@
 //! `common::redis` against real Redis servers: every task shares one connection per
 //! node, a Redis that is down at start or restarts is reconnected to without a new
-//! client, calls fail within their deadline meanwhile, and a frozen Redis costs a call
-//! its deadline, not more.
+//! client (the first call after a restart goes through), calls fail within their
+//! deadline meanwhile, and a frozen Redis costs a call its deadline, not more.
 
 use std::time::{Duration, Instant};
 
@@ -127,6 +127,25 @@ async fn after_a_redis_restart_calls_fail_fast_then_succeed_on_the_same_client()
     }
     wait_for_answer(&pool, Duration::from_secs(10)).await;
     assert_eq!(incr(&pool, &key).await.unwrap(), 1, "a fresh, empty Redis");
+    assert_eq!(connections_to(&node_of(&redis)), 1);
+}
+
+#[tokio::test]
+async fn the_first_call_after_a_redis_restart_succeeds_on_the_reopened_connection() {
+    // Arrange: a client whose connection has answered.
+    let mut redis = RedisServer::start();
+    let pool = RedisPool::new(&redis.url(), &config()).unwrap();
+    let key = format!("{}restart:{{first}}", pool.prefix());
+    assert_eq!(incr(&pool, &key).await.unwrap(), 1);
+
+    // Act: Redis restarts (empty) while nobody calls; the shared connection is dead.
+    redis.stop();
+    redis.restart();
+    let first = incr(&pool, &key).await;
+
+    // Assert: the call found the dead connection and went through on a new one, as a
+    // pool's checkout ping made it; one connection is left.
+    assert_eq!(first.unwrap(), 1, "the first call after the restart, on a fresh Redis");
     assert_eq!(connections_to(&node_of(&redis)), 1);
 }
 
