@@ -109,9 +109,14 @@ impl ConnectionLike for Connection {
         match self {
             // Sent once more after a broken connection, like one command (above).
             Self::Single(connection) => Box::pin(async move {
-                match connection.req_packed_commands(pipeline, offset, count).await {
+                match connection
+                    .req_packed_commands(pipeline, offset, count)
+                    .await
+                {
                     Err(error) if found_connection_broken(&error) => {
-                        connection.req_packed_commands(pipeline, offset, count).await
+                        connection
+                            .req_packed_commands(pipeline, offset, count)
+                            .await
                     }
                     outcome => outcome,
                 }

@@ -145,7 +145,11 @@ async fn the_first_call_after_a_redis_restart_succeeds_on_the_reopened_connectio
 
     // Assert: the call found the dead connection and went through on a new one, as a
     // pool's checkout ping made it; one connection is left.
-    assert_eq!(first.unwrap(), 1, "the first call after the restart, on a fresh Redis");
+    assert_eq!(
+        first.unwrap(),
+        1,
+        "the first call after the restart, on a fresh Redis"
+    );
     assert_eq!(connections_to(&node_of(&redis)), 1);
 }
 
