@@ -105,8 +105,8 @@ impl Application {
             .context("RATE_LIMIT_REDIS_URL")?;
         pool.register_metrics(
             grpc.metrics(),
-            "redis_rate_limit_pool_connections",
-            "redis_rate_limit_pool_idle_connections",
+            "redis_rate_limit_reachable",
+            "redis_rate_limit_calls_in_flight",
         );
         let limiter = RateLimiter::new(
             pool,

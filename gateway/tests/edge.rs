@@ -12,7 +12,7 @@ use common::auth::TokenType;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use support::{FakeUpstream, assert_problem, start_gateway};
-use test_support::{RedisServer, TestTokens, tokens::now};
+use test_support::{RedisMonitor, RedisServer, TestTokens, command_names, tokens::now};
 use uuid::Uuid;
 
 const DECKS: &str = "/api/v1/decks";
@@ -886,6 +886,32 @@ async fn api_limits_are_per_user_and_endpoint() {
 }
 
 #[tokio::test]
+async fn a_rate_limit_check_is_one_redis_round_trip() {
+    // Arrange: keys under a prefix of this test's own; a first check loads the script.
+    let prefix = test_support::key_prefix();
+    let gateway = start_gateway(&[("--redis-key-prefix", prefix.clone())]).await;
+    let login = || {
+        gateway
+            .http
+            .post("/api/v1/auth/login")
+            .json(&json!({"email": "a@b.cd", "password": "abc12345"}))
+    };
+    assert_eq!(
+        login().send().await.header("x-ratelimit-remaining"),
+        Some("9")
+    );
+    let mut monitor = RedisMonitor::start(&test_support::redis_url()).await;
+
+    // Act
+    let checked = login().send().await;
+    let commands = monitor.commands_of(&prefix).await;
+
+    // Assert: the check counted, in one EVALSHA (counted on every node of a cluster).
+    assert_eq!(checked.header("x-ratelimit-remaining"), Some("8"));
+    assert_eq!(command_names(&commands), ["EVALSHA"], "{commands:#?}");
+}
+
+#[tokio::test]
 async fn with_redis_down_the_limiter_fails_open_and_counts_it() {
     let mut redis = RedisServer::start();
     let gateway = start_gateway(&[("--rate-limit-redis-url", redis.url())]).await;
@@ -920,8 +946,8 @@ async fn with_redis_down_the_limiter_fails_open_and_counts_it() {
         .unwrap();
     assert!(counted >= 15, "{metrics}");
     assert!(
-        metrics.contains("redis_rate_limit_pool_connections "),
-        "pool usage: {metrics}"
+        metrics.contains("redis_rate_limit_reachable 0"),
+        "Redis shown unreachable: {metrics}"
     );
 }
 

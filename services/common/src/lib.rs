@@ -9,7 +9,8 @@
 //! - [`config`]: typed configuration blocks (each setting an env var and a `--flag`)
 //!   and [`config::parse`], which exits 64 with one line naming a bad value.
 //! - [`telemetry`]: `tracing` setup, pretty or JSON.
-//! - [`postgres`] and [`redis`]: pools with explicit connect / response / pool-wait timeouts.
+//! - [`postgres`] and [`redis`]: a PostgreSQL pool and multiplexed Redis connections,
+//!   with explicit connect / response / acquire timeouts.
 //! - [`pubsub`]: Redis pub/sub subscriptions owned by a background task, with a
 //!   subscription epoch that tells users when they may trust pushed state.
 //! - [`health`]: the grpc.health.v1 names every process serves and the background

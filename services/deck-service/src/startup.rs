@@ -168,8 +168,8 @@ impl Application {
         common::postgres::register_metrics(app.metrics(), &pg);
         redis.register_metrics(
             app.metrics(),
-            "redis_cache_pool_connections",
-            "redis_cache_pool_idle_connections",
+            "redis_cache_reachable",
+            "redis_cache_calls_in_flight",
         );
         // Once per process: every subscription of deck-service shares these series.
         let pubsub_metrics = PubsubMetrics::register(app.metrics());

@@ -131,8 +131,8 @@ impl Application {
         common::postgres::register_metrics(app.metrics(), &pg);
         redis.register_metrics(
             app.metrics(),
-            "redis_sessions_pool_connections",
-            "redis_sessions_pool_idle_connections",
+            "redis_sessions_reachable",
+            "redis_sessions_calls_in_flight",
         );
         let routes = Routes::new(SessionGrpc::new(session_app).into_server());
         Ok(Self { app, routes })

@@ -33,7 +33,7 @@ use std::{
     collections::HashMap,
     future::Future,
     sync::{
-        Arc,
+        Arc, LazyLock,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
@@ -42,6 +42,7 @@ use std::{
 use common::redis::{Connection, RedisPool};
 use futures::future::BoxFuture;
 use rand::Rng;
+use redis::Script;
 
 pub use breaker::BreakerState;
 pub use keys::Keys;
@@ -54,10 +55,11 @@ use breaker::Breaker;
 use flight::{FlightResult, Flights};
 use metrics::inc;
 
-/// Read the value and ensure a generation token (see the script's comments).
-pub const READ_SCRIPT: &str = include_str!("read.lua");
-/// Compare-and-set fill (see the script's comments).
-pub const FILL_SCRIPT: &str = include_str!("fill.lua");
+/// Read the value and ensure a generation token (see the script's comments). Sent as
+/// EVALSHA: the text travels only when Redis answers NOSCRIPT.
+pub static READ_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("read.lua")));
+/// Compare-and-set fill (see the script's comments); EVALSHA like [`READ_SCRIPT`].
+pub static FILL_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("fill.lua")));
 
 /// First byte of every cached value. Bump it when the encoding of any family changes.
 const FORMAT_VERSION: u8 = 1;
@@ -71,7 +73,7 @@ const TOKEN_TTL: Duration = Duration::from_secs(60);
 /// Tuning of the cache layer (from the `CACHE_*` settings).
 #[derive(Clone, Debug)]
 pub struct CacheSettings {
-    /// Deadline of one Redis call, checkout included.
+    /// Deadline of one Redis call, waiting for a connection included.
     pub timeout: Duration,
     /// Consecutive failures that open the breaker.
     pub breaker_threshold: u32,
@@ -389,14 +391,12 @@ impl Cache {
                 let (key, generation_key) = (key.clone(), generation_key.clone());
                 let fresh_token = rand::thread_rng().gen_range(1_u64 << 32..1_u64 << 62);
                 self.call(|mut connection| async move {
-                    redis::cmd("EVAL")
-                        .arg(READ_SCRIPT)
-                        .arg(2)
-                        .arg(&key)
-                        .arg(&generation_key)
+                    READ_SCRIPT
+                        .key(&key)
+                        .key(&generation_key)
                         .arg(fresh_token)
                         .arg(TOKEN_TTL.as_millis() as u64)
-                        .query_async::<(Option<Vec<u8>>, String)>(&mut connection)
+                        .invoke_async::<(Option<Vec<u8>>, String)>(&mut connection)
                         .await
                 })
                 .await
@@ -432,15 +432,13 @@ impl Cache {
             let ttl_ms = ttl.as_millis().max(1) as u64;
             let filled = self
                 .call(|mut connection| async move {
-                    redis::cmd("EVAL")
-                        .arg(FILL_SCRIPT)
-                        .arg(2)
-                        .arg(&key)
-                        .arg(&generation_key)
+                    FILL_SCRIPT
+                        .key(&key)
+                        .key(&generation_key)
                         .arg(&token)
                         .arg(value)
                         .arg(ttl_ms)
-                        .query_async::<i64>(&mut connection)
+                        .invoke_async::<i64>(&mut connection)
                         .await
                 })
                 .await;

@@ -217,13 +217,11 @@ impl TestApp {
         (deck, created.cards)
     }
 
-    /// A Redis pool on this test's Redis (single node or cluster alike).
+    /// A Redis client of its own on this test's Redis (single node or cluster alike).
     pub fn redis(&self) -> common::redis::RedisPool {
         let config = common::config::RedisConfig {
             redis_connect_timeout: std::time::Duration::from_secs(2),
             redis_response_timeout: std::time::Duration::from_secs(2),
-            redis_pool_wait_timeout: std::time::Duration::from_secs(2),
-            redis_pool_size: 2,
             redis_key_prefix: self.prefix.clone(),
         };
         common::redis::RedisPool::new(&self.redis_url, &config).unwrap()
@@ -278,8 +276,8 @@ impl TestApp {
         metric_value(&self.scrape_metrics().await, name)
     }
 
-    /// Connections in use right now (open minus idle) of the PostgreSQL and the cache
-    /// Redis pool, and the cache's in-flight loads, as `/metrics` shows them.
+    /// PostgreSQL connections in use right now (open minus idle), cache Redis calls in
+    /// flight, and the cache's in-flight loads, as `/metrics` shows them.
     pub async fn pools_in_use(&self) -> PoolsInUse {
         let body = self.scrape_metrics().await;
         let value = |name: &str| {
@@ -287,8 +285,7 @@ impl TestApp {
         };
         PoolsInUse {
             postgres: value("db_pool_connections") - value("db_pool_idle_connections"),
-            redis: value("redis_cache_pool_connections")
-                - value("redis_cache_pool_idle_connections"),
+            redis: value("redis_cache_calls_in_flight"),
             inflight_loads: metric_value(&body, "deck_cache_inflight_loads"),
         }
     }
@@ -302,6 +299,7 @@ impl TestApp {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PoolsInUse {
     pub postgres: f64,
+    /// Redis calls in flight (one multiplexed connection: nothing to check out).
     pub redis: f64,
     pub inflight_loads: Option<f64>,
 }

@@ -131,8 +131,6 @@ fn test_redis_pool(url: &str) -> common::redis::RedisPool {
     let config = common::config::RedisConfig {
         redis_connect_timeout: Duration::from_secs(2),
         redis_response_timeout: Duration::from_secs(2),
-        redis_pool_wait_timeout: Duration::from_secs(2),
-        redis_pool_size: 2,
         redis_key_prefix: String::new(),
     };
     common::redis::RedisPool::new(url, &config).expect("test Redis URL")

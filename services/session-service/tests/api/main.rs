@@ -7,5 +7,6 @@ mod load_shedding;
 mod login_throttle;
 mod rejected_tokens;
 mod rotation;
+mod round_trips;
 mod session_cap;
 mod sessions;
