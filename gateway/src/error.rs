@@ -485,12 +485,17 @@ mod tests {
     }
 
     fn unauthenticated(reason: &str) -> tonic::Status {
-        refusal(Code::Unauthenticated, "refused", SESSION_DOMAIN, reason, None)
+        refusal(
+            Code::Unauthenticated,
+            "refused",
+            SESSION_DOMAIN,
+            reason,
+            None,
+        )
     }
 
     #[test]
-    fn a_revoked_access_token_is_token_revoked_on_any_route_and_other_reasons_stay_unauthorized()
-    {
+    fn a_revoked_access_token_is_token_revoked_on_any_route_and_other_reasons_stay_unauthorized() {
         let revoked = ApiError::from(unauthenticated(reason::TOKEN_REVOKED));
         let expired = ApiError::from(unauthenticated(reason::TOKEN_EXPIRED));
         let revoked_by_message = ApiError::from(tonic::Status::unauthenticated("TOKEN_REVOKED"));

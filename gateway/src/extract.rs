@@ -576,7 +576,9 @@ mod tests {
     #[test]
     fn a_missing_field_is_named_by_its_full_path_also_inside_a_list() {
         assert_eq!(
-            rejected::<Bulk>(r#"{"deck": "d", "items": [{"front": "a", "back": "b"}, {"front": "a"}]}"#),
+            rejected::<Bulk>(
+                r#"{"deck": "d", "items": [{"front": "a", "back": "b"}, {"front": "a"}]}"#
+            ),
             FieldError::new("items[1].back", "field required")
         );
         assert_eq!(
@@ -592,11 +594,10 @@ mod tests {
     #[test]
     fn a_wrong_type_is_named_by_its_full_path_without_positions() {
         assert_eq!(
-            rejected::<Bulk>(r#"{"deck": "d", "items": [{"front": "a", "back": "b", "order": "x"}]}"#),
-            FieldError::new(
-                "items[0].order",
-                "invalid type: string \"x\", expected i64"
-            )
+            rejected::<Bulk>(
+                r#"{"deck": "d", "items": [{"front": "a", "back": "b", "order": "x"}]}"#
+            ),
+            FieldError::new("items[0].order", "invalid type: string \"x\", expected i64")
         );
         assert_eq!(
             rejected::<Bulk>(r#"{"deck": 1, "items": []}"#).field,
@@ -629,6 +630,18 @@ mod tests {
 
         assert_eq!(after.status, StatusCode::GATEWAY_TIMEOUT);
         assert_eq!(before.status.as_u16(), 499);
+    }
+
+    #[tokio::test]
+    async fn a_call_that_never_answers_is_504_soon_after_the_requests_deadline() {
+        let soon = ctx(Instant::now() + std::time::Duration::from_millis(100));
+        let never = std::future::pending::<Result<tonic::Response<()>, tonic::Status>>();
+
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(10), soon.call(never))
+            .await
+            .expect("the backstop ends the call at the request's deadline");
+
+        assert_eq!(answer.unwrap_err().status, StatusCode::GATEWAY_TIMEOUT);
     }
 
     #[test]

@@ -224,7 +224,11 @@ fn auth_error(error: AuthError) -> ApiError {
 }
 
 /// The per-IP limit of the auth routes.
-pub async fn limit_auth(State(state): State<SharedState>, request: Request, next: Next) -> Response {
+pub async fn limit_auth(
+    State(state): State<SharedState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let ip = request
         .extensions()
         .get::<ClientIp>()

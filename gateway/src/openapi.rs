@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use utoipa::{
     IntoResponses, PartialSchema, ToSchema,
     openapi::{
-        ComponentsBuilder, ContentBuilder, InfoBuilder, ObjectBuilder, OpenApi,
-        OpenApiBuilder, Ref, RefOr, Response, ResponseBuilder, Server, Type,
+        ComponentsBuilder, ContentBuilder, InfoBuilder, ObjectBuilder, OpenApi, OpenApiBuilder,
+        Ref, RefOr, Response, ResponseBuilder, Server, Type,
         header::HeaderBuilder,
         path::{Operation, ParameterBuilder, ParameterIn, PathItem},
         security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme},

@@ -15,8 +15,8 @@ use crate::{
     openapi::{Conflict, Invalid, NotFound, Unauthorized, Unavailable},
     state::SharedState,
     wire::auth::{
-        Google, Login, LogoutAllResponse, LogoutResponse, Profile, ProfilePatch, Refresh,
-        Register, RevokeSessionResponse, Session, SessionList, TokenResponse,
+        Google, Login, LogoutAllResponse, LogoutResponse, Profile, ProfilePatch, Refresh, Register,
+        RevokeSessionResponse, Session, SessionList, TokenResponse,
     },
 };
 
@@ -252,7 +252,13 @@ mod tests {
     use super::*;
 
     fn unauthenticated(reason: &str) -> tonic::Status {
-        refusal(Code::Unauthenticated, "refused", SESSION_DOMAIN, reason, None)
+        refusal(
+            Code::Unauthenticated,
+            "refused",
+            SESSION_DOMAIN,
+            reason,
+            None,
+        )
     }
 
     #[test]

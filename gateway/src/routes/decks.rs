@@ -14,8 +14,8 @@ use crate::{
     openapi::{Forbidden, Invalid, NotFound},
     state::SharedState,
     wire::decks::{
-        BulkCards, Card, CardList, CardPatch, CardSearch, CreatedCards, Deck, DeckDetail,
-        DeckList, DeckPatch, DeckSearch, ListCardsQuery, ListDecksQuery, NewDeck, NewDeckCard,
+        BulkCards, Card, CardList, CardPatch, CardSearch, CreatedCards, Deck, DeckDetail, DeckList,
+        DeckPatch, DeckSearch, ListCardsQuery, ListDecksQuery, NewDeck, NewDeckCard,
         SearchCardsQuery, SearchDecksQuery,
     },
 };

@@ -231,7 +231,6 @@ pub enum CardStatus {
     Mastered,
 }
 
-
 impl CardStatus {
     /// The status of a service answer; `None` when unspecified.
     pub fn of(value: i32) -> Option<Self> {
