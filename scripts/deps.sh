@@ -104,6 +104,15 @@ create_database() {
   fi
 }
 
+# drop_test_databases PORT: drops the databases tests made (t_<uuid>, tests/src/lib.rs).
+drop_test_databases() {
+  local port=$1 name
+  for name in $("$PG_BIN_DIR/psql" -h 127.0.0.1 -p "$port" -U postgres -tAc \
+    "SELECT datname FROM pg_database WHERE datname LIKE 't\\_%'"); do
+    "$PG_BIN_DIR/psql" -h 127.0.0.1 -p "$port" -U postgres -qc "DROP DATABASE \"$name\" WITH (FORCE)" >/dev/null
+  done
+}
+
 # start_redis DIR PORT [ARGS...]: a redis-server in the background.
 start_redis() {
   local dir=$1 port=$2

@@ -10,6 +10,13 @@ chmod 755 "$work"
 # Keeps the tests' exit status: nothing in the clean-up may change it.
 cleanup() {
   local rc=$?
+  if [ "$rc" != 0 ] && [ -n "${PG_DIR:-}" ]; then
+    # A test PostgreSQL that crashed (out of disk or memory, say) fails many tests with
+    # "in recovery mode"; its own log says why.
+    log "test PostgreSQL's errors (from $PG_DIR/postgres.log), and the disk it wrote to:"
+    grep -E 'PANIC|FATAL|terminated by signal|No space' "$PG_DIR/postgres.log" 2>/dev/null | tail -20 >&2 || true
+    df -h "$PG_DIR" >&2 || true
+  fi
   stop_redis
   stop_postgres
   rm -rf "$work" 2>/dev/null || true
@@ -19,6 +26,10 @@ trap cleanup EXIT
 
 pg_port=$(free_port)
 redis_port=$(free_port)
+# Throw-away data: no fsync, no full-page images, no WAL beyond crash safety, so the
+# hundreds of databases the tests create (tests/src/lib.rs) cost little disk and time.
+PG_EXTRA_OPTS="-c fsync=off -c full_page_writes=off -c synchronous_commit=off -c wal_level=minimal -c max_wal_senders=0 -c max_wal_size=256MB"
+export PG_EXTRA_OPTS
 start_postgres "$work/pg" "$pg_port"
 start_redis "$work/redis" "$redis_port"
 

@@ -102,10 +102,7 @@ impl Default for TestTokens {
     }
 }
 
-/// Unix seconds now.
+/// Unix seconds now, by the system clock.
 pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs()
+    common::clock::Clock::unix_seconds(&common::clock::SystemClock)
 }

@@ -1,9 +1,12 @@
-//! Access tokens: their claims, and local verification with the public keys that
-//! session-service publishes (ARCHITECTURE.md, "Tokens and sessions").
+//! Tokens: their claims, the one validation every binary holds them to, and local
+//! verification with the public keys that session-service publishes (ARCHITECTURE.md,
+//! "Tokens and sessions").
 //!
-//! Verification pins the algorithm to the key's own (EdDSA or ES256, never HS* or
-//! `none`), the issuer, the audience and `type: "access"`, with a few seconds of
-//! leeway. Keys are looked up by `kid`; an unknown `kid` triggers a refetch of the key
+//! [`TokenValidation`] is that one validation, for access and refresh tokens alike: it
+//! pins the algorithm to the key's own (EdDSA or ES256, never HS* or `none`), the issuer,
+//! the audience and the `type`, and judges `exp` against an injectable
+//! [`Clock`](crate::clock::Clock) with a few seconds of leeway. [`AccessVerifier`] adds
+//! the keys: they are looked up by `kid`; an unknown `kid` triggers a refetch of the key
 //! set, at most once per [`REFETCH_INTERVAL`] after a successful one, so a rotated key is
 //! picked up without letting garbage tokens hammer session-service. A fetch is shared by
 //! every caller waiting for keys and runs in a task of its own, so a caller that goes
@@ -23,15 +26,19 @@ use futures::{
     future::{BoxFuture, Shared},
 };
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use uuid::Uuid;
+
+use crate::clock::{Clock, SystemClock};
 
 /// Default `iss` of every token.
 pub const DEFAULT_ISSUER: &str = "learn-greek-easy";
 /// Default `aud` of every token.
 pub const DEFAULT_AUDIENCE: &str = "learn-greek-easy-api";
-/// Seconds of clock skew tolerated on `exp`, `iat` and `nbf`.
+/// Seconds of clock skew tolerated on `exp`.
 pub const LEEWAY_SECONDS: u64 = 5;
+/// Longest token accepted, in bytes; anything longer is refused unread.
+pub const MAX_TOKEN_BYTES: usize = 8192;
 /// Most verified tokens remembered per process (about 100 bytes each plus the token).
 pub const VERIFIED_CACHE_CAPACITY: u64 = 50_000;
 /// Longest a verified token is remembered, whatever its `exp` says.
@@ -70,6 +77,30 @@ pub struct AccessClaims {
     /// The superuser role.
     #[serde(default)]
     pub is_superuser: bool,
+}
+
+/// What [`TokenValidation`] reads from the claims of one kind of token.
+pub trait Claims: DeserializeOwned {
+    /// The `type` a token of these claims must have.
+    const TYPE: TokenType;
+
+    /// The `type` the token says it has.
+    fn token_type(&self) -> TokenType;
+
+    /// `exp`, unix seconds.
+    fn expires_at(&self) -> u64;
+}
+
+impl Claims for AccessClaims {
+    const TYPE: TokenType = TokenType::Access;
+
+    fn token_type(&self) -> TokenType {
+        self.token_type
+    }
+
+    fn expires_at(&self) -> u64 {
+        self.exp
+    }
 }
 
 /// The verified caller of a request.
@@ -148,33 +179,170 @@ impl From<PublicJwk> for proto::session::v1::Jwk {
     }
 }
 
+/// Why a JWK cannot verify tokens.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum JwkError {
+    #[error("key {0:?} is not an EdDSA (Ed25519) or ES256 (P-256) key")]
+    Unsupported(String),
+    #[error("key {0:?}: {1}")]
+    Malformed(String, String),
+}
+
+/// Whether `jwk` can verify tokens here: an Ed25519 or P-256 key of the matching `alg`.
+/// A verifier ignores any other key of a key set; a service that publishes keys refuses
+/// to start with one ([`JwkError`] says which and why).
+pub fn check_jwk(jwk: &PublicJwk) -> Result<(), JwkError> {
+    VerificationKey::from_jwk(jwk).map(drop)
+}
+
+/// The only signing algorithms this design allows: asymmetric ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KeyAlgorithm {
+    EdDsa,
+    Es256,
+}
+
+impl KeyAlgorithm {
+    fn jwt(self) -> Algorithm {
+        match self {
+            Self::EdDsa => Algorithm::EdDSA,
+            Self::Es256 => Algorithm::ES256,
+        }
+    }
+}
+
 /// A usable key: its pinned algorithm and the decoding key.
 #[derive(Clone)]
 struct VerificationKey {
-    algorithm: Algorithm,
+    algorithm: KeyAlgorithm,
     key: DecodingKey,
 }
 
 impl VerificationKey {
-    /// Only the asymmetric algorithms this design allows are accepted.
-    fn from_jwk(jwk: &PublicJwk) -> Option<Self> {
+    fn from_jwk(jwk: &PublicJwk) -> Result<Self, JwkError> {
+        let malformed = |error: jsonwebtoken::errors::Error| {
+            JwkError::Malformed(jwk.kid.clone(), error.to_string())
+        };
         match (jwk.kty.as_str(), jwk.alg.as_str(), jwk.crv.as_str()) {
-            ("OKP", "EdDSA", "Ed25519") => {
-                DecodingKey::from_ed_components(&jwk.x)
-                    .ok()
-                    .map(|key| Self {
-                        algorithm: Algorithm::EdDSA,
-                        key,
-                    })
+            ("OKP", "EdDSA", "Ed25519") => Ok(Self {
+                algorithm: KeyAlgorithm::EdDsa,
+                key: DecodingKey::from_ed_components(&jwk.x).map_err(malformed)?,
+            }),
+            ("EC", "ES256", "P-256") => {
+                let y = jwk.y.as_deref().ok_or_else(|| {
+                    JwkError::Malformed(jwk.kid.clone(), "an EC key needs `y`".into())
+                })?;
+                Ok(Self {
+                    algorithm: KeyAlgorithm::Es256,
+                    key: DecodingKey::from_ec_components(&jwk.x, y).map_err(malformed)?,
+                })
             }
-            ("EC", "ES256", "P-256") => DecodingKey::from_ec_components(&jwk.x, jwk.y.as_deref()?)
-                .ok()
-                .map(|key| Self {
-                    algorithm: Algorithm::ES256,
-                    key,
-                }),
-            _ => None,
+            _ => Err(JwkError::Unsupported(jwk.kid.clone())),
         }
+    }
+}
+
+/// The rules every token of this deployment is held to: the one validation of the
+/// gateway, deck-service and session-service, for access and refresh tokens alike.
+///
+/// - the header's `alg` must be the verifying key's own, EdDSA or ES256: this is what
+///   stops `none`, and HS256 tokens "signed" with the public key as a secret;
+/// - the signature, `iss`, `aud`, and the presence of `exp`, `iss`, `aud` and `sub`
+///   (`iat` too: the claim types require it), checked by jsonwebtoken with a
+///   [`Validation`] built once per algorithm;
+/// - `exp` against the injected [`Clock`], with [`LEEWAY_SECONDS`] of skew, since
+///   jsonwebtoken would read the system clock (its own time checks are off). A token
+///   whose issuer or audience is wrong is invalid, expired or not;
+/// - the `type` claim: [`Claims::TYPE`] of the claims asked for.
+#[derive(Clone)]
+pub struct TokenValidation {
+    issuer: String,
+    audience: String,
+    clock: Arc<dyn Clock>,
+    eddsa: Validation,
+    es256: Validation,
+}
+
+impl std::fmt::Debug for TokenValidation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenValidation")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenValidation {
+    /// Tokens of `issuer` for `audience`, timed by `clock`.
+    pub fn new(issuer: &str, audience: &str, clock: Arc<dyn Clock>) -> Self {
+        let rules = |algorithm: KeyAlgorithm| {
+            let mut validation = Validation::new(algorithm.jwt());
+            validation.set_issuer(&[issuer]);
+            validation.set_audience(&[audience]);
+            validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+            // Time is judged against `clock` in `validate`, not the system clock.
+            validation.validate_exp = false;
+            validation.validate_nbf = false;
+            validation
+        };
+        Self {
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+            clock,
+            eddsa: rules(KeyAlgorithm::EdDsa),
+            es256: rules(KeyAlgorithm::Es256),
+        }
+    }
+
+    /// Tokens of `issuer` for `audience`, timed by the system clock.
+    pub fn system(issuer: &str, audience: &str) -> Self {
+        Self::new(issuer, audience, Arc::new(SystemClock))
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    pub fn audience(&self) -> &str {
+        &self.audience
+    }
+
+    /// Unix seconds now, by this validation's clock.
+    pub fn now(&self) -> u64 {
+        self.clock.unix_seconds()
+    }
+
+    /// Whether a token expiring at `expires_at` is still accepted at `now` (unix
+    /// seconds): until its `exp` plus the leeway, inclusive.
+    pub fn is_live(expires_at: u64, now: u64) -> bool {
+        now <= expires_at.saturating_add(LEEWAY_SECONDS)
+    }
+
+    /// The claims of `token`, whose header names `alg`, checked against `key` and every
+    /// rule above.
+    fn validate<C: Claims>(
+        &self,
+        token: &str,
+        alg: Algorithm,
+        key: &VerificationKey,
+    ) -> Result<C, AuthError> {
+        if alg != key.algorithm.jwt() {
+            return Err(AuthError::Invalid);
+        }
+        let rules = match key.algorithm {
+            KeyAlgorithm::EdDsa => &self.eddsa,
+            KeyAlgorithm::Es256 => &self.es256,
+        };
+        let claims = jsonwebtoken::decode::<C>(token, &key.key, rules)
+            .map_err(|_| AuthError::Invalid)?
+            .claims;
+        if !Self::is_live(claims.expires_at(), self.now()) {
+            return Err(AuthError::Expired);
+        }
+        if claims.token_type() != C::TYPE {
+            return Err(AuthError::Invalid);
+        }
+        Ok(claims)
     }
 }
 
@@ -223,13 +391,14 @@ struct VerifierInner {
     keys: RwLock<HashMap<Arc<str>, VerificationKey>>,
     fetcher: Option<KeyFetcher>,
     fetch: Mutex<FetchState>,
-    issuer: String,
-    audience: String,
+    validation: TokenValidation,
 }
 
-/// Forgets a verified token when it expires (plus the leeway), and at the latest
-/// [`MAX_CACHED_LIFETIME`] after it was verified.
-struct UntilTokenExpiry;
+/// Forgets a verified token when it expires (plus the leeway) by the validation's
+/// clock, and at the latest [`MAX_CACHED_LIFETIME`] after it was verified. (The cache
+/// itself runs on the system's monotonic time; [`AccessVerifier::cached`] checks the
+/// expiry against the clock again, so a moved clock is obeyed at once.)
+struct UntilTokenExpiry(Arc<dyn Clock>);
 
 impl moka::Expiry<Box<str>, Verified> for UntilTokenExpiry {
     fn expire_after_create(
@@ -242,7 +411,7 @@ impl moka::Expiry<Box<str>, Verified> for UntilTokenExpiry {
             .caller
             .expires_at
             .saturating_add(LEEWAY_SECONDS)
-            .saturating_sub(unix_seconds());
+            .saturating_sub(self.0.unix_seconds());
         Some(Duration::from_secs(left).min(MAX_CACHED_LIFETIME))
     }
 }
@@ -250,16 +419,22 @@ impl moka::Expiry<Box<str>, Verified> for UntilTokenExpiry {
 impl std::fmt::Debug for AccessVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AccessVerifier")
-            .field("issuer", &self.inner.issuer)
-            .field("audience", &self.inner.audience)
+            .field("validation", &self.inner.validation)
             .finish_non_exhaustive()
     }
 }
 
 impl AccessVerifier {
-    /// A verifier with a fixed key set (no refetching).
+    /// A verifier with a fixed key set (no refetching), on the system clock.
     pub fn with_keys(keys: Vec<PublicJwk>, issuer: &str, audience: &str) -> Self {
-        let verifier = Self::build(None, issuer, audience);
+        Self::with_validation(keys, TokenValidation::system(issuer, audience))
+    }
+
+    /// A verifier with a fixed key set (no refetching) that holds tokens to `validation`
+    /// (its clock among them). Keys that cannot verify tokens are left out
+    /// ([`check_jwk`]).
+    pub fn with_validation(keys: Vec<PublicJwk>, validation: TokenValidation) -> Self {
+        let verifier = Self::build(None, validation);
         verifier.inner.replace_keys(keys);
         verifier
     }
@@ -267,7 +442,7 @@ impl AccessVerifier {
     /// A verifier that fetches its key set with `fetcher` on first use and on an
     /// unknown `kid` (throttled). Call [`AccessVerifier::prefetch`] to fetch at once.
     pub fn with_fetcher(fetcher: KeyFetcher, issuer: &str, audience: &str) -> Self {
-        Self::build(Some(fetcher), issuer, audience)
+        Self::build(Some(fetcher), TokenValidation::system(issuer, audience))
     }
 
     /// A verifier whose keys come from session-service's `GetPublicKeys` at `channel`.
@@ -303,10 +478,10 @@ impl AccessVerifier {
         verifier
     }
 
-    fn build(fetcher: Option<KeyFetcher>, issuer: &str, audience: &str) -> Self {
+    fn build(fetcher: Option<KeyFetcher>, validation: TokenValidation) -> Self {
         let verified = moka::sync::Cache::builder()
             .max_capacity(VERIFIED_CACHE_CAPACITY)
-            .expire_after(UntilTokenExpiry)
+            .expire_after(UntilTokenExpiry(Arc::clone(&validation.clock)))
             .build();
         Self {
             inner: Arc::new(VerifierInner {
@@ -314,10 +489,14 @@ impl AccessVerifier {
                 keys: RwLock::new(HashMap::new()),
                 fetcher,
                 fetch: Mutex::new(FetchState::default()),
-                issuer: issuer.to_owned(),
-                audience: audience.to_owned(),
+                validation,
             }),
         }
+    }
+
+    /// The validation this verifier holds tokens to.
+    pub fn validation(&self) -> &TokenValidation {
+        &self.inner.validation
     }
 
     /// Starts fetching the key set in the background, retrying with backoff until a
@@ -347,13 +526,24 @@ impl AccessVerifier {
     /// cache until it expires (plus the leeway), or until its signing key is withdrawn
     /// from the key set, without checking its signature again.
     pub async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
-        if let Some(caller) = self.cached(token, unix_seconds()) {
+        if let Some(caller) = self.cached(token, self.inner.validation.now()) {
             return Ok(caller);
         }
-        let verified = self.verify_uncached(token).await?;
-        let caller = verified.caller;
-        self.remember(token, verified);
+        let (claims, kid) = self.verify_claims::<AccessClaims>(token).await?;
+        let caller = Caller {
+            user_id: claims.sub,
+            session_id: claims.sid,
+            is_superuser: claims.is_superuser,
+            expires_at: claims.exp,
+        };
+        self.remember(token, Verified { caller, kid });
         Ok(caller)
+    }
+
+    /// Verifies `token` as a token of the claims `C` (a refresh token, say) with the same
+    /// keys and the same [`TokenValidation`], every time: nothing is remembered.
+    pub async fn verify_token<C: Claims>(&self, token: &str) -> Result<C, AuthError> {
+        Ok(self.verify_claims::<C>(token).await?.0)
     }
 
     fn cached(&self, token: &str, now: u64) -> Option<Caller> {
@@ -361,7 +551,7 @@ impl AccessVerifier {
             .verified
             .get(token)
             .map(|verified| verified.caller)
-            .filter(|caller| now <= caller.expires_at.saturating_add(LEEWAY_SECONDS))
+            .filter(|caller| TokenValidation::is_live(caller.expires_at, now))
     }
 
     fn remember(&self, token: &str, verified: Verified) {
@@ -374,7 +564,11 @@ impl AccessVerifier {
         }
     }
 
-    async fn verify_uncached(&self, token: &str) -> Result<Verified, AuthError> {
+    /// The claims of `token`, and the `kid` of the key that verified it.
+    async fn verify_claims<C: Claims>(&self, token: &str) -> Result<(C, Arc<str>), AuthError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::Invalid);
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid)?;
         let kid = header.kid.ok_or(AuthError::Invalid)?;
         let (kid, key) = match self.inner.key(&kid) {
@@ -388,34 +582,11 @@ impl AccessVerifier {
                 self.inner.key(&kid).ok_or(AuthError::Invalid)?
             }
         };
-        // The header's `alg` must be the key's own: this is what stops `none`, and HS256
-        // tokens "signed" with the public key.
-        if header.alg != key.algorithm {
-            return Err(AuthError::Invalid);
-        }
-        let mut validation = Validation::new(key.algorithm);
-        validation.set_issuer(&[&self.inner.issuer]);
-        validation.set_audience(&[&self.inner.audience]);
-        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-        validation.leeway = LEEWAY_SECONDS;
-        let claims = jsonwebtoken::decode::<AccessClaims>(token, &key.key, &validation)
-            .map_err(|error| match error.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
-                _ => AuthError::Invalid,
-            })?
-            .claims;
-        if claims.token_type != TokenType::Access {
-            return Err(AuthError::Invalid);
-        }
-        Ok(Verified {
-            caller: Caller {
-                user_id: claims.sub,
-                session_id: claims.sid,
-                is_superuser: claims.is_superuser,
-                expires_at: claims.exp,
-            },
-            kid,
-        })
+        let claims = self
+            .inner
+            .validation
+            .validate::<C>(token, header.alg, &key)?;
+        Ok((claims, kid))
     }
 
     /// Verifies the `authorization: Bearer <token>` entry of gRPC metadata.
@@ -444,7 +615,9 @@ impl VerifierInner {
         let usable: HashMap<Arc<str>, VerificationKey> = keys
             .iter()
             .filter_map(|jwk| {
-                VerificationKey::from_jwk(jwk).map(|key| (Arc::from(jwk.kid.as_str()), key))
+                VerificationKey::from_jwk(jwk)
+                    .ok()
+                    .map(|key| (Arc::from(jwk.kid.as_str()), key))
             })
             .collect();
         let withdrawn = {
@@ -531,17 +704,11 @@ impl Drop for SettleFetch<'_> {
     }
 }
 
-fn unix_seconds() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
-}
-
 /// The token of an `Authorization` value `Bearer <token>` (scheme case-insensitive).
 pub fn bearer_token(value: &str) -> Result<&str, AuthError> {
     let (scheme, token) = value.trim().split_once(' ').ok_or(AuthError::Malformed)?;
     let token = token.trim();
-    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.len() > 8192 {
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.len() > MAX_TOKEN_BYTES {
         return Err(AuthError::Malformed);
     }
     Ok(token)
@@ -598,10 +765,14 @@ mod tests {
         AccessVerifier::with_keys(vec![jwk], DEFAULT_ISSUER, DEFAULT_AUDIENCE)
     }
 
+    fn now() -> u64 {
+        SystemClock.unix_seconds()
+    }
+
     #[test]
     fn a_cached_token_is_answered_only_until_its_expiry_and_leeway() {
         let verifier = verifier_with_key_k();
-        let entry = verified(unix_seconds() + 100);
+        let entry = verified(now() + 100);
         let caller = entry.caller;
         let expiry = caller.expires_at;
         verifier.remember("token", entry);
@@ -618,11 +789,11 @@ mod tests {
     #[test]
     fn a_token_whose_key_is_unknown_is_not_remembered() {
         let verifier = AccessVerifier::with_keys(Vec::new(), DEFAULT_ISSUER, DEFAULT_AUDIENCE);
-        let entry = verified(unix_seconds() + 100);
+        let entry = verified(now() + 100);
 
         verifier.remember("token", entry);
 
-        assert_eq!(verifier.cached("token", unix_seconds()), None);
+        assert_eq!(verifier.cached("token", now()), None);
     }
 
     #[test]
@@ -647,6 +818,16 @@ mod tests {
             x: "c2VjcmV0".into(),
             y: None,
         };
-        assert!(VerificationKey::from_jwk(&hs).is_none());
+        assert_eq!(check_jwk(&hs), Err(JwkError::Unsupported("k".into())));
+        let ec_without_y = PublicJwk {
+            kty: "EC".into(),
+            alg: "ES256".into(),
+            crv: "P-256".into(),
+            ..hs
+        };
+        assert!(matches!(
+            check_jwk(&ec_without_y),
+            Err(JwkError::Malformed(..))
+        ));
     }
 }

@@ -1,7 +1,11 @@
 //! Plumbing shared by every Learn Greek Easy binary, and no business rules.
 //!
-//! - [`auth`]: access-token claims and the local verifier (keys published by
-//!   session-service, fetched at start and on an unknown `kid` by one shared task).
+//! - [`auth`]: token claims, the one token validation (pinned algorithm, issuer,
+//!   audience, type, time claims against a [`clock::Clock`]) and the local verifier (keys
+//!   published by session-service, fetched at start and on an unknown `kid` by one
+//!   shared task).
+//! - [`clock`]: where "now" comes from (the system clock, or a clock tests move) and the
+//!   unix-time conversions.
 //! - [`config`]: typed configuration blocks (each setting an env var and a `--flag`)
 //!   and [`config::parse`], which exits 64 with one line naming a bad value.
 //! - [`telemetry`]: `tracing` setup, pretty or JSON.
@@ -22,6 +26,7 @@
 
 pub mod auth;
 pub mod balance;
+pub mod clock;
 pub mod config;
 pub mod grpc;
 pub mod health;

@@ -11,8 +11,9 @@ use uuid::Uuid;
 use crate::{
     cache::Keys,
     config::Config,
-    domain::{DeckId, Difficulty, Level},
+    domain::{Difficulty, Level},
     startup::MIGRATOR,
+    store::seed::{self, SeedCard},
 };
 
 const DATA: &str = include_str!("../seed/decks.json");
@@ -56,6 +57,32 @@ fn parse() -> anyhow::Result<Vec<SeedDeck>> {
     Ok(file.decks)
 }
 
+/// The rows to insert for `deck` (levels and difficulties checked by [`parse`]).
+fn to_rows(deck: &SeedDeck) -> seed::SeedDeck {
+    seed::SeedDeck {
+        id: deck.id,
+        name: deck.name.clone(),
+        description: deck.description.clone(),
+        level: Level::from_db(&deck.level),
+        cards: deck
+            .cards
+            .iter()
+            .enumerate()
+            .map(
+                |(index, [front, back, example, pronunciation, difficulty])| SeedCard {
+                    id: card_id(deck.id, index),
+                    front_text: front.clone(),
+                    back_text: back.clone(),
+                    example_sentence: example.clone(),
+                    pronunciation: pronunciation.clone(),
+                    difficulty: Difficulty::from_db(difficulty),
+                    order_index: index as i32,
+                },
+            )
+            .collect(),
+    }
+}
+
 /// Loads the seed decks; returns after printing how many rows were new.
 pub async fn run(config: &Config) -> anyhow::Result<()> {
     let decks = parse()?;
@@ -64,50 +91,8 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
         .await
         .context("deck-service database")?;
     let keys = Keys::new(&config.redis.redis_key_prefix);
-    let (mut new_decks, mut new_cards) = (0, 0);
-    let mut tx = pg.begin().await?;
-    for deck in &decks {
-        new_decks += sqlx::query(
-            "INSERT INTO decks (id, name, description, level) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(deck.id)
-        .bind(&deck.name)
-        .bind(&deck.description)
-        .bind(&deck.level)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let mut inserted = 0;
-        for (index, [front, back, example, pronunciation, difficulty]) in
-            deck.cards.iter().enumerate()
-        {
-            inserted += sqlx::query(
-                "INSERT INTO cards (id, deck_id, front_text, back_text, example_sentence, pronunciation, difficulty, \
-                 order_index) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(card_id(deck.id, index))
-            .bind(deck.id)
-            .bind(front)
-            .bind(back)
-            .bind(example)
-            .bind(pronunciation)
-            .bind(difficulty)
-            .bind(index as i32)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        }
-        if inserted > 0 {
-            // A running service may hold a "not found" or an older card list for this
-            // deck; its outbox drainer deletes them.
-            sqlx::query("INSERT INTO cache_outbox (keys) VALUES ($1)")
-                .bind(keys.of_deck(DeckId(deck.id)).to_vec())
-                .execute(&mut *tx)
-                .await?;
-        }
-        new_cards += inserted;
-    }
-    tx.commit().await?;
+    let rows: Vec<seed::SeedDeck> = decks.iter().map(to_rows).collect();
+    let (new_decks, new_cards) = seed::load(&pg, &keys, &rows).await?;
     println!(
         "seed: {new_decks} new deck(s), {new_cards} new card(s) ({} decks in the seed)",
         decks.len()

@@ -20,10 +20,11 @@ use proto::deck::v1::deck_service_server::DeckServiceServer;
 use tonic::service::Routes;
 
 use crate::{
-    cache::{Cache, CacheHooks, CacheMetrics, CacheSettings},
+    cache::{Cache, CacheHooks, CacheMetrics, CacheSettings, Ttls, Views},
     clock::{Clock, SystemClock},
     config::{Config, DEFAULT_PORT},
-    grpc::{DeckApi, Ttls},
+    grpc::DeckGrpc,
+    service::DeckApp,
     store::Store,
 };
 
@@ -121,18 +122,16 @@ impl Application {
             },
             options.hooks,
         );
+        let store = Store::new(pg.clone(), cache.clone());
         // Invalidations a previous process could not deliver go out before any read
         // trusts Redis; if Redis is down now, the drainer keeps trying.
-        if let Err(error) = cache.drain_outbox(&pg).await {
+        if let Err(error) = store.outbox().drain().await {
             tracing::warn!(%error, "cannot drain the cache outbox at start");
         }
-        cache.spawn_drainer(
-            pg.clone(),
-            config.cache.cache_outbox_interval,
-            shutdown.clone(),
-        );
+        store
+            .outbox()
+            .spawn_drainer(config.cache.cache_outbox_interval, shutdown.clone());
 
-        let store = Store::new(pg.clone(), cache.clone());
         let ttls = Ttls {
             deck: config.cache.cache_deck_ttl,
             cards: config.cache.cache_cards_ttl,
@@ -145,7 +144,9 @@ impl Application {
             cache: cache.clone(),
             pool: pg.clone(),
         };
-        let api = DeckApi::new(store, cache, verifier, options.clock, ttls);
+        let db = store.db().clone();
+        let use_cases = DeckApp::new(store, Views::new(cache, ttls), options.clock);
+        let api = DeckGrpc::new(use_cases, verifier);
 
         let app = GrpcApp::bind(
             &config.grpc,
@@ -156,7 +157,8 @@ impl Application {
         .await
         .context("cannot bind GRPC_ADDR")?
         .depends_on(Dependency::postgres(pg.clone()));
-        crate::cache::register_metrics(app.metrics(), &handles.cache_metrics, &handles.db_queries);
+        crate::cache::register_metrics(app.metrics(), &handles.cache_metrics);
+        db.register_metrics(app.metrics());
         common::postgres::register_metrics(app.metrics(), &pg);
         redis.register_metrics(
             app.metrics(),

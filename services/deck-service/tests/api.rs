@@ -4,6 +4,7 @@
 
 mod support;
 
+use common::status::Details;
 use proto::deck::v1::{self as pb, bulk_review_item::Outcome};
 use support::{TestApp, auth, get_deck, initialize_all, list_cards, queue, review};
 use time::macros::datetime;
@@ -142,6 +143,121 @@ async fn invalid_input_is_invalid_argument_naming_the_field() {
             status.message()
         );
     }
+}
+
+/// The fields of a status's `BadRequest`, in order.
+fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    Details::of(status)
+        .violations
+        .into_iter()
+        .map(|violation| violation.field)
+        .collect()
+}
+
+fn new_card(front: &str, back: &str) -> pb::NewCard {
+    pb::NewCard {
+        front_text: front.into(),
+        back_text: back.into(),
+        difficulty: pb::Difficulty::Easy as i32,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_bulk_create_with_a_missing_back_text_in_item_one_names_cards_1_back_text() {
+    let app = TestApp::spawn().await;
+    let (deck, _) = app.deck_with_cards("Bulk errors", 0).await;
+    let mut client = app.client.clone();
+    let bulk = |cards| pb::CreateCardsRequest {
+        deck_id: deck.id.clone(),
+        cards,
+    };
+
+    let one_bad = client
+        .create_cards(auth(
+            &app.admin,
+            bulk(vec![new_card("ένα", "one"), new_card("δύο", "")]),
+        ))
+        .await
+        .unwrap_err();
+    let several_bad = client
+        .create_cards(auth(
+            &app.admin,
+            bulk(vec![
+                new_card("", "one"),
+                new_card("δύο", "two"),
+                new_card("τρία", "   "),
+            ]),
+        ))
+        .await
+        .unwrap_err();
+
+    assert_eq!(one_bad.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&one_bad), ["cards[1].back_text"]);
+    assert_eq!(
+        one_bad.message(),
+        "cards[1].back_text: is required (1–1000 characters)"
+    );
+    assert_eq!(
+        violated_fields(&several_bad),
+        ["cards[0].front_text", "cards[2].back_text"],
+        "every bad item is reported, with its index"
+    );
+    let listed = client
+        .list_cards(auth(&app.user, list_cards(&deck.id)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.total, 0, "all or nothing");
+}
+
+#[tokio::test]
+async fn a_bulk_review_with_a_bad_quality_in_item_zero_names_reviews_0_quality() {
+    let app = TestApp::spawn().await;
+    let (deck, cards) = app.deck_with_cards("Review errors", 2).await;
+
+    let status = app
+        .client
+        .clone()
+        .submit_reviews(auth(
+            &app.user,
+            pb::SubmitReviewsRequest {
+                deck_id: deck.id.clone(),
+                session_id: "s".into(),
+                reviews: vec![review(&cards[0].id, 7), review(&cards[1].id, 4)],
+            },
+        ))
+        .await
+        .unwrap_err();
+
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&status), ["reviews[0].quality"]);
+    assert_eq!(
+        Details::of(&status).violations[0].message,
+        "must be between 0 and 5"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_page_size_names_page_size() {
+    let app = TestApp::spawn().await;
+
+    let status = app
+        .client
+        .clone()
+        .list_decks(auth(
+            &app.user,
+            pb::ListDecksRequest {
+                page_size: 101,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&status), ["page_size"]);
+    assert_eq!(status.message(), "page_size: must be between 1 and 100");
 }
 
 #[tokio::test]
@@ -986,4 +1102,71 @@ async fn cards_of_a_deleted_deck_are_not_found_for_reading_studying_and_reviewin
         "queue after the delete: {queued:?}"
     );
     assert_eq!(queued.total_in_queue, 1, "the kept deck's new card");
+}
+
+#[tokio::test]
+async fn study_stats_and_the_dashboard_leave_out_the_cards_of_a_deleted_deck() {
+    // Arrange: two started decks, one card of the doomed one reviewed, then deleted.
+    let app = TestApp::spawn().await;
+    let mut client = app.client.clone();
+    let (doomed, cards) = app.deck_with_cards("Doomed", 2).await;
+    let (kept, _) = app.deck_with_cards("Kept", 1).await;
+    for deck in [&doomed, &kept] {
+        client
+            .initialize_study(auth(&app.user, initialize_all(&deck.id)))
+            .await
+            .unwrap();
+    }
+    client
+        .submit_review(auth(&app.user, review(&cards[0].id, 4)))
+        .await
+        .unwrap();
+    client
+        .delete_deck(auth(
+            &app.admin,
+            pb::DeleteDeckRequest {
+                deck_id: doomed.id.clone(),
+            },
+        ))
+        .await
+        .unwrap();
+
+    // Act
+    let stats = |deck_id: Option<String>| {
+        let mut client = app.client.clone();
+        let token = app.user.clone();
+        async move {
+            client
+                .get_study_stats(auth(&token, pb::GetStudyStatsRequest { deck_id }))
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let all = stats(None).await;
+    let of_doomed = stats(Some(doomed.id.clone())).await;
+    let dashboard = client
+        .get_dashboard(auth(&app.user, pb::GetDashboardRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+
+    // Assert: only the kept deck's card counts by status and as due; the review log
+    // keeps the review made before the delete.
+    let by_status = all.by_status.unwrap();
+    assert_eq!(
+        (
+            by_status.new,
+            by_status.learning,
+            by_status.due,
+            all.due_today
+        ),
+        (1, 0, 1, 1)
+    );
+    assert_eq!(all.total_reviews, 1);
+    assert_eq!(of_doomed.by_status.unwrap(), pb::StatusCounts::default());
+    assert_eq!(dashboard.today.unwrap().cards_due, 1);
+    let cards_by_status = dashboard.cards_by_status.unwrap();
+    assert_eq!((cards_by_status.new, cards_by_status.learning), (1, 0));
+    assert_eq!(dashboard.overview.unwrap().total_decks_started, 1);
 }

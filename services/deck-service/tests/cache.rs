@@ -91,6 +91,22 @@ async fn repeated_reads_are_served_from_redis_without_touching_postgres() {
 }
 
 #[tokio::test]
+async fn a_write_counts_every_statement_it_runs_begin_and_commit_included() {
+    let app = TestApp::spawn().await;
+    let (deck, _) = app.deck_with_cards("Counted", 1).await;
+    let before = app.queries();
+
+    rename(&app, &deck, "Renamed").await;
+    let after_write = app.queries();
+    deck_name(&app, &deck).await;
+
+    // BEGIN, UPDATE decks, SELECT the users who started it, INSERT cache_outbox, COMMIT
+    // (the outbox row's deletion after COMMIT is the process's, not the request's).
+    assert_eq!(after_write - before, 5);
+    assert_eq!(app.queries() - after_write, 1, "the miss that follows");
+}
+
+#[tokio::test]
 async fn cache_counters_and_breaker_state_are_exported_on_metrics() {
     let app = TestApp::spawn().await;
     let (deck, _) = app.deck_with_cards("Metrics", 1).await;

@@ -9,7 +9,8 @@ pub async fn make_superuser(
     postgres: &common::config::PostgresConfig,
     email: &str,
 ) -> anyhow::Result<()> {
-    let email = Email::parse(email).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let email = Email::parse(email)
+        .map_err(|violation| anyhow::anyhow!("{}: {}", violation.field, violation.message))?;
     let pg = common::postgres::pool(postgres, database_url(postgres))?;
     common::postgres::migrate(&pg, &MIGRATOR, postgres.database_startup_timeout)
         .await

@@ -1,10 +1,17 @@
 //! Request values parsed once at the edge into types that are valid by construction.
-//! Each parser's error names the request field, as HTTP_API.md requires.
+//! Each field parser's error is a [`Violation`] naming the field as the client sent it
+//! (HTTP_API.md, Errors); a request parser reports every bad field of the request at once.
 
-use common::config::Secret;
+use common::{config::Secret, status::Violation};
+use proto::session::v1 as pb;
 use uuid::Uuid;
 
 use crate::error::Error;
+
+/// The violations among `checks` (those that failed), as one error.
+fn refused(checks: impl IntoIterator<Item = Option<Violation>>) -> Error {
+    Error::InvalidArgument(checks.into_iter().flatten().collect())
+}
 
 /// A syntactically plausible e-mail address, trimmed and lower-cased (addresses are
 /// compared case-insensitively everywhere).
@@ -12,11 +19,11 @@ use crate::error::Error;
 pub struct Email(String);
 
 impl Email {
-    pub fn parse(raw: &str) -> Result<Self, Error> {
+    pub fn parse(raw: &str) -> Result<Self, Violation> {
         let email = raw.trim().to_lowercase();
-        let invalid = || Error::invalid("email", "must be a valid e-mail address");
+        let invalid = || Violation::new("email", "must be a valid e-mail address");
         if email.is_empty() {
-            return Err(Error::invalid("email", "must not be empty"));
+            return Err(Violation::new("email", "must not be empty"));
         }
         if email.chars().count() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control())
         {
@@ -43,16 +50,16 @@ impl Email {
 pub type Password = Secret<String>;
 
 /// A new password that meets the rules: 8–100 characters, at least one letter and one digit.
-pub fn new_password(raw: &str) -> Result<Password, Error> {
+pub fn new_password(raw: &str) -> Result<Password, Violation> {
     let length = raw.chars().count();
     if !(8..=100).contains(&length) {
-        return Err(Error::invalid(
+        return Err(Violation::new(
             "password",
             "must be 8 to 100 characters long",
         ));
     }
     if !raw.chars().any(char::is_alphabetic) || !raw.chars().any(|c| c.is_ascii_digit()) {
-        return Err(Error::invalid(
+        return Err(Violation::new(
             "password",
             "must contain a letter and a digit",
         ));
@@ -61,12 +68,12 @@ pub fn new_password(raw: &str) -> Result<Password, Error> {
 }
 
 /// A login password: only bounded, so a megabyte "password" never reaches argon2.
-pub fn login_password(raw: &str) -> Result<Password, Error> {
+pub fn login_password(raw: &str) -> Result<Password, Violation> {
     if raw.is_empty() {
-        return Err(Error::invalid("password", "must not be empty"));
+        return Err(Violation::new("password", "must not be empty"));
     }
     if raw.len() > 1024 {
-        return Err(Error::invalid("password", "is too long"));
+        return Err(Violation::new("password", "is too long"));
     }
     Ok(Secret::new(raw.to_owned()))
 }
@@ -76,12 +83,12 @@ pub fn login_password(raw: &str) -> Result<Password, Error> {
 pub struct FullName(String);
 
 impl FullName {
-    pub fn parse(raw: &str) -> Result<Self, Error> {
+    pub fn parse(raw: &str) -> Result<Self, Violation> {
         let name = raw.trim();
         match name.chars().count() {
-            0 => Err(Error::invalid("full_name", "must not be empty")),
+            0 => Err(Violation::new("full_name", "must not be empty")),
             1..=255 => Ok(Self(name.to_owned())),
-            _ => Err(Error::invalid(
+            _ => Err(Violation::new(
                 "full_name",
                 "must be at most 255 characters long",
             )),
@@ -98,10 +105,10 @@ impl FullName {
 pub struct DailyGoal(i32);
 
 impl DailyGoal {
-    pub fn parse(raw: u32) -> Result<Self, Error> {
+    pub fn parse(raw: u32) -> Result<Self, Violation> {
         match raw {
             1..=200 => Ok(Self(raw as i32)),
-            _ => Err(Error::invalid("daily_goal", "must be between 1 and 200")),
+            _ => Err(Violation::new("daily_goal", "must be between 1 and 200")),
         }
     }
 
@@ -118,11 +125,11 @@ pub enum Language {
 }
 
 impl Language {
-    pub fn parse(raw: &str) -> Result<Self, Error> {
+    pub fn parse(raw: &str) -> Result<Self, Violation> {
         match raw {
             "en" => Ok(Self::En),
             "el" => Ok(Self::El),
-            _ => Err(Error::invalid(
+            _ => Err(Violation::new(
                 "preferred_language",
                 "must be \"en\" or \"el\"",
             )),
@@ -142,6 +149,59 @@ pub fn session_id(raw: &str) -> Result<Uuid, Error> {
     Uuid::parse_str(raw.trim()).map_err(|_| Error::invalid("session_id", "must be a UUID"))
 }
 
+/// A Register request, valid.
+#[derive(Debug)]
+pub struct Registration {
+    pub email: Email,
+    pub password: Password,
+    pub full_name: FullName,
+    pub client: ClientInfo,
+}
+
+impl Registration {
+    pub fn from_proto(request: pb::RegisterRequest) -> Result<Self, Error> {
+        match (
+            Email::parse(&request.email),
+            new_password(&request.password),
+            FullName::parse(&request.full_name),
+        ) {
+            (Ok(email), Ok(password), Ok(full_name)) => Ok(Self {
+                email,
+                password,
+                full_name,
+                client: ClientInfo::from_proto(request.client),
+            }),
+            (email, password, full_name) => {
+                Err(refused([email.err(), password.err(), full_name.err()]))
+            }
+        }
+    }
+}
+
+/// A Login request, valid (as far as its shape goes: the password is checked later).
+#[derive(Debug)]
+pub struct Credentials {
+    pub email: Email,
+    pub password: Password,
+    pub client: ClientInfo,
+}
+
+impl Credentials {
+    pub fn from_proto(request: pb::LoginRequest) -> Result<Self, Error> {
+        match (
+            Email::parse(&request.email),
+            login_password(&request.password),
+        ) {
+            (Ok(email), Ok(password)) => Ok(Self {
+                email,
+                password,
+                client: ClientInfo::from_proto(request.client),
+            }),
+            (email, password) => Err(refused([email.err(), password.err()])),
+        }
+    }
+}
+
 /// Where a login or refresh comes from, bounded so Redis never stores a novel.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClientInfo {
@@ -150,7 +210,7 @@ pub struct ClientInfo {
 }
 
 impl ClientInfo {
-    pub fn from_proto(client: Option<proto::session::v1::ClientInfo>) -> Self {
+    pub fn from_proto(client: Option<pb::ClientInfo>) -> Self {
         let client = client.unwrap_or_default();
         Self {
             ip_address: truncate(client.ip_address.trim(), 64),
@@ -178,33 +238,42 @@ pub struct ProfileUpdate {
 }
 
 impl ProfileUpdate {
-    pub fn from_proto(request: proto::session::v1::UpdateProfileRequest) -> Result<Self, Error> {
-        if request.clear_preferred_language && request.preferred_language.is_some() {
-            return Err(Error::invalid(
+    pub fn from_proto(request: pb::UpdateProfileRequest) -> Result<Self, Error> {
+        let preferred_language = match (
+            request.clear_preferred_language,
+            request.preferred_language.as_deref(),
+        ) {
+            (true, Some(_)) => Err(Violation::new(
                 "preferred_language",
                 "cannot be set and cleared in the same request",
-            ));
-        }
-        let preferred_language = if request.clear_preferred_language {
-            Some(None)
-        } else {
-            request
-                .preferred_language
-                .as_deref()
+            )),
+            (true, None) => Ok(Some(None)),
+            (false, language) => language
                 .map(Language::parse)
-                .transpose()?
-                .map(Some)
+                .transpose()
+                .map(|l| l.map(Some)),
         };
-        Ok(Self {
-            full_name: request
+        match (
+            request
                 .full_name
                 .as_deref()
                 .map(FullName::parse)
-                .transpose()?,
-            daily_goal: request.daily_goal.map(DailyGoal::parse).transpose()?,
-            email_notifications: request.email_notifications,
+                .transpose(),
+            request.daily_goal.map(DailyGoal::parse).transpose(),
             preferred_language,
-        })
+        ) {
+            (Ok(full_name), Ok(daily_goal), Ok(preferred_language)) => Ok(Self {
+                full_name,
+                daily_goal,
+                email_notifications: request.email_notifications,
+                preferred_language,
+            }),
+            (full_name, daily_goal, preferred_language) => Err(refused([
+                full_name.err(),
+                daily_goal.err(),
+                preferred_language.err(),
+            ])),
+        }
     }
 }
 
@@ -212,9 +281,17 @@ impl ProfileUpdate {
 mod tests {
     use super::*;
 
-    fn field_of(error: Error) -> &'static str {
+    fn field_of(violation: Violation) -> String {
+        violation.field
+    }
+
+    /// The fields named by a request parser's error, in order.
+    fn fields_of(error: Error) -> Vec<String> {
         match error {
-            Error::InvalidArgument { field, .. } => field,
+            Error::InvalidArgument(violations) => violations
+                .into_iter()
+                .map(|violation| violation.field)
+                .collect(),
             other => panic!("not a validation error: {other:?}"),
         }
     }
@@ -267,22 +344,44 @@ mod tests {
 
     #[test]
     fn profile_updates_validate_every_given_field() {
-        let request = |f: fn(&mut proto::session::v1::UpdateProfileRequest)| {
-            let mut request = proto::session::v1::UpdateProfileRequest::default();
+        let request = |f: fn(&mut pb::UpdateProfileRequest)| {
+            let mut request = pb::UpdateProfileRequest::default();
             f(&mut request);
             ProfileUpdate::from_proto(request)
         };
         assert_eq!(
-            field_of(request(|r| r.daily_goal = Some(0)).unwrap_err()),
-            "daily_goal"
+            fields_of(request(|r| r.daily_goal = Some(0)).unwrap_err()),
+            ["daily_goal"]
         );
         assert_eq!(
-            field_of(request(|r| r.daily_goal = Some(201)).unwrap_err()),
-            "daily_goal"
+            fields_of(request(|r| r.daily_goal = Some(201)).unwrap_err()),
+            ["daily_goal"]
         );
         assert_eq!(
-            field_of(request(|r| r.preferred_language = Some("fr".into())).unwrap_err()),
-            "preferred_language"
+            fields_of(request(|r| r.preferred_language = Some("fr".into())).unwrap_err()),
+            ["preferred_language"]
+        );
+        assert_eq!(
+            fields_of(
+                request(|r| {
+                    r.preferred_language = Some("en".into());
+                    r.clear_preferred_language = true;
+                })
+                .unwrap_err()
+            ),
+            ["preferred_language"]
+        );
+        assert_eq!(
+            fields_of(
+                request(|r| {
+                    r.full_name = Some(" ".into());
+                    r.daily_goal = Some(0);
+                    r.preferred_language = Some("fr".into());
+                })
+                .unwrap_err()
+            ),
+            ["full_name", "daily_goal", "preferred_language"],
+            "every bad field at once"
         );
         let clear = request(|r| r.clear_preferred_language = true).unwrap();
         assert_eq!(clear.preferred_language, Some(None));
@@ -290,8 +389,29 @@ mod tests {
     }
 
     #[test]
+    fn a_registration_reports_every_bad_field_in_request_order() {
+        let registration = Registration::from_proto(pb::RegisterRequest {
+            email: "maria".into(),
+            password: "short".into(),
+            full_name: String::new(),
+            client: None,
+        });
+
+        assert_eq!(
+            fields_of(registration.unwrap_err()),
+            ["email", "password", "full_name"]
+        );
+        let login = Credentials::from_proto(pb::LoginRequest {
+            email: "maria@example.com".into(),
+            password: String::new(),
+            client: None,
+        });
+        assert_eq!(fields_of(login.unwrap_err()), ["password"]);
+    }
+
+    #[test]
     fn client_info_is_truncated_and_stripped_of_control_characters() {
-        let info = ClientInfo::from_proto(Some(proto::session::v1::ClientInfo {
+        let info = ClientInfo::from_proto(Some(pb::ClientInfo {
             ip_address: " 10.0.0.1 ".into(),
             user_agent: format!("a\nb{}", "x".repeat(600)),
         }));

@@ -1,26 +1,23 @@
 //! The one error type of session-service and its one mapping to gRPC status codes.
 //!
-//! Refusals that tell the caller when to come back carry that as structured
-//! `google.rpc` details (STYLE.md rule 14), never as message text: an `ErrorInfo` whose
-//! reason says which refusal it is, in the domain [`ERROR_DOMAIN`], and a `RetryInfo`
-//! with the delay. The gateway reads them (`gateway/src/error.rs`): `OVERLOADED` becomes
-//! 503, any other RESOURCE_EXHAUSTED 429, both with `Retry-After`.
+//! What a caller must act on travels as `google.rpc` details built by `common::status`
+//! (STYLE.md rule 14), never as message text: validation failures as a `BadRequest` of
+//! every offending field, by the path the client sent it under; refusals a client tells
+//! apart as an `ErrorInfo` whose reason says which one, in the domain
+//! [`SESSION_DOMAIN`], with a `RetryInfo` when the caller may come back. The messages stay
+//! the sentences a user is shown.
 
 use std::time::Duration;
 
-use common::{auth::AuthError, redis::RedisError};
-use tonic_types::{ErrorDetails, StatusExt};
+use common::{
+    auth::AuthError,
+    redis::RedisError,
+    status::{self, SESSION_DOMAIN, Violation, reason},
+};
+use tonic::{Code, Status};
 
-/// The `ErrorInfo.domain` of this service's errors.
-pub const ERROR_DOMAIN: &str = "learngreek.session.v1";
-/// `ErrorInfo.reason` of a login refused by the per-account throttle.
-pub const REASON_LOGIN_THROTTLED: &str = "LOGIN_THROTTLED";
-/// `ErrorInfo.reason` of a call refused because the password-hashing queue is full.
-pub const REASON_OVERLOADED: &str = "OVERLOADED";
-
-/// Why a refresh token was refused. The gateway maps the first words of the status
-/// message (`token expired`, `token invalid`, `session revoked`, `refresh token reused`)
-/// to its TOKEN_EXPIRED, TOKEN_INVALID, SESSION_REVOKED and REFRESH_TOKEN_REUSED codes.
+/// Why a refresh token was refused; [`RefreshError::reason`] names it for the gateway,
+/// which answers the refresh route's 401 with that `code` (HTTP_API.md, Errors).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RefreshError {
     #[error("token expired")]
@@ -35,14 +32,24 @@ pub enum RefreshError {
     Reused,
 }
 
+impl RefreshError {
+    /// The `ErrorInfo.reason` of this refusal.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Expired => reason::TOKEN_EXPIRED,
+            // To the client a deactivated account's token is one that no longer works.
+            Self::Invalid | Self::InactiveUser => reason::TOKEN_INVALID,
+            Self::Revoked => reason::SESSION_REVOKED,
+            Self::Reused => reason::REFRESH_TOKEN_REUSED,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A request field failed validation; the message starts with the field's name.
-    #[error("{field}: {message}")]
-    InvalidArgument {
-        field: &'static str,
-        message: String,
-    },
+    /// Request fields that failed validation, each by its path as the client sent it.
+    #[error("invalid request fields: {0:?}")]
+    InvalidArgument(Vec<Violation>),
     #[error("email already registered")]
     EmailTaken,
     /// Unknown e-mail, wrong password or inactive user: one answer for all three.
@@ -70,31 +77,49 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        Self::InvalidArgument {
-            field,
-            message: message.into(),
-        }
+    /// One field that failed validation.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self::InvalidArgument(vec![Violation::new(field, message)])
     }
 }
 
-impl From<Error> for tonic::Status {
+impl From<Violation> for Error {
+    fn from(violation: Violation) -> Self {
+        Self::InvalidArgument(vec![violation])
+    }
+}
+
+impl From<Error> for Status {
     fn from(error: Error) -> Self {
-        use tonic::Status;
         match error {
-            Error::InvalidArgument { .. } => Status::invalid_argument(error.to_string()),
+            Error::InvalidArgument(violations) => status::invalid_fields(violations),
             Error::EmailTaken => Status::already_exists(error.to_string()),
-            Error::InvalidCredentials | Error::Refresh(_) => {
-                Status::unauthenticated(error.to_string())
-            }
+            Error::InvalidCredentials => Status::unauthenticated(error.to_string()),
+            Error::Refresh(refresh) => status::refusal(
+                Code::Unauthenticated,
+                refresh.to_string(),
+                SESSION_DOMAIN,
+                refresh.reason(),
+                None,
+            ),
             Error::Auth(auth) => auth.into(),
             Error::NotFound(_) => Status::not_found(error.to_string()),
-            Error::LoginThrottled { retry_after } => {
-                retry_later(REASON_LOGIN_THROTTLED, &error, retry_after)
-            }
+            Error::LoginThrottled { retry_after } => status::refusal(
+                Code::ResourceExhausted,
+                error.to_string(),
+                SESSION_DOMAIN,
+                reason::LOGIN_THROTTLED,
+                Some(retry_after),
+            ),
             Error::Overloaded { retry_after } => {
                 tracing::warn!("password hashing queue full: call refused");
-                retry_later(REASON_OVERLOADED, &error, retry_after)
+                status::refusal(
+                    Code::ResourceExhausted,
+                    error.to_string(),
+                    SESSION_DOMAIN,
+                    reason::OVERLOADED,
+                    Some(retry_after),
+                )
             }
             Error::SessionStore(cause) => {
                 tracing::warn!(error = %cause, "session store unavailable");
@@ -116,15 +141,6 @@ impl From<Error> for tonic::Status {
     }
 }
 
-/// RESOURCE_EXHAUSTED with the refusal's `reason` and how long to wait, as details.
-fn retry_later(reason: &str, error: &Error, retry_after: Duration) -> tonic::Status {
-    let mut details = ErrorDetails::new();
-    details
-        .set_error_info(reason, ERROR_DOMAIN, std::collections::HashMap::new())
-        .set_retry_info(Some(retry_after));
-    tonic::Status::with_error_details(tonic::Code::ResourceExhausted, error.to_string(), details)
-}
-
 /// Errors that mean "PostgreSQL cannot be reached now", which a retry may cure.
 fn is_unavailable(error: &sqlx::Error) -> bool {
     matches!(
@@ -142,22 +158,45 @@ pub fn is_unique_violation(error: &sqlx::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use common::status::Details;
+
     use super::*;
 
     #[test]
-    fn refresh_errors_start_with_the_words_the_gateway_maps() {
+    fn refresh_refusals_carry_their_reason_and_keep_their_sentence() {
         let cases = [
-            (RefreshError::Expired, "token expired"),
-            (RefreshError::Invalid, "token invalid"),
-            (RefreshError::InactiveUser, "token invalid"),
-            (RefreshError::Revoked, "session revoked"),
-            (RefreshError::Reused, "refresh token reused"),
+            (
+                RefreshError::Expired,
+                reason::TOKEN_EXPIRED,
+                "token expired",
+            ),
+            (
+                RefreshError::Invalid,
+                reason::TOKEN_INVALID,
+                "token invalid",
+            ),
+            (
+                RefreshError::InactiveUser,
+                reason::TOKEN_INVALID,
+                "token invalid: user account is inactive or gone",
+            ),
+            (
+                RefreshError::Revoked,
+                reason::SESSION_REVOKED,
+                "session revoked",
+            ),
+            (
+                RefreshError::Reused,
+                reason::REFRESH_TOKEN_REUSED,
+                "refresh token reused: the session has been revoked",
+            ),
         ];
-        for (error, prefix) in cases {
-            let status = tonic::Status::from(Error::from(error));
+        for (error, reason, message) in cases {
+            let status = Status::from(Error::from(error));
 
-            assert_eq!(status.code(), tonic::Code::Unauthenticated);
-            assert!(status.message().starts_with(prefix), "{}", status.message());
+            assert_eq!(status.code(), Code::Unauthenticated);
+            assert!(Details::of(&status).is(reason), "{error:?}");
+            assert_eq!(status.message(), message);
         }
     }
 
@@ -165,9 +204,9 @@ mod tests {
     fn store_failures_are_unavailable_and_hide_the_cause() {
         let error = Error::SessionStore(RedisError::Timeout(std::time::Duration::from_millis(5)));
 
-        let status = tonic::Status::from(error);
+        let status = Status::from(error);
 
-        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert_eq!(status.code(), Code::Unavailable);
         assert_eq!(status.message(), "session store unavailable");
     }
 
@@ -178,45 +217,49 @@ mod tests {
                 Error::LoginThrottled {
                     retry_after: Duration::from_millis(56_250),
                 },
-                REASON_LOGIN_THROTTLED,
+                reason::LOGIN_THROTTLED,
                 Duration::from_millis(56_250),
             ),
             (
                 Error::Overloaded {
                     retry_after: Duration::from_secs(1),
                 },
-                REASON_OVERLOADED,
+                reason::OVERLOADED,
                 Duration::from_secs(1),
             ),
         ];
         for (error, reason, delay) in cases {
-            let status = tonic::Status::from(error);
+            let status = Status::from(error);
 
-            let details = status.get_error_details();
-            assert_eq!(status.code(), tonic::Code::ResourceExhausted);
-            let info = details.error_info().expect("an ErrorInfo");
-            assert_eq!(
-                (info.reason.as_str(), info.domain.as_str()),
-                (reason, ERROR_DOMAIN)
-            );
-            assert_eq!(
-                details.retry_info().and_then(|retry| retry.retry_delay),
-                Some(delay)
-            );
+            let details = Details::of(&status);
+            assert_eq!(status.code(), Code::ResourceExhausted);
+            assert!(details.is(reason), "{details:?}");
+            assert_eq!(details.retry_after, Some(delay));
+            let domain = tonic_types::StatusExt::get_error_details(&status)
+                .error_info()
+                .map(|info| info.domain.clone());
+            assert_eq!(domain.as_deref(), Some(SESSION_DOMAIN));
         }
     }
 
     #[test]
-    fn validation_messages_name_the_field() {
-        let status = tonic::Status::from(Error::invalid(
-            "password",
-            "must contain a letter and a digit",
-        ));
+    fn validation_failures_list_every_field_and_the_message_names_the_first() {
+        let status = Status::from(Error::InvalidArgument(vec![
+            Violation::new("password", "must contain a letter and a digit"),
+            Violation::new("full_name", "must not be empty"),
+        ]));
 
-        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert_eq!(status.code(), Code::InvalidArgument);
         assert_eq!(
             status.message(),
             "password: must contain a letter and a digit"
+        );
+        assert_eq!(
+            Details::of(&status).violations,
+            [
+                Violation::new("password", "must contain a letter and a digit"),
+                Violation::new("full_name", "must not be empty"),
+            ]
         );
     }
 }

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    domain::{self, ClientInfo, Email, FullName, ProfileUpdate},
+    domain::{self, Credentials, ProfileUpdate, Registration},
     service::SessionApp,
     store::{sessions::SessionInfo, users::ProfileRow},
     tokens::TokenPair,
@@ -31,8 +31,7 @@ impl SessionGrpc {
     async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
         Ok(self
             .app
-            .keys
-            .access_verifier()
+            .verifier
             .verify_metadata(request.metadata())
             .await?)
     }
@@ -101,15 +100,8 @@ impl SessionService for SessionGrpc {
         &self,
         request: Request<pb::RegisterRequest>,
     ) -> Result<Response<pb::TokenPair>, Status> {
-        let request = request.into_inner();
-        let email = Email::parse(&request.email)?;
-        let password = domain::new_password(&request.password)?;
-        let full_name = FullName::parse(&request.full_name)?;
-        let client = ClientInfo::from_proto(request.client);
-        let pair = self
-            .app
-            .register(email, password, full_name, client)
-            .await?;
+        let registration = Registration::from_proto(request.into_inner())?;
+        let pair = self.app.register(registration).await?;
         Ok(Response::new(token_pair(pair)))
     }
 
@@ -117,11 +109,8 @@ impl SessionService for SessionGrpc {
         &self,
         request: Request<pb::LoginRequest>,
     ) -> Result<Response<pb::TokenPair>, Status> {
-        let request = request.into_inner();
-        let email = Email::parse(&request.email)?;
-        let password = domain::login_password(&request.password)?;
-        let client = ClientInfo::from_proto(request.client);
-        let pair = self.app.login(email, password, client).await?;
+        let credentials = Credentials::from_proto(request.into_inner())?;
+        let pair = self.app.login(credentials).await?;
         Ok(Response::new(token_pair(pair)))
     }
 

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use common::shutdown::Shutdown;
 use session_service::{
     config::{Cli, Command, Config, DEFAULT_PORT},
-    startup::Application,
+    startup::{Application, Options},
     tokens::TokenKeys,
 };
 
@@ -38,7 +38,9 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(config: Config, keys: TokenKeys) -> anyhow::Result<()> {
-    let app = Application::build_with_keys(config, keys, Shutdown::on_signals()).await?;
+    let app =
+        Application::build_with_keys(config, keys, Options::default(), Shutdown::on_signals())
+            .await?;
     common::grpc::announce("session-service", "gRPC", app.local_addr());
     app.run().await
 }

@@ -3,12 +3,16 @@
 
 use std::{sync::Arc, time::Duration};
 
-use common::auth::Caller;
+use common::{
+    auth::{AccessVerifier, Caller},
+    clock::{self, Clock},
+};
 use sqlx::PgPool;
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::{
-    domain::{ClientInfo, Email, FullName, Password, ProfileUpdate},
+    domain::{ClientInfo, Credentials, ProfileUpdate, Registration},
     error::{Error, RefreshError},
     metrics::SessionMetrics,
     password::{Hasher, Verified},
@@ -17,7 +21,7 @@ use crate::{
         sessions::{Rotation, SessionInfo, Sessions},
         users::{self, ProfileRow},
     },
-    tokens::{PairSpec, TokenKeys, TokenPair, unix_now},
+    tokens::{self, PairSpec, TokenKeys, TokenPair},
 };
 
 /// Token lifetimes.
@@ -28,33 +32,46 @@ pub struct Lifetimes {
 }
 
 /// Everything the use cases need; cheap to clone.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SessionApp {
     pub pg: PgPool,
     pub sessions: Sessions,
     pub login_throttle: LoginThrottle,
+    /// Signs the tokens.
     pub keys: Arc<TokenKeys>,
+    /// Verifies both kinds of token this service issues, by [`SessionApp::clock`].
+    pub verifier: AccessVerifier,
+    /// "Now" for everything decided by time: token `iat`/`exp`, session times and
+    /// expiry, the grace window, login locks.
+    pub clock: Arc<dyn Clock>,
     pub hasher: Hasher,
     pub lifetimes: Lifetimes,
     pub metrics: Arc<SessionMetrics>,
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+impl std::fmt::Debug for SessionApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionApp")
+            .field("keys", &self.keys)
+            .field("lifetimes", &self.lifetimes)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SessionApp {
+    fn now_ms(&self) -> u64 {
+        self.clock.unix_millis()
+    }
+
     /// Creates an account with default settings and its first session.
     #[tracing::instrument(skip_all)]
-    pub async fn register(
-        &self,
-        email: Email,
-        password: Password,
-        full_name: FullName,
-        client: ClientInfo,
-    ) -> Result<TokenPair, Error> {
+    pub async fn register(&self, registration: Registration) -> Result<TokenPair, Error> {
+        let Registration {
+            email,
+            password,
+            full_name,
+            client,
+        } = registration;
         let hash = self.hasher.hash(password).await?;
         let user_id = users::create(&self.pg, &email, &hash, &full_name).await?;
         tracing::info!(%user_id, "user registered");
@@ -65,13 +82,8 @@ impl SessionApp {
     /// password and inactive user give the same error after the same hashing work, and
     /// count alike against the e-mail address's login throttle.
     #[tracing::instrument(skip_all)]
-    pub async fn login(
-        &self,
-        email: Email,
-        password: Password,
-        client: ClientInfo,
-    ) -> Result<TokenPair, Error> {
-        let result = self.check_password_and_start(email, password, client).await;
+    pub async fn login(&self, credentials: Credentials) -> Result<TokenPair, Error> {
+        let result = self.check_password_and_start(credentials).await;
         match &result {
             Ok(_) => SessionMetrics::inc(&self.metrics.logins),
             Err(Error::InvalidCredentials) => SessionMetrics::inc(&self.metrics.login_failures),
@@ -82,12 +94,12 @@ impl SessionApp {
         result
     }
 
-    async fn check_password_and_start(
-        &self,
-        email: Email,
-        password: Password,
-        client: ClientInfo,
-    ) -> Result<TokenPair, Error> {
+    async fn check_password_and_start(&self, credentials: Credentials) -> Result<TokenPair, Error> {
+        let Credentials {
+            email,
+            password,
+            client,
+        } = credentials;
         // A place in the hashing queue first: a full queue answers at once, before the
         // attempt counts against the address.
         let slot = self.hasher.reserve()?;
@@ -96,7 +108,8 @@ impl SessionApp {
         // account is looked up or any password checked (no oracle, no CPU). Without the
         // sessions Redis no login could start a session anyway: its errors refuse the
         // attempt (fail closed).
-        if let Admission::Locked(retry_after) = self.login_throttle.admit(&email, now_ms()).await? {
+        let admission = self.login_throttle.admit(&email, self.now_ms()).await?;
+        if let Admission::Locked(retry_after) = admission {
             return Err(Error::LoginThrottled { retry_after });
         }
         let user = users::credentials(&self.pg, &email).await?;
@@ -142,9 +155,13 @@ impl SessionApp {
         client: &ClientInfo,
     ) -> Result<TokenPair, Error> {
         let session_id = Uuid::new_v4();
-        let spec = self.new_spec(user_id, session_id, 0, is_superuser);
+        let now = self.clock.now();
+        let spec = self.new_spec(user_id, session_id, 0, is_superuser, now);
         let pair = self.sign(&spec)?;
-        let ended = self.sessions.create(&spec, client, now_ms()).await?;
+        let ended = self
+            .sessions
+            .create(&spec, client, clock::unix_millis(now))
+            .await?;
         SessionMetrics::inc(&self.metrics.sessions_created);
         tracing::info!(%user_id, %session_id, "session started");
         if !ended.is_empty() {
@@ -160,8 +177,9 @@ impl SessionApp {
         session_id: Uuid,
         generation: u64,
         is_superuser: bool,
+        now: OffsetDateTime,
     ) -> PairSpec {
-        let now = unix_now();
+        let now = clock::unix_seconds(now);
         PairSpec {
             user_id,
             session_id,
@@ -197,22 +215,29 @@ impl SessionApp {
     }
 
     async fn rotate(&self, token: &str) -> Result<TokenPair, Error> {
-        let claims = self.keys.verify_refresh(token)?;
+        let claims = tokens::verify_refresh(&self.verifier, token).await?;
         let (user_id, session_id) = (claims.sub, claims.sid);
         let standing = users::standing(&self.pg, user_id).await?;
         let Some(standing) = standing.filter(|user| user.is_active) else {
             return Err(RefreshError::InactiveUser.into());
         };
+        let now = self.clock.now();
         let next = self.new_spec(
             user_id,
             session_id,
             claims.generation + 1,
             standing.is_superuser,
+            now,
         );
         let pair = self.sign(&next)?;
         match self
             .sessions
-            .rotate(claims.generation, claims.jti, &next, now_ms())
+            .rotate(
+                claims.generation,
+                claims.jti,
+                &next,
+                clock::unix_millis(now),
+            )
             .await?
         {
             Rotation::Rotated => {
@@ -226,7 +251,9 @@ impl SessionApp {
             }
             // The session's own lifetime equals the token's, so a token past its `exp`
             // (but inside the verification leeway) meets a session that is gone already.
-            Rotation::Missing if claims.exp <= unix_now() => Err(RefreshError::Expired.into()),
+            Rotation::Missing if claims.exp <= clock::unix_seconds(now) => {
+                Err(RefreshError::Expired.into())
+            }
             Rotation::Missing => Err(RefreshError::Revoked.into()),
             Rotation::Reused => {
                 tracing::warn!(
@@ -245,11 +272,14 @@ impl SessionApp {
     /// Any other token (invalid, expired, someone else's) ends nothing.
     #[tracing::instrument(skip_all, fields(user_id = %caller.user_id))]
     pub async fn logout(&self, caller: &Caller, refresh_token: &str) -> Result<bool, Error> {
-        let claims = match self.keys.verify_refresh(refresh_token) {
+        let claims = match tokens::verify_refresh(&self.verifier, refresh_token).await {
             Ok(claims) if claims.sub == caller.user_id => claims,
             _ => return Ok(false),
         };
-        let revoked = self.sessions.revoke(caller.user_id, claims.sid).await?;
+        let revoked = self
+            .sessions
+            .revoke(caller.user_id, claims.sid, self.now_ms())
+            .await?;
         self.metrics.count_revoked(u32::from(revoked));
         Ok(revoked)
     }
@@ -257,21 +287,28 @@ impl SessionApp {
     /// Ends every live session of the caller; returns how many.
     #[tracing::instrument(skip_all, fields(user_id = %caller.user_id))]
     pub async fn logout_all(&self, caller: &Caller) -> Result<u32, Error> {
-        let revoked = self.sessions.revoke_all(caller.user_id).await?;
+        let revoked = self
+            .sessions
+            .revoke_all(caller.user_id, self.now_ms())
+            .await?;
         self.metrics.count_revoked(revoked);
         Ok(revoked)
     }
 
     #[tracing::instrument(skip_all, fields(user_id = %caller.user_id))]
     pub async fn list_sessions(&self, caller: &Caller) -> Result<Vec<SessionInfo>, Error> {
-        self.sessions.list(caller.user_id).await
+        self.sessions.list(caller.user_id, self.now_ms()).await
     }
 
     /// Ends one of the caller's sessions; NOT_FOUND if it is not a live one of theirs.
     #[tracing::instrument(skip_all, fields(user_id = %caller.user_id))]
     pub async fn revoke_session(&self, caller: &Caller, session_id: Uuid) -> Result<(), Error> {
         // The key carries the caller's own user id, so another user's session id finds nothing.
-        match self.sessions.revoke(caller.user_id, session_id).await? {
+        match self
+            .sessions
+            .revoke(caller.user_id, session_id, self.now_ms())
+            .await?
+        {
             true => {
                 self.metrics.count_revoked(1);
                 Ok(())

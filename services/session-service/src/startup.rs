@@ -5,7 +5,13 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
-use common::{grpc::GrpcApp, health::Dependency, redis::RedisPool, shutdown::Shutdown};
+use common::{
+    clock::{Clock, SystemClock},
+    grpc::GrpcApp,
+    health::Dependency,
+    redis::RedisPool,
+    shutdown::Shutdown,
+};
 use tonic::service::Routes;
 
 use crate::{
@@ -23,6 +29,21 @@ use crate::{
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// What tests (and only tests) change about the application.
+#[derive(Clone)]
+pub struct Options {
+    /// "Now" for tokens, sessions, grace windows and the login throttle.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
 /// A built, bound, not yet serving session-service.
 pub struct Application {
     app: GrpcApp,
@@ -31,9 +52,13 @@ pub struct Application {
 
 impl Application {
     /// Loads the signing key, then builds as [`Application::build_with_keys`].
-    pub async fn build(config: Config, shutdown: Shutdown) -> anyhow::Result<Self> {
+    pub async fn build(
+        config: Config,
+        options: Options,
+        shutdown: Shutdown,
+    ) -> anyhow::Result<Self> {
         let keys = TokenKeys::from_config(&config.tokens)?;
-        Self::build_with_keys(config, keys, shutdown).await
+        Self::build_with_keys(config, keys, options, shutdown).await
     }
 
     /// Connects to PostgreSQL (waiting for it up to the start-up timeout), runs the
@@ -41,6 +66,7 @@ impl Application {
     pub async fn build_with_keys(
         config: Config,
         keys: TokenKeys,
+        options: Options,
         shutdown: Shutdown,
     ) -> anyhow::Result<Self> {
         let pg = common::postgres::pool(&config.postgres, config.database_url())?;
@@ -76,7 +102,9 @@ impl Application {
             pg: pg.clone(),
             sessions: store,
             login_throttle,
+            verifier: keys.verifier(Arc::clone(&options.clock)),
             keys: Arc::new(keys),
+            clock: options.clock,
             hasher: Hasher::new(
                 config.password_hash_concurrency(),
                 config.password_hash_queue as usize,

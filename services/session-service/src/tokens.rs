@@ -4,16 +4,24 @@
 //! Ed25519 signatures are deterministic, so the same claims signed with the same key give
 //! the same token bytes: that is how a grace-window replay returns the identical pair
 //! without the tokens themselves ever being stored.
+//!
+//! Verifying is not done here: both kinds of token are held to the one validation of
+//! every binary (`common::auth::TokenValidation`), through the verifier that
+//! [`TokenKeys::verifier`] builds over the published keys.
 
-use std::{collections::HashMap, path::Path};
+use std::{path::Path, sync::Arc};
 
 use base64::Engine;
 use common::{
-    auth::{AccessClaims, AccessVerifier, LEEWAY_SECONDS, PublicJwk, TokenType},
+    auth::{
+        AccessClaims, AccessVerifier, AuthError, Claims, PublicJwk, TokenType, TokenValidation,
+        check_jwk,
+    },
+    clock::Clock,
     config::Secret,
 };
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -34,6 +42,28 @@ pub struct RefreshClaims {
     pub jti: Uuid,
     pub iss: String,
     pub aud: String,
+}
+
+impl Claims for RefreshClaims {
+    const TYPE: TokenType = TokenType::Refresh;
+
+    fn token_type(&self) -> TokenType {
+        self.token_type
+    }
+
+    fn expires_at(&self) -> u64 {
+        self.exp
+    }
+}
+
+impl From<AuthError> for RefreshError {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::Expired => Self::Expired,
+            // A fixed key set is never unavailable; anything else is not one of ours.
+            _ => Self::Invalid,
+        }
+    }
 }
 
 /// Everything that determines one issued pair; signing it twice gives the same tokens.
@@ -80,10 +110,8 @@ pub struct TokenKeys {
     encoding: EncodingKey,
     kid: String,
     published: Vec<PublicJwk>,
-    decoding: HashMap<String, (Algorithm, DecodingKey)>,
     issuer: String,
     audience: String,
-    verifier: AccessVerifier,
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -139,35 +167,17 @@ impl TokenKeys {
         let mut published = vec![current];
         published.extend(additional.into_iter().filter(|jwk| jwk.kid != kid));
 
-        let mut decoding = HashMap::new();
+        // Every published key must verify: a verifier would silently skip one that
+        // does not, and its tokens would be refused everywhere.
         for jwk in &published {
-            let key = match (jwk.kty.as_str(), jwk.alg.as_str(), jwk.crv.as_str()) {
-                ("OKP", "EdDSA", "Ed25519") => {
-                    DecodingKey::from_ed_components(&jwk.x).map(|key| (Algorithm::EdDSA, key))
-                }
-                ("EC", "ES256", "P-256") => {
-                    DecodingKey::from_ec_components(&jwk.x, jwk.y.as_deref().unwrap_or_default())
-                        .map(|key| (Algorithm::ES256, key))
-                }
-                _ => {
-                    return Err(KeyError::BadJwks(format!(
-                        "key {:?} is not an EdDSA or ES256 key",
-                        jwk.kid
-                    )));
-                }
-            }
-            .map_err(|e| KeyError::BadJwks(format!("key {:?}: {e}", jwk.kid)))?;
-            decoding.insert(jwk.kid.clone(), key);
+            check_jwk(jwk).map_err(|error| KeyError::BadJwks(error.to_string()))?;
         }
-        let verifier = AccessVerifier::with_keys(published.clone(), issuer, audience);
         Ok(Self {
             encoding,
             kid,
             published,
-            decoding,
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
-            verifier,
         })
     }
 
@@ -184,9 +194,13 @@ impl TokenKeys {
         &self.audience
     }
 
-    /// Verifies access tokens against the published keys, pinning issuer, audience and type.
-    pub fn access_verifier(&self) -> &AccessVerifier {
-        &self.verifier
+    /// The verifier of this service's tokens, access and refresh alike: the published
+    /// keys, this issuer and audience, and time by `clock`.
+    pub fn verifier(&self, clock: Arc<dyn Clock>) -> AccessVerifier {
+        AccessVerifier::with_validation(
+            self.published.clone(),
+            TokenValidation::new(&self.issuer, &self.audience, clock),
+        )
     }
 
     /// Signs the pair described by `spec`; the same spec always gives the same tokens.
@@ -221,35 +235,16 @@ impl TokenKeys {
             expires_in: spec.access_expires_at.saturating_sub(spec.issued_at),
         })
     }
+}
 
-    /// Verifies a refresh token: a published key by `kid`, that key's own algorithm (never
-    /// `none` or HS*), issuer, audience, expiry (with the shared leeway) and `type: "refresh"`.
-    pub fn verify_refresh(&self, token: &str) -> Result<RefreshClaims, RefreshError> {
-        if token.is_empty() || token.len() > 8192 {
-            return Err(RefreshError::Invalid);
-        }
-        let header = jsonwebtoken::decode_header(token).map_err(|_| RefreshError::Invalid)?;
-        let kid = header.kid.ok_or(RefreshError::Invalid)?;
-        let (algorithm, key) = self.decoding.get(&kid).ok_or(RefreshError::Invalid)?;
-        if header.alg != *algorithm {
-            return Err(RefreshError::Invalid);
-        }
-        let mut validation = Validation::new(*algorithm);
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[&self.audience]);
-        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-        validation.leeway = LEEWAY_SECONDS;
-        let claims = jsonwebtoken::decode::<RefreshClaims>(token, key, &validation)
-            .map_err(|error| match error.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => RefreshError::Expired,
-                _ => RefreshError::Invalid,
-            })?
-            .claims;
-        if claims.token_type != TokenType::Refresh {
-            return Err(RefreshError::Invalid);
-        }
-        Ok(claims)
-    }
+/// Verifies a refresh token with `verifier` (built by [`TokenKeys::verifier`]): a
+/// published key by `kid`, that key's own algorithm, issuer, audience, `exp` (with the
+/// shared leeway, by the verifier's clock) and `type: "refresh"`.
+pub async fn verify_refresh(
+    verifier: &AccessVerifier,
+    token: &str,
+) -> Result<RefreshClaims, RefreshError> {
+    Ok(verifier.verify_token::<RefreshClaims>(token).await?)
 }
 
 /// The JWK of an Ed25519 public key.
@@ -285,15 +280,10 @@ pub fn generate_key_pem() -> Secret<String> {
     Secret::new(pem.to_string())
 }
 
-/// Unix seconds now.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 #[cfg(test)]
 mod tests {
+    use common::{auth::LEEWAY_SECONDS, clock::ManualClock};
+
     use super::*;
 
     fn keys() -> TokenKeys {
@@ -321,21 +311,36 @@ mod tests {
         }
     }
 
+    /// A verifier of `keys` on a clock standing at `now` (unix seconds).
+    fn verifier_at(keys: &TokenKeys, now: u64) -> (AccessVerifier, ManualClock) {
+        let clock = ManualClock::new(
+            time::OffsetDateTime::from_unix_timestamp(now as i64).expect("a valid time"),
+        );
+        (keys.verifier(Arc::new(clock.clone())), clock)
+    }
+
+    /// 2021-01-01: long past by the system clock, so only a verifier's own clock can
+    /// accept these tokens.
+    const NOW: u64 = 1_609_459_200;
+
     #[test]
     fn signing_the_same_spec_twice_gives_identical_tokens() {
         let keys = keys();
-        let spec = spec(unix_now());
+        let spec = spec(NOW);
 
         assert_eq!(keys.sign(&spec).unwrap(), keys.sign(&spec).unwrap());
     }
 
-    #[test]
-    fn a_signed_refresh_token_verifies_with_its_claims() {
+    #[tokio::test]
+    async fn a_signed_refresh_token_verifies_with_its_claims() {
         let keys = keys();
-        let spec = spec(unix_now());
+        let spec = spec(NOW);
         let pair = keys.sign(&spec).unwrap();
+        let (verifier, _) = verifier_at(&keys, NOW);
 
-        let claims = keys.verify_refresh(&pair.refresh_token).unwrap();
+        let claims = verify_refresh(&verifier, &pair.refresh_token)
+            .await
+            .unwrap();
 
         assert_eq!(
             (claims.sub, claims.sid, claims.generation, claims.jti),
@@ -343,35 +348,69 @@ mod tests {
         );
     }
 
-    #[test]
-    fn an_access_token_is_not_a_refresh_token() {
+    #[tokio::test]
+    async fn an_access_token_is_not_a_refresh_token_nor_a_refresh_token_an_access_token() {
         let keys = keys();
-        let pair = keys.sign(&spec(unix_now())).unwrap();
+        let pair = keys.sign(&spec(NOW)).unwrap();
+        let (verifier, _) = verifier_at(&keys, NOW);
 
         assert_eq!(
-            keys.verify_refresh(&pair.access_token),
+            verify_refresh(&verifier, &pair.access_token).await,
+            Err(RefreshError::Invalid)
+        );
+        assert_eq!(
+            verifier.verify(&pair.refresh_token).await,
+            Err(AuthError::Invalid)
+        );
+        assert!(verifier.verify(&pair.access_token).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_refresh_token_expires_by_the_verifiers_clock_after_the_leeway() {
+        let keys = keys();
+        let pair = keys.sign(&spec(NOW)).unwrap();
+        let (verifier, clock) = verifier_at(&keys, NOW + 600 + LEEWAY_SECONDS);
+
+        let at_the_leeway = verify_refresh(&verifier, &pair.refresh_token).await;
+        clock.advance(time::Duration::seconds(1));
+        let after_it = verify_refresh(&verifier, &pair.refresh_token).await;
+
+        assert!(at_the_leeway.is_ok(), "{at_the_leeway:?}");
+        assert_eq!(after_it, Err(RefreshError::Expired));
+    }
+
+    #[tokio::test]
+    async fn a_token_of_another_key_is_invalid() {
+        let pair = keys().sign(&spec(NOW)).unwrap();
+        let (verifier, _) = verifier_at(&keys(), NOW);
+
+        assert_eq!(
+            verify_refresh(&verifier, &pair.refresh_token).await,
             Err(RefreshError::Invalid)
         );
     }
 
     #[test]
-    fn an_expired_refresh_token_is_reported_as_expired() {
-        let keys = keys();
-        let pair = keys.sign(&spec(unix_now() - 1000)).unwrap();
+    fn an_additional_key_that_cannot_verify_stops_the_start() {
+        let symmetric = PublicJwk {
+            kty: "oct".into(),
+            alg: "HS256".into(),
+            crv: String::new(),
+            ..keys().published()[0].clone()
+        };
 
-        assert_eq!(
-            keys.verify_refresh(&pair.refresh_token),
-            Err(RefreshError::Expired)
+        let refused = TokenKeys::new(
+            &generate_key_pem(),
+            "JWT_PRIVATE_KEY",
+            vec![symmetric],
+            "iss",
+            "aud",
         );
-    }
 
-    #[test]
-    fn a_token_of_another_key_is_invalid() {
-        let pair = keys().sign(&spec(unix_now())).unwrap();
-
-        assert_eq!(
-            keys().verify_refresh(&pair.refresh_token),
-            Err(RefreshError::Invalid)
+        assert!(
+            matches!(&refused, Err(KeyError::BadJwks(why)) if why.contains("not an EdDSA")),
+            "{:?}",
+            refused.err()
         );
     }
 

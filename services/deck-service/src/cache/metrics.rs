@@ -80,12 +80,8 @@ pub(crate) fn inc(counter: &AtomicU64) {
 }
 
 /// Exports the counters (and the breaker state, 0 closed / 1 open / 2 half-open) on
-/// the process's `/metrics`, plus the PostgreSQL statements run for requests.
-pub fn register(
-    metrics: &common::metrics::Metrics,
-    cache: &Arc<CacheMetrics>,
-    db_queries: &Arc<AtomicU64>,
-) {
+/// the process's `/metrics`.
+pub fn register(metrics: &common::metrics::Metrics, cache: &Arc<CacheMetrics>) {
     macro_rules! counter {
         ($name:literal, $help:literal, $field:ident) => {{
             let cache = cache.clone();
@@ -153,11 +149,5 @@ pub fn register(
         "deck_cache_breaker_state",
         "Cache Redis circuit breaker: 0 closed, 1 open, 2 half-open.",
         move || i64::from(state.load(Ordering::Relaxed)),
-    );
-    let queries = db_queries.clone();
-    metrics.register_counter_fn(
-        "deck_db_queries",
-        "PostgreSQL statements run for requests.",
-        move || queries.load(Ordering::Relaxed),
     );
 }

@@ -10,18 +10,20 @@
 //! * No stampede: concurrent misses of one key in this process share one load, which
 //!   runs in a task of its own ([`flight`]), so callers that give up strand nothing.
 //! * Unknown ids are cached briefly as "missing" entries (negative caching).
-//! * Writes commit first, then invalidate ([`PendingInvalidation`]). The keys are also
-//!   written to `cache_outbox` in the write's transaction; a failed invalidation leaves
-//!   the row for the background drainer, and until it is drained reads bypass Redis
-//!   (which may still hold the stale entry).
+//! * Writes commit first, then invalidate (`store::outbox`). The keys are also written
+//!   to `cache_outbox` in the write's transaction; a failed invalidation leaves the row
+//!   for the background drainer, and until it is drained reads bypass Redis (which may
+//!   still hold the stale entry; [`pending`]).
 //! * Redis is optional: every call has its own deadline (`CACHE_REDIS_TIMEOUT_MS`)
 //!   and goes through a circuit breaker; a failure means "read PostgreSQL".
+//! * [`views`] says what is cached: each view's key, TTL, shape and freshness.
 
 mod breaker;
 mod flight;
 pub mod keys;
 mod metrics;
-mod outbox;
+mod pending;
+pub mod views;
 
 use std::{
     collections::HashMap,
@@ -40,7 +42,7 @@ use rand::Rng;
 pub use breaker::BreakerState;
 pub use keys::Keys;
 pub use metrics::{CacheMetrics, MetricsSnapshot, register as register_metrics};
-pub use outbox::PendingInvalidation;
+pub use views::{Ttls, Views};
 
 use crate::error::{Error, Result};
 use breaker::Breaker;

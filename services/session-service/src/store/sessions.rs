@@ -7,6 +7,10 @@
 //!   cap of live ones: `lua/create.lua` ends the least recently used beyond it).
 //!
 //! Every change that touches both is one Lua script (the `lua/` files, Redis 7.0 compatible).
+//!
+//! Time comes from the caller (`now_ms`, the service's clock): a session lives until its
+//! `expires_at`, judged by that clock, and the TTL Redis puts on the same instant only
+//! removes what has ended. So tests that move the clock see sessions end at once.
 
 use common::redis::RedisPool;
 use redis::Script;
@@ -216,12 +220,18 @@ impl Sessions {
     }
 
     /// Ends one session; true if it was live.
-    pub async fn revoke(&self, user_id: Uuid, session_id: Uuid) -> Result<bool, Error> {
+    pub async fn revoke(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+        now_ms: u64,
+    ) -> Result<bool, Error> {
         let mut invocation = REVOKE.prepare_invoke();
         invocation
             .key(self.keys.session(user_id, session_id))
             .key(self.keys.user_sessions(user_id))
-            .arg(session_id.to_string());
+            .arg(session_id.to_string())
+            .arg(now_ms);
         let ended: i64 = self
             .redis
             .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
@@ -230,10 +240,10 @@ impl Sessions {
     }
 
     /// Ends every session of the user; returns how many were live.
-    pub async fn revoke_all(&self, user_id: Uuid) -> Result<u32, Error> {
+    pub async fn revoke_all(&self, user_id: Uuid, now_ms: u64) -> Result<u32, Error> {
         for _ in 0..SET_READ_ATTEMPTS {
             let ids = self.members(user_id).await?;
-            let invocation = self.over_members(&REVOKE_ALL, user_id, &ids);
+            let invocation = self.over_members(&REVOKE_ALL, user_id, &ids, now_ms);
             let ended: i64 = self
                 .redis
                 .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
@@ -248,10 +258,10 @@ impl Sessions {
     }
 
     /// The user's live sessions, newest first.
-    pub async fn list(&self, user_id: Uuid) -> Result<Vec<SessionInfo>, Error> {
+    pub async fn list(&self, user_id: Uuid, now_ms: u64) -> Result<Vec<SessionInfo>, Error> {
         for _ in 0..SET_READ_ATTEMPTS {
             let ids = self.members(user_id).await?;
-            let invocation = self.over_members(&LIST, user_id, &ids);
+            let invocation = self.over_members(&LIST, user_id, &ids, now_ms);
             let reply: redis::Value = self
                 .redis
                 .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
@@ -295,15 +305,17 @@ impl Sessions {
             .await?)
     }
 
-    /// An invocation of a script that takes the user's set and the hashes of `ids`.
+    /// An invocation of a script that takes the user's set and the hashes of `ids`, at
+    /// `now_ms`.
     fn over_members(
         &self,
         script: &'static Script,
         user_id: Uuid,
         ids: &[String],
+        now_ms: u64,
     ) -> redis::ScriptInvocation<'static> {
         let mut invocation = script.prepare_invoke();
-        invocation.key(self.keys.user_sessions(user_id));
+        invocation.key(self.keys.user_sessions(user_id)).arg(now_ms);
         for id in ids {
             invocation.key(self.keys.member(user_id, id));
             invocation.arg(id.as_str());

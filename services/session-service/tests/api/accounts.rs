@@ -2,12 +2,14 @@
 
 use std::time::Duration;
 
+use common::status::reason;
 use proto::session::v1 as pb;
 use test_support::run_to_exit;
 use tonic::Code;
 
 use crate::helpers::{
-    PASSWORD, assert_status, bearer, claims_of, client_info, spawn_app, unique_email, user_id_of,
+    PASSWORD, assert_invalid_fields, assert_refused, assert_status, bearer, claims_of, client_info,
+    spawn_app, unique_email, user_id_of,
 };
 
 const BINARY: &str = env!("CARGO_BIN_EXE_session-service");
@@ -55,10 +57,9 @@ async fn register_login_refresh_logout_flow_works_end_to_end() {
         "login starts a new session"
     );
     assert!(logout.token_revoked);
-    assert_status(
+    assert_refused(
         app.refresh(&refreshed.refresh_token).await,
-        Code::Unauthenticated,
-        "session revoked",
+        reason::SESSION_REVOKED,
     );
     let again = app
         .client
@@ -103,14 +104,14 @@ async fn registering_an_email_again_in_another_case_is_already_exists() {
 async fn invalid_registrations_are_invalid_argument_naming_the_field() {
     let app = spawn_app().await;
     let cases = [
-        ("not-an-email", PASSWORD, "Name", "email:"),
-        ("", PASSWORD, "Name", "email:"),
-        ("a@example.com", "short1", "Name", "password:"),
-        ("a@example.com", "lettersonly", "Name", "password:"),
-        ("a@example.com", "1234567890", "Name", "password:"),
-        ("a@example.com", &"a1".repeat(51), "Name", "password:"),
-        ("a@example.com", PASSWORD, "   ", "full_name:"),
-        ("a@example.com", PASSWORD, &"x".repeat(256), "full_name:"),
+        ("not-an-email", PASSWORD, "Name", "email"),
+        ("", PASSWORD, "Name", "email"),
+        ("a@example.com", "short1", "Name", "password"),
+        ("a@example.com", "lettersonly", "Name", "password"),
+        ("a@example.com", "1234567890", "Name", "password"),
+        ("a@example.com", &"a1".repeat(51), "Name", "password"),
+        ("a@example.com", PASSWORD, "   ", "full_name"),
+        ("a@example.com", PASSWORD, &"x".repeat(256), "full_name"),
     ];
 
     for (email, password, full_name, field) in cases {
@@ -125,13 +126,45 @@ async fn invalid_registrations_are_invalid_argument_naming_the_field() {
             })
             .await;
 
-        assert_status(result, Code::InvalidArgument, field);
+        let status = result.as_ref().unwrap_err();
+        assert!(
+            status.message().starts_with(&format!("{field}: ")),
+            "the message names the field too: {status:?}"
+        );
+        assert_invalid_fields(result, &[field]);
     }
     let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
         .fetch_one(&app.pg)
         .await
         .unwrap();
     assert_eq!(users, 0);
+}
+
+#[tokio::test]
+async fn a_registration_with_several_bad_fields_names_each_of_them() {
+    let app = spawn_app().await;
+
+    let result = app
+        .client
+        .clone()
+        .register(pb::RegisterRequest {
+            email: "maria".into(),
+            password: "short".into(),
+            full_name: " ".into(),
+            client: None,
+        })
+        .await;
+
+    let status = result.as_ref().unwrap_err();
+    assert_eq!(status.message(), "email: must be a valid e-mail address");
+    assert_eq!(
+        common::status::Details::of(status).violations,
+        [
+            common::status::Violation::new("email", "must be a valid e-mail address"),
+            common::status::Violation::new("password", "must be 8 to 100 characters long"),
+            common::status::Violation::new("full_name", "must not be empty"),
+        ]
+    );
 }
 
 #[tokio::test]
@@ -325,7 +358,7 @@ async fn update_profile_changes_only_the_given_fields() {
         "absent fields stay"
     );
     assert_eq!(cleared.settings.unwrap().preferred_language, None);
-    assert_status(invalid, Code::InvalidArgument, "daily_goal:");
+    assert_invalid_fields(invalid, &["daily_goal"]);
 }
 
 #[tokio::test]

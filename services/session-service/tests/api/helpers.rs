@@ -1,12 +1,19 @@
 //! An in-process session-service on port 0 over a fresh database and a random Redis
-//! key prefix, with a gRPC client and direct handles on its stores.
+//! key prefix, with a gRPC client, direct handles on its stores, and its clock.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use clap::Parser;
-use common::shutdown::Shutdown;
+use common::{
+    clock::ManualClock,
+    shutdown::Shutdown,
+    status::{Details, Violation},
+};
 use proto::session::v1::{self as pb, session_service_client::SessionServiceClient};
-use session_service::{config::Cli, startup::Application};
+use session_service::{
+    config::Cli,
+    startup::{Application, Options},
+};
 use test_support::{
     ServingStatus, TestTokens, fresh_database, key_prefix, redis_url, wait_for_health,
 };
@@ -30,6 +37,10 @@ pub struct TestApp {
     pub tokens: TestTokens,
     /// `host:port` of the Prometheus `/metrics` endpoint.
     pub metrics_addr: String,
+    /// The service's clock: it runs with the system clock, and a test moves it ahead
+    /// instead of sleeping (token expiry, session lifetime, grace window, login locks).
+    /// Redis TTLs still run on Redis's own clock.
+    pub clock: ManualClock,
     shutdown: Shutdown,
 }
 
@@ -78,7 +89,11 @@ pub async fn spawn_app_with(flags: &[&str], redis: Option<String>) -> TestApp {
     let cli = Cli::try_parse_from(args).expect("test configuration parses");
 
     let shutdown = Shutdown::new();
-    let application = Application::build(cli.config, shutdown.clone())
+    let clock = ManualClock::running();
+    let options = Options {
+        clock: Arc::new(clock.clone()),
+    };
+    let application = Application::build(cli.config, options, shutdown.clone())
         .await
         .expect("build session-service");
     let addr = application.local_addr().to_string();
@@ -106,6 +121,7 @@ pub async fn spawn_app_with(flags: &[&str], redis: Option<String>) -> TestApp {
         prefix,
         tokens: TestTokens::new(),
         metrics_addr,
+        clock,
         shutdown,
     }
 }
@@ -174,16 +190,43 @@ pub fn session_id_of(pair: &pb::TokenPair) -> Uuid {
         .unwrap()
 }
 
-/// The `ErrorInfo` (reason, domain) and `RetryInfo` delay a status carries.
-pub fn refusal_details(status: &Status) -> (Option<(String, String)>, Option<Duration>) {
-    use tonic_types::StatusExt;
-    let details = status.get_error_details();
-    (
-        details
-            .error_info()
-            .map(|info| (info.reason.clone(), info.domain.clone())),
-        details.retry_info().and_then(|retry| retry.retry_delay),
-    )
+/// The `ErrorInfo` reason and `RetryInfo` delay a status carries.
+pub fn refusal_details(status: &Status) -> (Option<String>, Option<Duration>) {
+    let details = Details::of(status);
+    (details.reason, details.retry_after)
+}
+
+/// Asserts UNAUTHENTICATED with the `ErrorInfo` reason `reason` (a `common::status::reason`).
+#[track_caller]
+pub fn assert_refused<T: std::fmt::Debug>(result: Result<T, Status>, reason: &str) {
+    match result {
+        Ok(value) => panic!("expected UNAUTHENTICATED {reason}, got {value:?}"),
+        Err(status) => {
+            assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+            assert_eq!(
+                Details::of(&status).reason.as_deref(),
+                Some(reason),
+                "{status:?}"
+            );
+        }
+    }
+}
+
+/// Asserts INVALID_ARGUMENT whose `BadRequest` names exactly `fields`, in order.
+#[track_caller]
+pub fn assert_invalid_fields<T: std::fmt::Debug>(result: Result<T, Status>, fields: &[&str]) {
+    match result {
+        Ok(value) => panic!("expected INVALID_ARGUMENT {fields:?}, got {value:?}"),
+        Err(status) => {
+            assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+            let named: Vec<String> = Details::of(&status)
+                .violations
+                .into_iter()
+                .map(|Violation { field, .. }| field)
+                .collect();
+            assert_eq!(named, fields, "{status:?}");
+        }
+    }
 }
 
 /// Asserts an error status with `code` whose message starts with `prefix`.

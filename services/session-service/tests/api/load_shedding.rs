@@ -60,7 +60,7 @@ async fn abandoned_logins_are_skipped_and_past_the_queue_bound_calls_are_refused
         assert_eq!(
             refusal_details(status),
             (
-                Some(("OVERLOADED".into(), "learngreek.session.v1".into())),
+                Some(common::status::reason::OVERLOADED.into()),
                 Some(Duration::from_secs(1))
             )
         );

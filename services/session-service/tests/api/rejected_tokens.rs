@@ -1,13 +1,16 @@
 //! Every kind of bad token is refused, by Refresh and by the bearer RPCs alike.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use common::status::{Details, reason};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use proto::session::v1 as pb;
 use serde_json::{Value, json};
 use test_support::TestTokens;
 use tonic::Code;
 
-use crate::helpers::{TestApp, assert_status, bearer, claims_of, spawn_app, unique_email};
+use crate::helpers::{
+    TestApp, assert_refused, assert_status, bearer, claims_of, spawn_app, unique_email,
+};
 
 fn b64(value: &Value) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap())
@@ -18,7 +21,7 @@ fn header_of(token: &str) -> Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap()
 }
 
-/// Bad variants of a real token: each must be refused.
+/// Bad variants of a real token, each with the reason Refresh refuses it for.
 fn forgeries(app: &TestApp, token: &str) -> Vec<(&'static str, String, &'static str)> {
     let claims = claims_of(token);
     let kid = header_of(token)["kid"].as_str().unwrap().to_owned();
@@ -80,22 +83,30 @@ fn forgeries(app: &TestApp, token: &str) -> Vec<(&'static str, String, &'static 
     );
 
     vec![
-        ("alg none", none, "token invalid"),
+        ("alg none", none, reason::TOKEN_INVALID),
         (
             "HS256 keyed with the public key bytes",
             hs256,
-            "token invalid",
+            reason::TOKEN_INVALID,
         ),
-        ("HS256 keyed with the JWK x", hs256_jwk_x, "token invalid"),
-        ("tampered payload", tampered, "token invalid"),
-        ("expired", expired, "token expired"),
-        ("wrong issuer", wrong_issuer, "token invalid"),
-        ("wrong audience", wrong_audience, "token invalid"),
-        ("signed by an untrusted key", untrusted, "token invalid"),
-        ("unknown kid", unknown_kid, "token invalid"),
-        ("no kid", no_kid, "token invalid"),
-        ("garbage", "not.a.jwt".into(), "token invalid"),
-        ("empty", String::new(), "token invalid"),
+        (
+            "HS256 keyed with the JWK x",
+            hs256_jwk_x,
+            reason::TOKEN_INVALID,
+        ),
+        ("tampered payload", tampered, reason::TOKEN_INVALID),
+        ("expired", expired, reason::TOKEN_EXPIRED),
+        ("wrong issuer", wrong_issuer, reason::TOKEN_INVALID),
+        ("wrong audience", wrong_audience, reason::TOKEN_INVALID),
+        (
+            "signed by an untrusted key",
+            untrusted,
+            reason::TOKEN_INVALID,
+        ),
+        ("unknown kid", unknown_kid, reason::TOKEN_INVALID),
+        ("no kid", no_kid, reason::TOKEN_INVALID),
+        ("garbage", "not.a.jwt".into(), reason::TOKEN_INVALID),
+        ("empty", String::new(), reason::TOKEN_INVALID),
     ]
 }
 
@@ -116,19 +127,16 @@ async fn refresh_rejects_every_forged_or_misused_token_and_the_real_one_still_wo
                     "{case}: {}",
                     status.message()
                 );
-                assert!(
-                    status.message().starts_with(expected),
-                    "{case}: {}",
-                    status.message()
-                );
+                assert!(Details::of(&status).is(expected), "{case}: {status:?}");
+                let sentence = match expected {
+                    reason::TOKEN_EXPIRED => "token expired",
+                    _ => "token invalid",
+                };
+                assert_eq!(status.message(), sentence, "{case}");
             }
         }
     }
-    assert_status(
-        app.refresh(&pair.access_token).await,
-        Code::Unauthenticated,
-        "token invalid",
-    );
+    assert_refused(app.refresh(&pair.access_token).await, reason::TOKEN_INVALID);
     assert!(
         app.refresh(&pair.refresh_token).await.is_ok(),
         "no forgery touched the session"
@@ -143,7 +151,7 @@ async fn bearer_calls_reject_every_forged_or_misused_token() {
     cases.push((
         "a refresh token as bearer",
         pair.refresh_token.clone(),
-        "invalid token",
+        reason::TOKEN_INVALID,
     ));
 
     for (case, token, _) in cases {
@@ -171,6 +179,33 @@ async fn bearer_calls_reject_every_forged_or_misused_token() {
             .await
             .is_ok()
     );
+}
+
+#[tokio::test]
+async fn tokens_expire_by_the_services_clock_even_once_verified() {
+    let app = spawn_app().await;
+    let pair = app.register(&unique_email()).await;
+    let profile = |token: String| {
+        let mut client = app.client.clone();
+        async move {
+            client
+                .get_profile(bearer(&token, pb::GetProfileRequest {}))
+                .await
+        }
+    };
+    assert!(profile(pair.access_token.clone()).await.is_ok());
+
+    // Past the access token's 30 minutes and the 5 s leeway; the refresh token and its
+    // session (30 days) live on.
+    app.clock.advance(time::Duration::seconds(1800 + 6));
+
+    assert_status(
+        profile(pair.access_token.clone()).await,
+        Code::Unauthenticated,
+        "token expired",
+    );
+    let refreshed = app.refresh(&pair.refresh_token).await.expect("refresh");
+    assert!(profile(refreshed.access_token).await.is_ok());
 }
 
 #[tokio::test]

@@ -4,12 +4,14 @@
 
 use std::{collections::BTreeSet, time::Duration};
 
+use common::status::reason;
 use proto::session::v1 as pb;
 use test_support::RedisServer;
 use tonic::Code;
 
 use crate::helpers::{
-    PASSWORD, assert_status, session_id_of, spawn_app, spawn_app_with, unique_email, user_id_of,
+    PASSWORD, assert_refused, assert_status, session_id_of, spawn_app, spawn_app_with,
+    unique_email, user_id_of,
 };
 
 async fn set_members(app: &crate::helpers::TestApp, user_id: uuid::Uuid) -> BTreeSet<String> {
@@ -32,10 +34,9 @@ async fn sixty_logins_leave_fifty_live_sessions_and_end_the_oldest_ten() {
 
     assert_eq!(listed.len(), 50);
     for ended in &pairs[..10] {
-        assert_status(
+        assert_refused(
             app.refresh(&ended.refresh_token).await,
-            Code::Unauthenticated,
-            "session revoked",
+            reason::SESSION_REVOKED,
         );
     }
     let listed: BTreeSet<String> = listed.into_iter().map(|s| s.id).collect();
@@ -62,10 +63,9 @@ async fn the_session_ended_by_the_cap_is_the_least_recently_used_not_the_oldest(
 
     let fourth = app.login(&email, PASSWORD).await.unwrap();
 
-    assert_status(
+    assert_refused(
         app.refresh(&second.refresh_token).await,
-        Code::Unauthenticated,
-        "session revoked",
+        reason::SESSION_REVOKED,
     );
     let listed: BTreeSet<String> = app
         .list_sessions(&fourth.access_token)
@@ -80,6 +80,8 @@ async fn the_session_ended_by_the_cap_is_the_least_recently_used_not_the_oldest(
     assert_eq!(listed, expected);
 }
 
+/// Waits on the wall clock: what is under test is the id left behind once Redis's own
+/// TTL has removed a session's hash.
 #[tokio::test]
 async fn creating_a_session_drops_the_ids_of_expired_ones_from_the_users_set() {
     let app = spawn_app_with(&["--refresh-token-ttl-seconds=2"], None).await;
@@ -128,6 +130,43 @@ async fn creating_a_session_drops_the_ids_of_expired_ones_from_the_users_set() {
         .map(|p| session_id_of(p).to_string())
         .collect();
     assert!(members.is_subset(&possible), "{members:?}");
+    assert_eq!(
+        app.counter("session_evicted_total").await,
+        0,
+        "an expired session is not counted as ended by the cap"
+    );
+}
+
+#[tokio::test]
+async fn a_session_past_its_lifetime_by_the_clock_ends_at_the_next_login_before_redis_expires_it() {
+    let app = spawn_app_with(&["--refresh-token-ttl-seconds=2"], None).await;
+    let email = unique_email();
+    let expired = app.register(&email).await;
+    let user_id = user_id_of(&expired);
+    let expired_key = format!(
+        "{}session:refresh:{{{user_id}}}:{}",
+        app.prefix,
+        session_id_of(&expired)
+    );
+    app.clock.advance(time::Duration::seconds(1));
+    let alive = app.login(&email, PASSWORD).await.unwrap();
+    // Past the first session's lifetime, inside the second's; Redis's TTL has not run out.
+    app.clock.advance(time::Duration::milliseconds(1100));
+
+    let newest = app.login(&email, PASSWORD).await.unwrap();
+
+    let members = set_members(&app, user_id).await;
+    let expected: BTreeSet<String> = [&alive, &newest]
+        .iter()
+        .map(|p| session_id_of(p).to_string())
+        .collect();
+    assert_eq!(members, expected);
+    assert!(
+        !app.redis_command::<bool>(redis::cmd("EXISTS").arg(&expired_key))
+            .await,
+        "the ended session's hash is deleted, not left to its TTL"
+    );
+    assert_eq!(app.list_sessions(&newest.access_token).await.len(), 2);
     assert_eq!(
         app.counter("session_evicted_total").await,
         0,

@@ -1,10 +1,12 @@
 //! Logout, logout-all, listing and revoking sessions, and the Redis key layout.
 
+use common::status::reason;
 use proto::session::v1 as pb;
 use tonic::Code;
 
 use crate::helpers::{
-    PASSWORD, assert_status, bearer, session_id_of, spawn_app, unique_email, user_id_of,
+    PASSWORD, assert_invalid_fields, assert_refused, assert_status, bearer, session_id_of,
+    spawn_app, spawn_app_with, unique_email, user_id_of,
 };
 
 #[tokio::test]
@@ -101,10 +103,61 @@ async fn logout_all_counts_only_live_sessions() {
 
     assert_eq!(all.sessions_revoked, 2);
     assert_eq!(again.sessions_revoked, 0);
-    assert_status(
+    assert_refused(
         app.refresh(&first.refresh_token).await,
-        Code::Unauthenticated,
-        "session revoked",
+        reason::SESSION_REVOKED,
+    );
+}
+
+#[tokio::test]
+async fn a_session_past_its_lifetime_by_the_clock_is_not_listed() {
+    let app = spawn_app_with(&["--refresh-token-ttl-seconds=60"], None).await;
+    let email = unique_email();
+    app.register(&email).await;
+    app.clock.advance(time::Duration::seconds(30));
+    let young = app.login(&email, PASSWORD).await.unwrap();
+    app.clock.advance(time::Duration::seconds(31));
+
+    let listed = app.list_sessions(&young.access_token).await;
+
+    let ids: Vec<String> = listed.into_iter().map(|s| s.id).collect();
+    assert_eq!(ids, [session_id_of(&young).to_string()]);
+}
+
+#[tokio::test]
+async fn sessions_past_their_lifetime_by_the_clock_are_not_counted_as_ended() {
+    let app = spawn_app_with(&["--refresh-token-ttl-seconds=60"], None).await;
+    let email = unique_email();
+    let first = app.register(&email).await;
+    app.login(&email, PASSWORD).await.unwrap();
+    app.clock.advance(time::Duration::seconds(30));
+    let young = app.login(&email, PASSWORD).await.unwrap();
+    app.clock.advance(time::Duration::seconds(31));
+
+    let revoke_expired = app
+        .client
+        .clone()
+        .revoke_session(bearer(
+            &young.access_token,
+            pb::RevokeSessionRequest {
+                session_id: session_id_of(&first).to_string(),
+            },
+        ))
+        .await;
+    let all = app
+        .client
+        .clone()
+        .logout_all(bearer(&young.access_token, pb::LogoutAllRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+
+    assert_status(revoke_expired, Code::NotFound, "session not found");
+    assert_eq!(all.sessions_revoked, 1, "only the young session was live");
+    assert!(
+        app.redis_keys().await.is_empty(),
+        "{:?}",
+        app.redis_keys().await
     );
 }
 
@@ -158,13 +211,12 @@ async fn revoking_a_session_that_is_not_the_callers_is_not_found() {
 
     assert_status(other_users, Code::NotFound, "session not found");
     assert_status(unknown, Code::NotFound, "session not found");
-    assert_status(malformed, Code::InvalidArgument, "session_id:");
+    assert_invalid_fields(malformed, &["session_id"]);
     assert!(own.token_revoked);
     assert!(app.refresh(&theirs.refresh_token).await.is_ok());
-    assert_status(
+    assert_refused(
         app.refresh(&mine.refresh_token).await,
-        Code::Unauthenticated,
-        "session revoked",
+        reason::SESSION_REVOKED,
     );
 }
 

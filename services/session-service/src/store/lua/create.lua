@@ -13,6 +13,9 @@
 -- Every key shares the hash tag {<user_id>}, so this runs on one Redis Cluster slot.
 -- Returns the ids of the sessions it ended to stay within the cap (least recently used
 -- first); ids whose session had already expired are dropped from the set, not returned.
+--
+-- A session has expired when its `expires_at` is not after `now` (the service's clock,
+-- which tests move), whether or not Redis's TTL on the same instant has removed it yet.
 local now = tonumber(ARGV[2])
 local ttl = tonumber(ARGV[3])
 local cap = tonumber(ARGV[12])
@@ -22,12 +25,13 @@ local declared, live, expired = {}, {}, {}
 for k = 3, #KEYS do
   local id = ARGV[k + 10]
   declared[id] = true
-  local s = redis.call('HMGET', KEYS[k], 'last_used_at', 'created_at')
-  if s[1] then
+  local s = redis.call('HMGET', KEYS[k], 'last_used_at', 'created_at', 'expires_at')
+  local expires_at = tonumber(s[3])
+  if s[1] and not (expires_at and expires_at <= now) then
     table.insert(live, {id = id, key = KEYS[k], used = tonumber(s[1]), created = tonumber(s[2]) or 0})
   else
-    -- The hash expired with its lifetime; its id is stale.
-    table.insert(expired, id)
+    -- The session's lifetime is over: its id is stale, its hash (if still there) dead.
+    table.insert(expired, {id = id, key = KEYS[k]})
   end
 end
 -- A member the caller did not declare was added after it read the set: a session
@@ -71,7 +75,8 @@ for i = 1, math.min(excess, #live) do
   redis.call('SREM', KEYS[2], live[i].id)
   table.insert(ended, live[i].id)
 end
-for _, id in ipairs(expired) do
-  redis.call('SREM', KEYS[2], id)
+for _, stale in ipairs(expired) do
+  redis.call('DEL', stale.key)
+  redis.call('SREM', KEYS[2], stale.id)
 end
 return ended

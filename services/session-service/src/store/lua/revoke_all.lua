@@ -2,15 +2,18 @@
 --
 -- KEYS[1]     user's set   {prefix}session:user_sessions:{<user_id>}
 -- KEYS[2..n]  the session hashes of the ids the caller read from the set
--- ARGV[1..]   those session ids, in the same order as KEYS[2..n]
+-- ARGV[1]     now (unix ms, the service's clock)
+-- ARGV[2..n]  those session ids: ARGV[k] is the id of KEYS[k]
 --
 -- Scripts must name every key they touch in KEYS, so the caller reads the set first.
 -- If a session was added since (a concurrent login), this returns -1 without changing
 -- anything and the caller reads the set again. Otherwise it returns the number of live
--- sessions ended: ids whose hash already expired are not counted.
+-- sessions ended: sessions already expired (hash gone, or `expires_at` not after now)
+-- are not counted.
+local now = tonumber(ARGV[1])
 local declared = {}
-for _, id in ipairs(ARGV) do
-  declared[id] = true
+for k = 2, #ARGV do
+  declared[ARGV[k]] = true
 end
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if not declared[id] then
@@ -18,8 +21,11 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   end
 end
 local ended = 0
-for i = 2, #KEYS do
-  ended = ended + redis.call('DEL', KEYS[i])
+for k = 2, #KEYS do
+  local expires_at = tonumber(redis.call('HGET', KEYS[k], 'expires_at'))
+  if redis.call('DEL', KEYS[k]) == 1 and not (expires_at and expires_at <= now) then
+    ended = ended + 1
+  end
 end
 redis.call('DEL', KEYS[1])
 return ended

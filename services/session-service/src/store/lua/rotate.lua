@@ -13,7 +13,9 @@
 -- The caller signs the new pair before calling; this script decides atomically whether
 -- that pair becomes the session's, so concurrent refreshes of one token rotate once.
 -- Returns one of:
---   {'missing'}   no such session (revoked, logged out or expired);
+--   {'missing'}   no such session (revoked, logged out, or expired: its `expires_at` is
+--                 not after ARGV[4], the service's clock, whether or not Redis's TTL on the
+--                 same instant has removed it yet; a hash still there is deleted);
 --   {'rotated'}   the presented token was current; the new pair is now current;
 --   {'grace', gen, jti, ajti, iat, aexp, rexp, su}
 --                 the presented token was rotated moments ago: re-sign this current pair;
@@ -21,11 +23,18 @@
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {'missing'}
 end
-local s = redis.call('HMGET', KEYS[1], 'gen', 'jti', 'prev_jti', 'rotated_at', 'replays')
+local s = redis.call('HMGET', KEYS[1], 'gen', 'jti', 'prev_jti', 'rotated_at', 'replays', 'expires_at')
 local gen, jti, prev_jti = tonumber(s[1]), s[2], s[3]
 local rotated_at, replays = tonumber(s[4]), tonumber(s[5])
 local presented_gen, presented_jti = tonumber(ARGV[2]), ARGV[3]
 local now, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+local expires_at = tonumber(s[6])
+
+if expires_at and expires_at <= now then
+  redis.call('DEL', KEYS[1])
+  redis.call('SREM', KEYS[2], ARGV[1])
+  return {'missing'}
+end
 
 if presented_gen == gen and presented_jti == jti then
   redis.call('HSET', KEYS[1],

@@ -1,7 +1,10 @@
 //! SM-2 exactly as `SM2.md` specifies it: a pure function of the previous state, the
-//! quality and "today", so it can be tested bit for bit without a database.
+//! quality and "today", so it can be tested bit for bit without a database; and what a
+//! review changes beyond the card's state (the per-deck counters, the message).
 
 use time::{Date, Duration};
+
+use crate::error::Violation;
 
 /// Easiness factor of a card never reviewed.
 pub const INITIAL_EASINESS: f64 = 2.5;
@@ -48,6 +51,11 @@ pub struct Quality(u8);
 impl Quality {
     pub fn new(value: i64) -> Option<Self> {
         (0..=5).contains(&value).then_some(Self(value as u8))
+    }
+
+    /// The quality of request field `field`.
+    pub fn parse(field: &str, value: i32) -> Result<Self, Violation> {
+        Self::new(i64::from(value)).ok_or_else(|| Violation::new(field, "must be between 0 and 5"))
     }
 
     pub fn get(self) -> u8 {
@@ -116,6 +124,41 @@ pub fn review(previous: SrsState, quality: Quality, today: Date) -> SrsState {
         repetitions,
         status,
         next_review_date,
+    }
+}
+
+/// Everything one review changes (HTTP_API.md, "A review, in one transaction").
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Reviewed {
+    pub previous: Status,
+    pub next: SrsState,
+    /// Added to the deck's `cards_studied`: 1 on the card's first review.
+    pub studied_delta: i32,
+    /// Added to the deck's `cards_mastered`: +1 on entering mastered, -1 on leaving it.
+    pub mastered_delta: i32,
+    pub message: Option<&'static str>,
+}
+
+impl Reviewed {
+    /// A review of quality `quality` today of a card in state `previous`, reviewed
+    /// before or not (`first_review`).
+    pub fn of(previous: SrsState, first_review: bool, quality: Quality, today: Date) -> Self {
+        let next = review(previous, quality, today);
+        let mastered_delta = match (
+            previous.status == Status::Mastered,
+            next.status == Status::Mastered,
+        ) {
+            (false, true) => 1,
+            (true, false) => -1,
+            _ => 0,
+        };
+        Self {
+            previous: previous.status,
+            next,
+            studied_delta: i32::from(first_review),
+            mastered_delta,
+            message: message(previous.status, next.status, quality),
+        }
     }
 }
 
@@ -297,5 +340,39 @@ mod tests {
         assert!(Quality::new(-1).is_none());
         assert!(Quality::new(6).is_none());
         assert!(Quality::new(0).is_some() && Quality::new(5).is_some());
+        assert_eq!(
+            Quality::parse("reviews[0].quality", 6),
+            Err(Violation::new(
+                "reviews[0].quality",
+                "must be between 0 and 5"
+            ))
+        );
+    }
+
+    #[test]
+    fn a_review_counts_a_first_study_and_moves_the_mastered_counter_both_ways() {
+        let mastered = SrsState {
+            easiness_factor: 2.9,
+            interval: 49,
+            repetitions: 4,
+            status: Status::Mastered,
+            next_review_date: TODAY,
+        };
+        let review_state = SrsState {
+            status: Status::Review,
+            ..mastered
+        };
+
+        let first = Reviewed::of(SrsState::initial(TODAY), true, q(4), TODAY);
+        let lapse = Reviewed::of(mastered, false, q(1), TODAY);
+        let promoted = Reviewed::of(review_state, false, q(5), TODAY);
+        let kept = Reviewed::of(mastered, false, q(5), TODAY);
+
+        assert_eq!((first.studied_delta, first.mastered_delta), (1, 0));
+        assert_eq!(first.message, Some("Good start!"));
+        assert_eq!((lapse.studied_delta, lapse.mastered_delta), (0, -1));
+        assert_eq!(lapse.previous, Status::Mastered);
+        assert_eq!(promoted.mastered_delta, 1);
+        assert_eq!(kept.mastered_delta, 0);
     }
 }

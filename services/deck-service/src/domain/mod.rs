@@ -1,14 +1,18 @@
-//! Parsing at the edge: protobuf fields become these types once, with errors that
-//! name the field; the store and the cache never see raw strings.
+//! The domain of deck-service: the values requests are parsed into once at the edge
+//! (ids, levels, pages, texts, dates; each parser's error names the field), the
+//! validated requests ([`requests`]), SM-2 ([`sm2`]) and the progress arithmetic
+//! ([`progress`]). Pure: no I/O, so all of it is tested without a database.
+
+pub mod progress;
+pub mod requests;
+pub mod sm2;
 
 use proto::deck::v1 as pb;
-use time::{Date, macros::format_description};
+use time::{Date, OffsetDateTime, macros::format_description};
 use uuid::Uuid;
 
-use crate::{
-    error::{Error, Result},
-    sm2::Status,
-};
+use crate::error::Violation;
+use sm2::Status;
 
 macro_rules! id_type {
     ($name:ident) => {
@@ -17,7 +21,7 @@ macro_rules! id_type {
 
         impl $name {
             /// Parses a lowercase hyphenated UUID (the wire form of every id).
-            pub fn parse(field: &str, value: &str) -> Result<Self> {
+            pub fn parse(field: &str, value: &str) -> Result<Self, Violation> {
                 parse_uuid(field, value).map(Self)
             }
         }
@@ -34,14 +38,14 @@ id_type!(DeckId);
 id_type!(CardId);
 id_type!(UserId);
 
-fn parse_uuid(field: &str, value: &str) -> Result<Uuid> {
+fn parse_uuid(field: &str, value: &str) -> Result<Uuid, Violation> {
     if value.is_empty() {
-        return Err(Error::invalid(field, "is required"));
+        return Err(Violation::new(field, "is required"));
     }
     // Only the canonical form: one id, one spelling (and one cache key).
     match Uuid::try_parse(value) {
         Ok(id) if id.hyphenated().to_string() == value => Ok(id),
-        _ => Err(Error::invalid(field, "must be a lowercase hyphenated UUID")),
+        _ => Err(Violation::new(field, "must be a lowercase hyphenated UUID")),
     }
 }
 
@@ -85,7 +89,7 @@ impl Level {
     }
 
     /// `None` for LEVEL_UNSPECIFIED; an unknown number is invalid.
-    pub fn from_proto(field: &str, value: i32) -> Result<Option<Self>> {
+    pub fn from_proto(field: &str, value: i32) -> Result<Option<Self>, Violation> {
         match pb::Level::try_from(value) {
             Ok(pb::Level::Unspecified) => Ok(None),
             Ok(pb::Level::A1) => Ok(Some(Level::A1)),
@@ -94,7 +98,7 @@ impl Level {
             Ok(pb::Level::B2) => Ok(Some(Level::B2)),
             Ok(pb::Level::C1) => Ok(Some(Level::C1)),
             Ok(pb::Level::C2) => Ok(Some(Level::C2)),
-            Err(_) => Err(Error::invalid(
+            Err(_) => Err(Violation::new(
                 field,
                 "must be one of A1, A2, B1, B2, C1, C2",
             )),
@@ -144,13 +148,13 @@ impl Difficulty {
     }
 
     /// `None` for DIFFICULTY_UNSPECIFIED.
-    pub fn from_proto(field: &str, value: i32) -> Result<Option<Self>> {
+    pub fn from_proto(field: &str, value: i32) -> Result<Option<Self>, Violation> {
         match pb::Difficulty::try_from(value) {
             Ok(pb::Difficulty::Unspecified) => Ok(None),
             Ok(pb::Difficulty::Easy) => Ok(Some(Difficulty::Easy)),
             Ok(pb::Difficulty::Medium) => Ok(Some(Difficulty::Medium)),
             Ok(pb::Difficulty::Hard) => Ok(Some(Difficulty::Hard)),
-            Err(_) => Err(Error::invalid(field, "must be one of easy, medium, hard")),
+            Err(_) => Err(Violation::new(field, "must be one of easy, medium, hard")),
         }
     }
 
@@ -185,10 +189,10 @@ pub struct Page {
 
 impl Page {
     /// `page` 0 means 1, `page_size` 0 means `default`; `page_size` must lie in 1..=`max`.
-    pub fn parse(page: u32, page_size: u32, default: u32, max: u32) -> Result<Self> {
+    pub fn parse(page: u32, page_size: u32, default: u32, max: u32) -> Result<Self, Violation> {
         let page_size = if page_size == 0 { default } else { page_size };
         if page_size > max {
-            return Err(Error::invalid(
+            return Err(Violation::new(
                 "page_size",
                 format!("must be between 1 and {max}"),
             ));
@@ -220,24 +224,28 @@ impl Page {
 }
 
 /// Text of `min..=max` characters (after trimming surrounding whitespace), or an error naming `field`.
-pub fn text(field: &str, value: &str, min: usize, max: usize) -> Result<String> {
+pub fn text(field: &str, value: &str, min: usize, max: usize) -> Result<String, Violation> {
     let value = value.trim();
     let count = value.chars().count();
     if count < min || count > max {
         return Err(if min == 1 && count == 0 {
-            Error::invalid(field, format!("is required (1–{max} characters)"))
+            Violation::new(field, format!("is required (1–{max} characters)"))
         } else {
-            Error::invalid(field, format!("must be {min}–{max} characters"))
+            Violation::new(field, format!("must be {min}–{max} characters"))
         });
     }
     if value.chars().any(|c| c == '\0') {
-        return Err(Error::invalid(field, "must not contain NUL characters"));
+        return Err(Violation::new(field, "must not contain NUL characters"));
     }
     Ok(value.to_owned())
 }
 
 /// Optional text: absent or blank is `None`.
-pub fn optional_text(field: &str, value: Option<&str>, max: usize) -> Result<Option<String>> {
+pub fn optional_text(
+    field: &str,
+    value: Option<&str>,
+    max: usize,
+) -> Result<Option<String>, Violation> {
     match value.map(str::trim) {
         None | Some("") => Ok(None),
         Some(value) => text(field, value, 1, max).map(Some),
@@ -245,14 +253,36 @@ pub fn optional_text(field: &str, value: Option<&str>, max: usize) -> Result<Opt
 }
 
 /// A search query, 1–100 characters.
-pub fn search_query(value: &str) -> Result<String> {
+pub fn search_query(value: &str) -> Result<String, Violation> {
     text("query", value, 1, 100)
 }
 
+/// A count of `min..=max`; 0 means `default` when 0 is not allowed.
+pub fn bounded(
+    field: &str,
+    value: u32,
+    default: u32,
+    min: u32,
+    max: u32,
+) -> Result<u32, Violation> {
+    let value = if value == 0 && min > 0 {
+        default
+    } else {
+        value
+    };
+    if !(min..=max).contains(&value) {
+        return Err(Violation::new(
+            field,
+            format!("must be between {min} and {max}"),
+        ));
+    }
+    Ok(value)
+}
+
 /// `YYYY-MM-DD`.
-pub fn parse_date(field: &str, value: &str) -> Result<Date> {
+pub fn parse_date(field: &str, value: &str) -> Result<Date, Violation> {
     Date::parse(value, format_description!("[year]-[month]-[day]"))
-        .map_err(|_| Error::invalid(field, "must be a date YYYY-MM-DD"))
+        .map_err(|_| Violation::new(field, "must be a date YYYY-MM-DD"))
 }
 
 pub fn format_date(date: Date) -> String {
@@ -260,7 +290,31 @@ pub fn format_date(date: Date) -> String {
         .unwrap_or_default()
 }
 
-pub fn timestamp(at: time::OffsetDateTime) -> prost_types::Timestamp {
+/// The first instant of `day` (UTC).
+pub fn midnight(day: Date) -> OffsetDateTime {
+    day.midnight().assume_utc()
+}
+
+/// The first instant after `day` (UTC).
+pub fn next_midnight(day: Date) -> OffsetDateTime {
+    day.next_day().unwrap_or(Date::MAX).midnight().assume_utc()
+}
+
+/// Every day `from..=to`, in order.
+pub fn days_between(from: Date, to: Date) -> Vec<Date> {
+    let mut days = Vec::new();
+    let mut day = from;
+    while day <= to {
+        days.push(day);
+        match day.next_day() {
+            Some(next) => day = next,
+            None => break,
+        }
+    }
+    days
+}
+
+pub fn timestamp(at: OffsetDateTime) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: at.unix_timestamp(),
         nanos: at.nanosecond() as i32,
@@ -276,12 +330,12 @@ mod tests {
         assert!(DeckId::parse("deck_id", "7f0c4b8e-1a2b-4c3d-8e9f-0a1b2c3d4e5f").is_ok());
         let upper = DeckId::parse("deck_id", "7F0C4B8E-1A2B-4C3D-8E9F-0A1B2C3D4E5F").unwrap_err();
         assert_eq!(
-            upper.to_string(),
-            "deck_id: must be a lowercase hyphenated UUID"
+            upper,
+            Violation::new("deck_id", "must be a lowercase hyphenated UUID")
         );
         assert_eq!(
-            DeckId::parse("deck_id", "").unwrap_err().to_string(),
-            "deck_id: is required"
+            DeckId::parse("deck_id", "").unwrap_err(),
+            Violation::new("deck_id", "is required")
         );
     }
 
@@ -296,8 +350,8 @@ mod tests {
         );
         assert_eq!(Page::parse(3, 100, 20, 100).unwrap().offset(), 200);
         assert_eq!(
-            Page::parse(1, 101, 20, 100).unwrap_err().to_string(),
-            "page_size: must be between 1 and 100"
+            Page::parse(1, 101, 20, 100).unwrap_err(),
+            Violation::new("page_size", "must be between 1 and 100")
         );
         assert_eq!(
             Page {
@@ -331,11 +385,37 @@ mod tests {
             "2026-02-28"
         );
         assert_eq!(
-            parse_date("start_date", "2026-02-30")
-                .unwrap_err()
-                .to_string(),
-            "start_date: must be a date YYYY-MM-DD"
+            parse_date("start_date", "2026-02-30").unwrap_err(),
+            Violation::new("start_date", "must be a date YYYY-MM-DD")
         );
         assert!(parse_date("end_date", "26-2-1").is_err());
+    }
+
+    #[test]
+    fn days_between_lists_every_day_inclusive() {
+        use time::macros::date;
+        assert_eq!(
+            days_between(date!(2026 - 02 - 27), date!(2026 - 03 - 01)),
+            [
+                date!(2026 - 02 - 27),
+                date!(2026 - 02 - 28),
+                date!(2026 - 03 - 01)
+            ]
+        );
+        assert!(days_between(date!(2026 - 03 - 01), date!(2026 - 02 - 27)).is_empty());
+        assert_eq!(
+            next_midnight(date!(2026 - 02 - 28)),
+            midnight(date!(2026 - 03 - 01))
+        );
+    }
+
+    #[test]
+    fn bounded_counts_default_zero_only_where_zero_is_not_allowed() {
+        assert_eq!(bounded("limit", 0, 20, 1, 100), Ok(20));
+        assert_eq!(bounded("new_cards_limit", 0, 10, 0, 50), Ok(0));
+        assert_eq!(
+            bounded("limit", 101, 20, 1, 100),
+            Err(Violation::new("limit", "must be between 1 and 100"))
+        );
     }
 }
