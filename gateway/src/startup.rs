@@ -114,7 +114,7 @@ impl Application {
             config.rate_limit_api_per_minute,
             metrics.rate_limit_fail_open.clone(),
         );
-        let state = AppState {
+        let state = Arc::new(AppState {
             session: SessionServiceClient::new(session_channel),
             deck: DeckServiceClient::new(deck_channel),
             session_health,
@@ -126,7 +126,7 @@ impl Application {
             request_timeout: config.request_timeout,
             started: Instant::now(),
             metrics,
-        };
+        });
         let router = crate::routes::router(state, &config.cors_allowed_origins);
         Ok(Self {
             grpc,

@@ -87,8 +87,8 @@ pub struct Recorded {
 
 #[derive(Clone, Debug)]
 pub struct Behaviour {
-    pub code: i32,
-    pub message: String,
+    /// Sent trailers-only: code, message and `google.rpc` details.
+    pub status: tonic::Status,
     pub delay: Duration,
 }
 
@@ -103,8 +103,7 @@ pub struct FakeUpstream {
 impl FakeUpstream {
     pub async fn start() -> Self {
         let behaviour = Arc::new(Mutex::new(Behaviour {
-            code: tonic::Code::Unimplemented as i32,
-            message: "not here".into(),
+            status: tonic::Status::unimplemented("not here"),
             delay: Duration::ZERO,
         }));
         let calls = Arc::new(Mutex::new(Vec::new()));
@@ -123,9 +122,13 @@ impl FakeUpstream {
     }
 
     pub fn answer_with(&self, code: tonic::Code, message: &str) {
-        let mut behaviour = self.behaviour.lock().unwrap();
-        behaviour.code = code as i32;
-        behaviour.message = message.to_owned();
+        self.answer_with_status(tonic::Status::new(code, message));
+    }
+
+    /// Answers with `status`, its details included (as a service built with
+    /// `common::status` sends them).
+    pub fn answer_with_status(&self, status: tonic::Status) {
+        self.behaviour.lock().unwrap().status = status;
     }
 
     pub fn delay(&self, delay: Duration) {
@@ -161,13 +164,9 @@ async fn answer(
     });
     let behaviour = behaviour.lock().unwrap().clone();
     tokio::time::sleep(behaviour.delay).await;
-    Response::builder()
-        .status(200)
-        .header("content-type", "application/grpc")
-        .header("grpc-status", behaviour.code.to_string())
-        .header("grpc-message", behaviour.message.replace(' ', "%20"))
-        .body(axum::body::Body::empty())
-        .expect("valid response")
+    // tonic's own encoding of a trailers-only answer: grpc-status, the percent-encoded
+    // grpc-message and grpc-status-details-bin.
+    behaviour.status.into_http()
 }
 
 /// Asserts a problem body: status, `code`, content type, non-empty `detail`, and a
