@@ -10,6 +10,8 @@
 //!   and [`config::parse`], which exits 64 with one line naming a bad value.
 //! - [`telemetry`]: `tracing` setup, pretty or JSON.
 //! - [`postgres`] and [`redis`]: pools with explicit connect / response / pool-wait timeouts.
+//! - [`pubsub`]: Redis pub/sub subscriptions owned by a background task, with a
+//!   subscription epoch that tells users when they may trust pushed state.
 //! - [`health`]: the grpc.health.v1 names every process serves and the background
 //!   readiness probe that keeps them in step with the process's dependencies.
 //! - [`grpc`]: [`grpc::serve_grpc`], the one function that assembles every gRPC server
@@ -34,6 +36,7 @@ pub mod grpc;
 pub mod health;
 pub mod metrics;
 pub mod postgres;
+pub mod pubsub;
 pub mod redis;
 pub mod revocation;
 pub mod shutdown;

@@ -57,7 +57,7 @@ enum Backend {
 }
 
 /// The seed URLs of a cluster URL, or `None` for a single node.
-fn cluster_seeds(url: &str) -> Option<Vec<String>> {
+pub(crate) fn cluster_seeds(url: &str) -> Option<Vec<String>> {
     if url.contains(',') || url.starts_with("redis-cluster://") {
         Some(
             url.split(',')
