@@ -45,6 +45,7 @@ pub async fn start_gateway(flags: &[(&str, String)]) -> Gateway {
         ("--session-service-url", nobody()),
         ("--deck-service-url", nobody()),
         ("--rate-limit-redis-url", test_support::redis_url()),
+        ("--session-redis-url", test_support::redis_url()),
         ("--redis-key-prefix", test_support::key_prefix()),
         (
             "--jwt-public-keys-file",

@@ -324,6 +324,11 @@ impl TokenValidation {
         &self.audience
     }
 
+    /// The clock this validation judges time by.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        Arc::clone(&self.clock)
+    }
+
     /// Unix seconds now, by this validation's clock.
     pub fn now(&self) -> u64 {
         self.clock.unix_seconds()

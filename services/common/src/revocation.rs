@@ -48,7 +48,9 @@ use crate::{
     clock::{Clock, SystemClock},
     config::{RedisConfig, Secret, parse_millis},
     metrics::Metrics,
+    pubsub::{PubsubMetrics, Subscription, SubscriptionConfig, SubscriptionSetupError},
     redis::{RedisError, RedisPool},
+    shutdown::Shutdown,
 };
 
 /// Name of the pub/sub subscription (the `subscription` label of `pubsub_*` series).
@@ -330,13 +332,61 @@ pub struct Revocations {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+/// What the subscription's handler updates: the set, and what it needs for that.
+struct Known {
     set: RwLock<RevokedSet>,
+    clock: Arc<dyn Clock>,
+    metrics: RevocationMetrics,
+}
+
+impl Known {
+    fn new(clock: Arc<dyn Clock>, metrics: &Metrics) -> Arc<Self> {
+        let revocation_metrics = RevocationMetrics::new();
+        revocation_metrics.register(metrics);
+        Arc::new(Self {
+            set: RwLock::new(RevokedSet::default()),
+            clock,
+            metrics: revocation_metrics,
+        })
+    }
+
+    /// Applies one pushed message (the payload of a message on [`channel`]). A payload
+    /// that is not a revocation is logged and dropped.
+    fn apply_message(&self, payload: &[u8]) {
+        match serde_json::from_slice::<Revocation>(payload) {
+            Ok(revocation) => {
+                let lag_ms = SystemClock.unix_millis().saturating_sub(revocation.at_ms);
+                self.metrics.lag.observe(lag_ms as f64 / 1000.0);
+                self.apply(&revocation);
+            }
+            Err(error) => tracing::warn!(%error, "a revocation message that is not one; dropped"),
+        }
+    }
+
+    fn apply(&self, revocation: &Revocation) {
+        if revocation.until < self.clock.unix_seconds() {
+            return;
+        }
+        self.set
+            .write()
+            .expect("revoked set lock poisoned")
+            .insert(revocation);
+        self.metrics
+            .applied
+            .get_or_create(&KindLabels {
+                kind: revocation.revoked.kind(),
+            })
+            .inc();
+    }
+}
+
+struct Inner {
+    known: Arc<Known>,
     redis: RedisPool,
     fallback: Fallback,
     check_timeout: Duration,
-    clock: Arc<dyn Clock>,
-    metrics: RevocationMetrics,
+    /// Keeps the push subscription running (its task stops when this is dropped).
+    _subscription: Option<Subscription>,
     /// The subscription epoch of the push channel (`Some` while subscribed).
     epoch: watch::Receiver<Option<u64>>,
     /// 1 + the epoch whose snapshot is loaded; 0 for none. The set is complete while
@@ -350,45 +400,75 @@ impl std::fmt::Debug for Revocations {
             .field("fallback", &self.inner.fallback)
             .field(
                 "entries",
-                &self.inner.set.read().expect("revoked set").len(),
+                &self.inner.known.set.read().expect("revoked set").len(),
             )
             .finish_non_exhaustive()
     }
 }
 
 impl Revocations {
-    /// The revoked set of a process whose push subscription reports its epoch on
-    /// `epoch`; `redis` is the sessions role, `clock` the token verifier's. Until
-    /// [`Revocations::follow`] has loaded a snapshot, every check asks Redis.
-    pub fn new(
+    /// The revoked set of a process: subscribes to [`channel`] on the sessions role
+    /// (`redis`, built from `config`'s URL) with `redis_config`'s timeouts; `clock` is the
+    /// token verifier's. Until [`Revocations::follow`] has loaded a snapshot, every check
+    /// asks Redis.
+    pub fn subscribe(
+        redis: RedisPool,
+        config: &RevocationConfig,
+        redis_config: &RedisConfig,
+        clock: Arc<dyn Clock>,
+        metrics: &Metrics,
+        pubsub_metrics: &PubsubMetrics,
+        shutdown: &Shutdown,
+    ) -> Result<Self, SubscriptionSetupError> {
+        let known = Known::new(clock, metrics);
+        let subscription = Subscription::spawn(
+            SubscriptionConfig::new(
+                SUBSCRIPTION,
+                config.session_redis_url.expose(),
+                redis_config,
+                vec![channel(redis.prefix())],
+            ),
+            {
+                let known = Arc::clone(&known);
+                move |_channel: &str, payload: &[u8]| known.apply_message(payload)
+            },
+            pubsub_metrics,
+            shutdown.clone(),
+        )?;
+        let epoch = subscription.epoch();
+        Ok(Self::build(known, redis, config, epoch, Some(subscription)))
+    }
+
+    /// A revoked set fed by nothing but the snapshot, trusted while `epoch` says so:
+    /// for tests of the checks themselves.
+    pub fn with_epoch(
         redis: RedisPool,
         config: &RevocationConfig,
         clock: Arc<dyn Clock>,
         epoch: watch::Receiver<Option<u64>>,
         metrics: &Metrics,
     ) -> Self {
-        let revocation_metrics = RevocationMetrics::new();
-        revocation_metrics.register(metrics);
+        Self::build(Known::new(clock, metrics), redis, config, epoch, None)
+    }
+
+    fn build(
+        known: Arc<Known>,
+        redis: RedisPool,
+        config: &RevocationConfig,
+        epoch: watch::Receiver<Option<u64>>,
+        subscription: Option<Subscription>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
-                set: RwLock::new(RevokedSet::default()),
+                known,
                 redis,
                 fallback: config.revocation_fallback,
                 check_timeout: config.revocation_check_timeout,
-                clock,
-                metrics: revocation_metrics,
+                _subscription: subscription,
                 epoch,
                 trusted_epoch: AtomicU64::new(0),
             }),
         }
-    }
-
-    /// The Redis pool of the sessions role with `config`'s URL.
-    pub fn redis_pool(
-        config: &RevocationConfig,
-        redis: &RedisConfig,
-    ) -> Result<RedisPool, crate::redis::RedisSetupError> {
-        RedisPool::new(config.session_redis_url.expose(), redis)
     }
 
     /// Whether every revocation is known here: subscribed, and the snapshot of this
@@ -398,37 +478,6 @@ impl Revocations {
         current != 0 && self.inner.trusted_epoch.load(Ordering::Acquire) == current
     }
 
-    /// Applies one pushed message (the payload of a message on [`channel`]). A payload
-    /// that is not a revocation is logged and dropped.
-    pub fn apply_message(&self, payload: &[u8]) {
-        match serde_json::from_slice::<Revocation>(payload) {
-            Ok(revocation) => {
-                let lag_ms = SystemClock.unix_millis().saturating_sub(revocation.at_ms);
-                self.inner.metrics.lag.observe(lag_ms as f64 / 1000.0);
-                self.apply(&revocation);
-            }
-            Err(error) => tracing::warn!(%error, "a revocation message that is not one; dropped"),
-        }
-    }
-
-    fn apply(&self, revocation: &Revocation) {
-        if revocation.until < self.inner.clock.unix_seconds() {
-            return;
-        }
-        self.inner
-            .set
-            .write()
-            .expect("revoked set lock poisoned")
-            .insert(revocation);
-        self.inner
-            .metrics
-            .applied
-            .get_or_create(&KindLabels {
-                kind: revocation.revoked.kind(),
-            })
-            .inc();
-    }
-
     /// Whether `caller`'s token is refused: [`AuthError::Revoked`] if its session or user
     /// is known revoked. While the set may be incomplete, asks Redis whether the session
     /// still exists; when Redis cannot answer in time, `REVOCATION_FALLBACK` decides
@@ -436,6 +485,7 @@ impl Revocations {
     pub async fn check(&self, caller: &Caller) -> Result<(), AuthError> {
         let refused = self
             .inner
+            .known
             .set
             .read()
             .expect("revoked set lock poisoned")
@@ -457,7 +507,7 @@ impl Revocations {
                 .query_async::<i64>(&mut connection)
                 .await
         });
-        let metrics = &self.inner.metrics;
+        let metrics = &self.inner.known.metrics;
         match tokio::time::timeout(self.inner.check_timeout, lookup).await {
             Ok(Ok(exists)) => {
                 metrics.fallback("checked");
@@ -493,7 +543,7 @@ impl Revocations {
     /// Loads every recorded revocation still in force.
     async fn load_snapshot(&self) -> Result<usize, RedisError> {
         let key = snapshot_key(self.inner.redis.prefix());
-        let now = self.inner.clock.unix_seconds();
+        let now = self.inner.known.clock.unix_seconds();
         let members: Vec<String> = self
             .inner
             .redis
@@ -510,7 +560,7 @@ impl Revocations {
         for member in &members {
             match serde_json::from_str::<Revocation>(member) {
                 Ok(revocation) => {
-                    self.apply(&revocation);
+                    self.inner.known.apply(&revocation);
                     loaded += 1;
                 }
                 Err(error) => tracing::warn!(%error, "a snapshot entry that is no revocation"),
@@ -524,14 +574,14 @@ impl Revocations {
     /// trusts the set; every few seconds it forgets expired entries. Messages published
     /// after the subscription was confirmed are pushed, those before are in the snapshot:
     /// none is missed. Ends with `shutdown`.
-    pub fn follow(&self, shutdown: crate::shutdown::Shutdown) {
+    pub fn follow(&self, shutdown: Shutdown) {
         let this = self.clone();
         let mut epoch = self.inner.epoch.clone();
         tokio::spawn(async move {
             let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
             loop {
                 let current = *epoch.borrow_and_update();
-                this.inner.metrics.live.set(i64::from(this.is_live()));
+                this.inner.known.metrics.live.set(i64::from(this.is_live()));
                 if let Some(subscribed) = current
                     && this.inner.trusted_epoch.load(Ordering::Acquire) != subscribed + 1
                 {
@@ -544,13 +594,13 @@ impl Revocations {
                         if changed.is_err() {
                             // The subscription is gone: nothing will be pushed any more.
                             this.inner.trusted_epoch.store(0, Ordering::Release);
-                            this.inner.metrics.live.set(0);
+                            this.inner.known.metrics.live.set(0);
                             return;
                         }
                     }
                     _ = sweep.tick() => {
-                        let now = this.inner.clock.unix_seconds();
-                        this.inner.set.write().expect("revoked set lock poisoned").sweep(now);
+                        let now = this.inner.known.clock.unix_seconds();
+                        this.inner.known.set.write().expect("revoked set lock poisoned").sweep(now);
                     }
                 }
             }
@@ -563,7 +613,7 @@ impl Revocations {
         &self,
         subscribed: u64,
         epoch: &watch::Receiver<Option<u64>>,
-        shutdown: &crate::shutdown::Shutdown,
+        shutdown: &Shutdown,
     ) {
         while *epoch.borrow() == Some(subscribed) && !shutdown.is_triggered() {
             match self.load_snapshot().await {
@@ -583,6 +633,35 @@ impl Revocations {
             }
         }
     }
+}
+
+/// Makes `verifier` refuse revoked tokens: builds the sessions-role pool of `config`,
+/// subscribes to the revocation channel there, and keeps the revoked set in step with
+/// it ([`Revocations::follow`]). `pubsub_metrics` is the process's one registration of
+/// the pub/sub series. Must be called within a Tokio runtime.
+pub fn enforce(
+    verifier: &crate::auth::AccessVerifier,
+    config: &RevocationConfig,
+    redis_config: &RedisConfig,
+    metrics: &Metrics,
+    pubsub_metrics: &PubsubMetrics,
+    shutdown: &Shutdown,
+) -> Result<Revocations, String> {
+    let pool = RedisPool::new(config.session_redis_url.expose(), redis_config)
+        .map_err(|error| format!("SESSION_REDIS_URL: {error}"))?;
+    let revocations = Revocations::subscribe(
+        pool,
+        config,
+        redis_config,
+        verifier.validation().clock(),
+        metrics,
+        pubsub_metrics,
+        shutdown,
+    )
+    .map_err(|error| format!("SESSION_REDIS_URL: {error}"))?;
+    verifier.check_revocations(revocations.clone());
+    revocations.follow(shutdown.clone());
+    Ok(revocations)
 }
 
 #[cfg(test)]

@@ -146,7 +146,7 @@ impl Application {
         };
         let db = store.db().clone();
         let use_cases = DeckApp::new(store, Views::new(cache, ttls), options.clock);
-        let api = DeckGrpc::new(use_cases, verifier);
+        let api = DeckGrpc::new(use_cases, verifier.clone());
 
         let app = GrpcApp::bind(
             &config.grpc,
@@ -157,6 +157,17 @@ impl Application {
         .await
         .context("cannot bind GRPC_ADDR")?
         .depends_on(Dependency::postgres(pg.clone()));
+        // Revoked tokens are refused from the first request on: until the push channel
+        // and its snapshot are in, each check asks the sessions Redis.
+        common::revocation::enforce(
+            &verifier,
+            &config.revocation,
+            &config.redis,
+            app.metrics(),
+            &common::pubsub::PubsubMetrics::register(app.metrics()),
+            app.shutdown(),
+        )
+        .map_err(|error| anyhow::anyhow!(error))?;
         crate::cache::register_metrics(app.metrics(), &handles.cache_metrics);
         db.register_metrics(app.metrics());
         common::postgres::register_metrics(app.metrics(), &pg);

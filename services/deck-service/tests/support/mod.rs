@@ -90,6 +90,8 @@ impl TestApp {
             &database_url,
             "--cache-redis-url",
             &spawn.redis_url,
+            "--session-redis-url",
+            &spawn.redis_url,
             "--redis-key-prefix",
             &prefix,
             "--jwt-public-keys-file",
