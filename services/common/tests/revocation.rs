@@ -45,7 +45,8 @@ fn verifier(
     fallback: Fallback,
     epoch: watch::Receiver<Option<u64>>,
 ) -> (AccessVerifier, Revocations, Metrics) {
-    let verifier = AccessVerifier::with_keys(vec![tokens.public_jwk()], DEFAULT_ISSUER, DEFAULT_AUDIENCE);
+    let verifier =
+        AccessVerifier::with_keys(vec![tokens.public_jwk()], DEFAULT_ISSUER, DEFAULT_AUDIENCE);
     let metrics = Metrics::new();
     let pool = RedisPool::new(url, &redis_config(prefix)).unwrap();
     let revocations = Revocations::with_epoch(
@@ -66,7 +67,8 @@ async fn a_cached_token_of_a_session_in_the_snapshot_is_refused_once_the_snapsho
     let prefix = test_support::key_prefix();
     let url = test_support::redis_url();
     let (epoch_sender, epoch) = watch::channel(None);
-    let (verifier, revocations, _metrics) = verifier(&tokens, &url, &prefix, Fallback::Accept, epoch);
+    let (verifier, revocations, _metrics) =
+        verifier(&tokens, &url, &prefix, Fallback::Accept, epoch);
     let claims = tokens.claims(Uuid::new_v4(), false);
     let token = tokens.sign(&claims);
     let other = tokens.access_token(Uuid::new_v4(), false);
