@@ -220,6 +220,12 @@ fn auth_error(error: AuthError) -> ApiError {
         AuthError::Malformed | AuthError::Invalid => {
             ApiError::unauthorized("Could not validate credentials")
         }
+        AuthError::Revoked => ApiError::unauthorized("Token has been revoked")
+            .with_code(common::status::reason::TOKEN_REVOKED),
+        AuthError::RevocationUnknown => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The service is temporarily unavailable; retry shortly",
+        ),
     }
 }
 

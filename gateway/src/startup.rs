@@ -100,6 +100,17 @@ impl Application {
             move || health.clone().require_ready(CHECK_TIMEOUT)
         }));
 
+        // Revoked tokens are refused from the first request on: until the push channel
+        // and its snapshot are in, each check asks the sessions Redis.
+        common::revocation::enforce(
+            &verifier,
+            &config.revocation,
+            &config.redis,
+            grpc.metrics(),
+            &common::pubsub::PubsubMetrics::register(grpc.metrics()),
+            grpc.shutdown(),
+        )
+        .map_err(|error| anyhow::anyhow!(error))?;
         let metrics = HttpMetrics::register(grpc.metrics());
         let pool = RedisPool::new(config.rate_limit_redis_url.expose(), &config.redis)
             .context("RATE_LIMIT_REDIS_URL")?;

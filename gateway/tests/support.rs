@@ -45,6 +45,7 @@ pub async fn start_gateway(flags: &[(&str, String)]) -> Gateway {
         ("--session-service-url", nobody()),
         ("--deck-service-url", nobody()),
         ("--rate-limit-redis-url", test_support::redis_url()),
+        ("--session-redis-url", test_support::redis_url()),
         ("--redis-key-prefix", test_support::key_prefix()),
         (
             "--jwt-public-keys-file",
@@ -68,6 +69,19 @@ pub async fn start_gateway(flags: &[(&str, String)]) -> Gateway {
     let metrics = HttpClient::new(app.metrics_addr().to_string());
     let grpc_addr = app.grpc_addr().to_string();
     tokio::spawn(app.run());
+    // The test tokens name no real session: until the revocation snapshot is in, the
+    // per-request session lookup would refuse them (a dead Redis never gets there).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !metrics
+        .get("/metrics")
+        .send()
+        .await
+        .text()
+        .contains("\nrevocation_push_live 1")
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     Gateway {
         http,
         metrics,

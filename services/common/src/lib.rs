@@ -25,6 +25,8 @@
 //!   with bounded labels.
 //! - [`status`]: the structured half of gRPC errors (`google.rpc` BadRequest, ErrorInfo,
 //!   RetryInfo): built by the services, read by the gateway; never parsed from messages.
+//! - [`revocation`]: revoked sessions and users, pushed by session-service, held in
+//!   memory and checked against every verified access token.
 //! - [`shutdown`]: SIGTERM / Ctrl-C as a signal every server and task can wait on.
 
 pub mod auth;
@@ -37,6 +39,7 @@ pub mod metrics;
 pub mod postgres;
 pub mod pubsub;
 pub mod redis;
+pub mod revocation;
 pub mod shutdown;
 pub mod status;
 pub mod telemetry;

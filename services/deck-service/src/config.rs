@@ -54,6 +54,8 @@ pub struct Config {
     #[command(flatten)]
     pub redis: RedisConfig,
     #[command(flatten)]
+    pub revocation: common::revocation::RevocationConfig,
+    #[command(flatten)]
     pub cache: CacheConfig,
     /// session-service gRPC URL, for the public keys that verify access tokens
     /// (unused when JWT_PUBLIC_KEYS_FILE is set): `http://host:port`, or several separated

@@ -152,7 +152,7 @@ impl Application {
         let db = store.db().clone();
         let views = Views::new(cache.clone(), ttls);
         let use_cases = DeckApp::new(store, views, options.clock);
-        let api = DeckGrpc::new(use_cases, verifier);
+        let api = DeckGrpc::new(use_cases, verifier.clone());
 
         let app = GrpcApp::bind(
             &config.grpc,
@@ -163,6 +163,19 @@ impl Application {
         .await
         .context("cannot bind GRPC_ADDR")?
         .depends_on(Dependency::postgres(pg.clone()));
+        // Once per process: every subscription of deck-service shares these series.
+        let pubsub_metrics = PubsubMetrics::register(app.metrics());
+        // Revoked tokens are refused from the first request on: until the push channel
+        // and its snapshot are in, each check asks the sessions Redis.
+        common::revocation::enforce(
+            &verifier,
+            &config.revocation,
+            &config.redis,
+            app.metrics(),
+            &pubsub_metrics,
+            app.shutdown(),
+        )
+        .map_err(|error| anyhow::anyhow!(error))?;
         crate::cache::register_metrics(app.metrics(), &handles.cache_metrics);
         db.register_metrics(app.metrics());
         common::postgres::register_metrics(app.metrics(), &pg);
@@ -171,8 +184,6 @@ impl Application {
             "redis_cache_reachable",
             "redis_cache_calls_in_flight",
         );
-        // Once per process: every subscription of deck-service shares these series.
-        let pubsub_metrics = PubsubMetrics::register(app.metrics());
         if let Some(l1) = cache.l1() {
             let pushed = cache.clone();
             let subscription = Subscription::spawn(

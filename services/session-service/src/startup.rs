@@ -10,6 +10,7 @@ use common::{
     grpc::GrpcApp,
     health::Dependency,
     redis::RedisPool,
+    revocation::Publisher,
     shutdown::Shutdown,
 };
 use tonic::service::Routes;
@@ -100,6 +101,7 @@ impl Application {
                 throttle.login_throttle_window,
             ),
         );
+        let revocations = Publisher::new(redis.clone(), tokens.access_token_ttl);
         let session_app = SessionApp {
             pg: pg.clone(),
             sessions: store,
@@ -113,6 +115,7 @@ impl Application {
                 access: tokens.access_token_ttl,
                 refresh: tokens.refresh_token_ttl,
             },
+            revocations,
         };
 
         let app = GrpcApp::bind(
@@ -127,6 +130,7 @@ impl Application {
         .depends_on(Dependency::redis("sessions redis", redis.clone()));
 
         session_app.metrics.register(app.metrics());
+        session_app.revocations.register(app.metrics());
         SessionMetrics::register_hasher(session_app.hasher.counts(), app.metrics());
         common::postgres::register_metrics(app.metrics(), &pg);
         redis.register_metrics(

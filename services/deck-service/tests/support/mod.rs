@@ -94,6 +94,8 @@ impl TestApp {
             &database_url,
             "--cache-redis-url",
             &spawn.redis_url,
+            "--session-redis-url",
+            &spawn.redis_url,
             "--redis-key-prefix",
             &prefix,
             "--jwt-public-keys-file",
@@ -135,7 +137,7 @@ impl TestApp {
             .await
             .expect("connect to deck-service");
         let user_id = Uuid::new_v4();
-        Self {
+        let app = Self {
             client: DeckServiceClient::new(channel),
             addr,
             metrics_addr,
@@ -148,7 +150,17 @@ impl TestApp {
             user_id,
             tokens,
             shutdown,
+        };
+        // The test tokens name no real session: until the revocation snapshot is in,
+        // the per-request session lookup would refuse them. A dead Redis never gets
+        // there; its tests take the fallback path.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while app.metric("revocation_push_live").await != Some(1.0)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+        app
     }
 
     /// A client on a connection of its own.

@@ -52,9 +52,11 @@ impl Keys {
         }
     }
 
-    /// `{prefix}session:refresh:{<user_id>}:<session_id>`
+    /// `{prefix}session:refresh:{<user_id>}:<session_id>`: defined in common, since the
+    /// gateway and deck-service look it up to check a token while revocation pushes are
+    /// down.
     pub fn session(&self, user_id: Uuid, session_id: Uuid) -> String {
-        format!("{}session:refresh:{{{user_id}}}:{session_id}", self.prefix)
+        common::revocation::session_key(&self.prefix, user_id, session_id)
     }
 
     /// `{prefix}session:issued:{<user_id>}:<session_id>`

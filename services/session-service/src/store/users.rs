@@ -179,13 +179,34 @@ pub async fn update_profile(
     Ok(profile)
 }
 
-/// Sets `is_superuser` for the user with this e-mail; false when there is none.
-pub async fn make_superuser(pool: &PgPool, email: &Email) -> Result<bool, Error> {
-    let result = sqlx::query(
-        "UPDATE users SET is_superuser = true, updated_at = now() WHERE lower(email) = lower($1)",
+/// Sets `is_superuser` for the user with this e-mail; their id, or `None` when there is
+/// no such user.
+pub async fn set_superuser(
+    pool: &PgPool,
+    email: &Email,
+    is_superuser: bool,
+) -> Result<Option<Uuid>, Error> {
+    Ok(sqlx::query_scalar(
+        "UPDATE users SET is_superuser = $2, updated_at = now() WHERE lower(email) = lower($1) RETURNING id",
     )
     .bind(email.as_str())
-    .execute(pool)
-    .await?;
-    Ok(result.rows_affected() > 0)
+    .bind(is_superuser)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Sets `is_active` for the user with this e-mail; their id, or `None` when there is no
+/// such user.
+pub async fn set_active(
+    pool: &PgPool,
+    email: &Email,
+    is_active: bool,
+) -> Result<Option<Uuid>, Error> {
+    Ok(sqlx::query_scalar(
+        "UPDATE users SET is_active = $2, updated_at = now() WHERE lower(email) = lower($1) RETURNING id",
+    )
+    .bind(email.as_str())
+    .bind(is_active)
+    .fetch_optional(pool)
+    .await?)
 }
