@@ -23,8 +23,6 @@ fn redis_config(prefix: &str) -> RedisConfig {
     RedisConfig {
         redis_connect_timeout: Duration::from_secs(2),
         redis_response_timeout: Duration::from_secs(2),
-        redis_pool_wait_timeout: Duration::from_secs(2),
-        redis_pool_size: 2,
         redis_key_prefix: prefix.to_owned(),
     }
 }
