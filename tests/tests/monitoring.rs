@@ -251,10 +251,7 @@ fn promtool_unit_tests_fail_when_a_rule_queries_a_misspelt_series() {
     let dir = std::env::temp_dir().join(format!("learngreek-rules-{}", Uuid::new_v4()));
     fs::create_dir_all(dir.join("tests")).expect("create scratch dir");
     for file in rule_files() {
-        let text = read(&file).replace(
-            "deck_cache_breaker_state{",
-            "deck_cache_breaker_stat{",
-        );
+        let text = read(&file).replace("deck_cache_breaker_state{", "deck_cache_breaker_stat{");
         fs::write(dir.join(file.file_name().unwrap()), text).expect("write rules");
     }
     let mut tests = Vec::new();
@@ -269,7 +266,10 @@ fn promtool_unit_tests_fail_when_a_rule_queries_a_misspelt_series() {
     fs::remove_dir_all(&dir).ok();
 
     // Assert
-    assert!(!passed, "promtool test rules passed a misspelt series:\n{report}");
+    assert!(
+        !passed,
+        "promtool test rules passed a misspelt series:\n{report}"
+    );
     assert!(
         report.contains("LearnGreekDeckCacheBreakerOpen"),
         "{report}"
