@@ -144,7 +144,7 @@ impl Publisher {
         Self {
             redis,
             access_ttl,
-            published: Family::default(),
+            published: kind_family(),
         }
     }
 
@@ -270,6 +270,21 @@ struct KindLabels {
     kind: &'static str,
 }
 
+/// Every `kind` label value: their series exist from the start at 0, so alerts and
+/// dashboards see a rate from the first revocation on.
+const KINDS: [&str; 2] = ["session", "user"];
+
+/// Every `outcome` label value of the fallback checks, created at 0 likewise.
+const OUTCOMES: [&str; 3] = ["checked", "accepted_unverified", "refused_unverified"];
+
+fn kind_family() -> Family<KindLabels, Counter> {
+    let family = Family::default();
+    for kind in KINDS {
+        let _ = family.get_or_create(&KindLabels { kind });
+    }
+    family
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
@@ -287,12 +302,18 @@ struct RevocationMetrics {
 impl RevocationMetrics {
     fn new() -> Self {
         Self {
-            applied: Family::default(),
+            applied: kind_family(),
             lag: Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
                 0.001, 2.0, 14,
             )),
             live: Gauge::default(),
-            fallback: Family::default(),
+            fallback: {
+                let family = Family::default();
+                for outcome in OUTCOMES {
+                    let _ = family.get_or_create(&OutcomeLabels { outcome });
+                }
+                family
+            },
         }
     }
 

@@ -80,14 +80,21 @@ async fn uncut_miss(client: &support::Client, token: &str) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn misses_cut_short_by_vanishing_clients_leave_no_connection_in_use() {
     // Arrange: a warm process (pools opened, token verified once) with a tiny pool.
-    let app = TestApp::spawn_with(small_pools()).await;
+    // Revocations are followed on a Redis of their own, so every connection this process
+    // has to the cache Redis is the cache's.
+    let sessions = RedisServer::start();
+    let app = TestApp::spawn_with(Spawn {
+        session_redis_url: sessions.url(),
+        ..small_pools()
+    })
+    .await;
     let (deck, _) = app.deck_with_cards("Warm", 1).await;
     app.client
         .clone()
         .get_deck(auth(&app.user, get_deck(&deck.id)))
         .await
         .unwrap();
-    // This process talks to Redis only through the app (one connection per node).
+    // This process talks to the cache Redis only through the app (one connection per node).
     let redis_nodes = redis_nodes(&app.redis_url).await;
     let redis_connections = connections_to(&redis_nodes);
     assert_eq!(

@@ -37,6 +37,9 @@ pub struct Spawn {
     /// The in-process L1 tier. Off by default: these tests observe the Redis tier
     /// (its hits, fills and keys); `tests/l1.rs` tests L1 on real processes.
     pub l1: bool,
+    /// `SESSION_REDIS_URL`, where revocations are followed: the shared test Redis, which
+    /// stays up while a test stops or pauses its cache Redis.
+    pub session_redis_url: String,
     pub extra_args: Vec<String>,
 }
 
@@ -49,6 +52,7 @@ impl Default for Spawn {
             cache_timeout_ms: 1000,
             outbox_interval_ms: 100,
             l1: false,
+            session_redis_url: test_support::redis_url(),
             extra_args: Vec::new(),
         }
     }
@@ -95,7 +99,7 @@ impl TestApp {
             "--cache-redis-url",
             &spawn.redis_url,
             "--session-redis-url",
-            &spawn.redis_url,
+            &spawn.session_redis_url,
             "--redis-key-prefix",
             &prefix,
             "--jwt-public-keys-file",
