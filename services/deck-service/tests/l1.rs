@@ -203,14 +203,19 @@ impl Replica {
         }
     }
 
+    /// Waits for both subscriptions: cache invalidations, and revocations with their
+    /// snapshot loaded. The test tokens name no real session, so until the snapshot is
+    /// in, the per-request session lookup would refuse them.
     async fn wait_subscribed(&self) {
         self.wait_metric(SUBSCRIBED, "1", |v| v == 1.0).await;
+        self.wait_metric(REVOCATIONS_LIVE, "1", |v| v == 1.0).await;
     }
 }
 
 const SUBSCRIBED: &str = "pubsub_subscribed{subscription=\"cache_invalidation\"}";
 const RECEIVED: &str = "pubsub_messages_received_total{subscription=\"cache_invalidation\"}";
 const RESUBSCRIPTIONS: &str = "pubsub_resubscriptions_total{subscription=\"cache_invalidation\"}";
+const REVOCATIONS_LIVE: &str = "revocation_push_live";
 const L1_HITS: &str = "deck_cache_l1_hits_total";
 const L1_BYPASSED: &str = "deck_cache_l1_bypassed_total";
 
