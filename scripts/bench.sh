@@ -168,13 +168,15 @@ start session-service GRPC_ADDR="127.0.0.1:$session_grpc" DATABASE_URL="$session
   SESSION_REDIS_URL="redis://127.0.0.1:${redis_port[sessions]}" JWT_PRIVATE_KEY_FILE="$key"
 wait_ready session-service "$session_grpc"
 start deck-service GRPC_ADDR="127.0.0.1:$deck_grpc" DATABASE_URL="$decks_db" \
-  CACHE_REDIS_URL="redis://127.0.0.1:${redis_port[cache]}" SESSION_SERVICE_URL="http://127.0.0.1:$session_grpc"
+  CACHE_REDIS_URL="redis://127.0.0.1:${redis_port[cache]}" SESSION_SERVICE_URL="http://127.0.0.1:$session_grpc" \
+  SESSION_REDIS_URL="redis://127.0.0.1:${redis_port[sessions]}"
 wait_ready deck-service "$deck_grpc"
 # Rate limits at their maximum, so the runs measure the services, not the limiter
 # (which still does its Redis call on every request).
 start gateway HTTP_ADDR="127.0.0.1:$gateway_http" GRPC_ADDR="127.0.0.1:$gateway_grpc" \
   SESSION_SERVICE_URL="http://127.0.0.1:$session_grpc" DECK_SERVICE_URL="http://127.0.0.1:$deck_grpc" \
   RATE_LIMIT_REDIS_URL="redis://127.0.0.1:${redis_port[ratelimit]}" \
+  SESSION_REDIS_URL="redis://127.0.0.1:${redis_port[sessions]}" \
   RATE_LIMIT_AUTH_PER_MINUTE=1000000 RATE_LIMIT_API_PER_MINUTE=1000000
 wait_ready gateway "$gateway_grpc"
 base="http://127.0.0.1:$gateway_http"

@@ -120,7 +120,7 @@ for i in $(seq "$replicas"); do
   port=$(port_of 50052 "$i")
   start deck-service "$i" GRPC_ADDR="127.0.0.1:$port" \
     DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/learngreek_decks" \
-    CACHE_REDIS_URL="$redis_url" SESSION_SERVICE_URL="$session_url"
+    CACHE_REDIS_URL="$redis_url" SESSION_REDIS_URL="$redis_url" SESSION_SERVICE_URL="$session_url"
   record deck-service "$i" "$port"
 done
 for i in $(seq "$replicas"); do wait_ready deck-service "$(port_of 50052 "$i")"; done
@@ -137,7 +137,7 @@ for i in $(seq "$replicas"); do
   fi
   start gateway "$i" HTTP_ADDR="$http_addr" GRPC_ADDR="127.0.0.1:$port" \
     SESSION_SERVICE_URL="$session_url" DECK_SERVICE_URL="$deck_url" \
-    RATE_LIMIT_REDIS_URL="$redis_url" "${proxy[@]}"
+    RATE_LIMIT_REDIS_URL="$redis_url" SESSION_REDIS_URL="$redis_url" "${proxy[@]}"
   record gateway "$i" "$port" "$http_addr"
 done
 for i in $(seq "$replicas"); do wait_ready gateway "$(port_of 50050 "$i")"; done

@@ -62,7 +62,7 @@ run_tests "${scope[@]}" "$@" || status=$?
 # the arguments name (say `CLUSTER_TESTS=1 scripts/test.sh -p deck-service -E 'test(/cache/)'`).
 if [ "${SKIP_CLUSTER_TESTS:-0}" != 1 ]; then
   if [ ${#scope[@]} -gt 0 ]; then
-    cluster_args=(--workspace -E 'package(session-service) | package(deck-service) | binary_id(gateway::edge)' "$@")
+    cluster_args=(--workspace -E 'package(session-service) | package(deck-service) | binary_id(gateway::edge) | binary_id(gateway::revocation)' "$@")
   elif [ "${CLUSTER_TESTS:-0}" = 1 ]; then
     cluster_args=("$@")
   else

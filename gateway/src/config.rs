@@ -99,6 +99,8 @@ pub struct Config {
     #[command(flatten)]
     pub redis: RedisConfig,
     #[command(flatten)]
+    pub revocation: common::revocation::RevocationConfig,
+    #[command(flatten)]
     pub token: TokenVerifyConfig,
     #[command(flatten)]
     pub log: LogConfig,

@@ -1,21 +1,30 @@
 //! The one error path of the gateway: every failure becomes an [`ApiError`], rendered
-//! as an RFC 9457 `application/problem+json` body. gRPC statuses map to HTTP by the
-//! table of HTTP_API.md ([`http_status`]); 5xx bodies never carry a service's message.
+//! as an RFC 9457 `application/problem+json` body ([`Problem`]). gRPC statuses map to
+//! HTTP by the table of HTTP_API.md ([`http_status`]); what a caller must act on (the
+//! bad fields, the reason of a refusal) is read from the status's `google.rpc` details
+//! ([`common::status::Details`]), never from its message. 5xx bodies never carry a
+//! service's message.
 
 use axum::{
-    body::Body,
+    Json,
     response::{IntoResponse, Response},
 };
+use common::status::{Details, reason};
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// 499, the de-facto "client closed request" status (CANCELLED).
 pub const CLIENT_CLOSED_REQUEST: u16 = 499;
 /// Seconds a client should wait after a 503 before retrying.
 pub const UNAVAILABLE_RETRY_AFTER_SECONDS: u64 = 1;
+/// The media type of every error body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
 
-/// One field that failed validation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// One field that failed validation: its full path as the client sent it
+/// (`page_size`, `cards[1].back_text`), and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
@@ -30,6 +39,28 @@ impl FieldError {
     }
 }
 
+/// The RFC 9457 body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Problem<'a> {
+    /// Always `about:blank`: the status and `code` say what happened.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The status's reason phrase.
+    pub title: &'static str,
+    pub status: u16,
+    /// The human message (the front end displays it).
+    pub detail: &'a str,
+    /// The machine code: by status, or more specific (HTTP_API.md, Errors).
+    pub code: &'static str,
+    /// Equals the response's `X-Request-ID`.
+    pub request_id: &'a str,
+    /// On validation failures: one item per bad field.
+    #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
+    #[schema(inline)]
+    pub errors: &'a [FieldError],
+}
+
 /// An error answer: status, machine code, human detail, optional per-field errors.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiError {
@@ -38,6 +69,9 @@ pub struct ApiError {
     pub detail: String,
     pub errors: Vec<FieldError>,
     pub retry_after: Option<u64>,
+    /// The `ErrorInfo.reason` of the service's status, when it is one the gateway acts on
+    /// (one of [`common::status::reason`]).
+    pub reason: Option<&'static str>,
 }
 
 impl ApiError {
@@ -51,6 +85,7 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE => Some(UNAVAILABLE_RETRY_AFTER_SECONDS),
                 _ => None,
             },
+            reason: None,
         }
     }
 
@@ -93,7 +128,7 @@ impl ApiError {
         self
     }
 
-    /// The 504 of a request whose deadline passed at the gateway.
+    /// The 504 of a request whose deadline passed.
     pub fn timeout() -> Self {
         Self::new(
             StatusCode::GATEWAY_TIMEOUT,
@@ -101,25 +136,80 @@ impl ApiError {
         )
     }
 
-    /// The body, with `request_id` filled in by the request-id middleware.
-    pub fn body(&self, request_id: &str) -> serde_json::Value {
-        let mut body = serde_json::json!({
-            "type": "about:blank",
-            "title": title_of(self.status),
-            "status": self.status.as_u16(),
-            "detail": self.detail,
-            "code": self.code,
-            "request_id": request_id,
-        });
-        if !self.errors.is_empty() {
-            body["errors"] = serde_json::json!(self.errors);
+    /// The answer to a service call that failed with `status`. `deadline_passed` tells
+    /// whether the request's own deadline had passed when the status arrived: a
+    /// server-side timeout reaches the gateway as CANCELLED, and that is the deadline
+    /// passing (504), not the call being abandoned (499).
+    pub fn from_call(status: tonic::Status, deadline_passed: bool) -> Self {
+        if status.code() == tonic::Code::Cancelled && deadline_passed {
+            return Self::timeout();
         }
-        body
+        if status.code() == tonic::Code::ResourceExhausted {
+            return resource_exhausted(&status);
+        }
+        let code = if is_transport_failure(&status) {
+            tonic::Code::Unavailable
+        } else {
+            status.code()
+        };
+        let http = http_status(code);
+        if http.is_server_error() {
+            tracing::warn!(code = ?status.code(), message = status.message(), http = http.as_u16(), "service call failed");
+            return Self::new(http, generic_detail(http));
+        }
+        let detail = if status.message().is_empty() {
+            title_of(http).to_owned()
+        } else {
+            status.message().to_owned()
+        };
+        let details = Details::of(&status);
+        let mut error = Self::new(http, detail);
+        error.reason = known_reason(&details);
+        if http == StatusCode::UNPROCESSABLE_ENTITY {
+            // The paths are the client's own (the services use the JSON names).
+            error.errors = details
+                .violations
+                .into_iter()
+                .map(|violation| FieldError::new(violation.field, violation.message))
+                .collect();
+        }
+        // An access token of an ended session is refused as such on every route.
+        if http == StatusCode::UNAUTHORIZED && error.reason == Some(reason::TOKEN_REVOKED) {
+            error.code = reason::TOKEN_REVOKED;
+        }
+        error
+    }
+
+    /// The body, with `request_id` filled in by the request-id middleware.
+    pub fn body<'a>(&'a self, request_id: &'a str) -> Problem<'a> {
+        Problem {
+            kind: "about:blank",
+            title: title_of(self.status),
+            status: self.status.as_u16(),
+            detail: &self.detail,
+            code: self.code,
+            request_id,
+            errors: &self.errors,
+        }
     }
 }
 
-/// The status of a gRPC code, by the table of HTTP_API.md.
-pub fn http_status(code: tonic::Code, message: &str) -> StatusCode {
+/// The reasons of [`common::status::reason`] the gateway turns into a problem `code`.
+fn known_reason(details: &Details) -> Option<&'static str> {
+    [
+        reason::TOKEN_EXPIRED,
+        reason::TOKEN_INVALID,
+        reason::SESSION_REVOKED,
+        reason::REFRESH_TOKEN_REUSED,
+        reason::TOKEN_REVOKED,
+    ]
+    .into_iter()
+    .find(|known| details.is(known))
+}
+
+/// The status of a gRPC code, by the table of HTTP_API.md. (A CANCELLED after the
+/// request's deadline is a 504: [`ApiError::from_call`].)
+pub fn http_status(code: tonic::Code) -> StatusCode {
     use tonic::Code;
     match code {
         Code::Ok => StatusCode::OK,
@@ -130,9 +220,6 @@ pub fn http_status(code: tonic::Code, message: &str) -> StatusCode {
         Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
         Code::FailedPrecondition | Code::OutOfRange => StatusCode::BAD_REQUEST,
         Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
-        // A server-side tonic timeout reaches the client as CANCELLED "Timeout expired":
-        // that is the deadline passing, not the client going away.
-        Code::Cancelled if message.contains("Timeout expired") => StatusCode::GATEWAY_TIMEOUT,
         Code::Cancelled => {
             StatusCode::from_u16(CLIENT_CLOSED_REQUEST).expect("499 is a valid status")
         }
@@ -191,24 +278,15 @@ fn is_transport_failure(status: &tonic::Status) -> bool {
         && status.source().is_some()
 }
 
-/// `ErrorInfo.reason` of a RESOURCE_EXHAUSTED that means "the server is overloaded",
-/// not "you are over your limit" (session-service's full password-hashing queue).
-pub const REASON_OVERLOADED: &str = "OVERLOADED";
-
 /// RESOURCE_EXHAUSTED, read from its `google.rpc` details: reason OVERLOADED is 503, any
 /// other 429 RATE_LIMIT_EXCEEDED; both wait `RetryInfo.retry_delay` (whole seconds,
 /// rounded up, at least 1; 1 without one).
 fn resource_exhausted(status: &tonic::Status) -> ApiError {
-    use tonic_types::StatusExt;
-    let details = status.get_error_details();
+    let details = Details::of(status);
     let retry_after = details
-        .retry_info()
-        .and_then(|retry| retry.retry_delay)
+        .retry_after
         .map_or(UNAVAILABLE_RETRY_AFTER_SECONDS, retry_after_seconds);
-    let overloaded = details
-        .error_info()
-        .is_some_and(|info| info.reason == REASON_OVERLOADED);
-    let error = if overloaded {
+    let error = if details.is(reason::OVERLOADED) {
         tracing::warn!(message = status.message(), "service overloaded");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -232,69 +310,31 @@ fn retry_after_seconds(delay: std::time::Duration) -> u64 {
 }
 
 impl From<tonic::Status> for ApiError {
+    /// A status outside any request's deadline (a CANCELLED is 499).
     fn from(status: tonic::Status) -> Self {
-        if status.code() == tonic::Code::ResourceExhausted {
-            return resource_exhausted(&status);
-        }
-        let code = if is_transport_failure(&status) {
-            tonic::Code::Unavailable
-        } else {
-            status.code()
-        };
-        let http = http_status(code, status.message());
-        if http.is_server_error() {
-            tracing::warn!(code = ?status.code(), message = status.message(), http = http.as_u16(), "service call failed");
-            return Self::new(http, generic_detail(http));
-        }
-        let detail = if status.message().is_empty() {
-            title_of(http).to_owned()
-        } else {
-            status.message().to_owned()
-        };
-        let mut error = Self::new(http, detail);
-        if http == StatusCode::UNPROCESSABLE_ENTITY {
-            // Services name the field first ("page_size: must be ..."); keep that shape.
-            let (field, message) = match status.message().split_once(": ") {
-                Some((field, message)) if is_field_name(field) => (field, message),
-                _ => ("body", status.message()),
-            };
-            error.errors = vec![FieldError::new(field, message)];
-        }
-        error
+        Self::from_call(status, false)
     }
-}
-
-fn is_field_name(candidate: &str) -> bool {
-    !candidate.is_empty()
-        && candidate.len() <= 64
-        && candidate
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']'))
 }
 
 /// Marker the request-id middleware finds on a response whose body it must render.
 #[derive(Clone, Debug)]
-pub struct Problem(pub ApiError);
+pub struct Unrendered(pub ApiError);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         // The body is rendered by the request-id middleware, which knows the id; a bare
         // body without it is the fallback should the middleware not run.
         let mut response = problem_response(&self, "");
-        response.extensions_mut().insert(Problem(self));
+        response.extensions_mut().insert(Unrendered(self));
         response
     }
 }
 
 /// The full problem response for `error` and `request_id`.
 pub fn problem_response(error: &ApiError, request_id: &str) -> Response {
-    let mut response = Response::new(Body::from(error.body(request_id).to_string()));
-    *response.status_mut() = error.status;
+    let mut response = (error.status, Json(error.body(request_id))).into_response();
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     if let Some(seconds) = error.retry_after {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
@@ -306,6 +346,7 @@ pub fn problem_response(error: &ApiError, request_id: &str) -> Response {
 
 #[cfg(test)]
 mod tests {
+    use common::status::{SESSION_DOMAIN, Violation, invalid_fields, refusal};
     use tonic::Code;
 
     use super::*;
@@ -331,16 +372,20 @@ mod tests {
             (Code::DataLoss, 500),
         ];
         for (code, expected) in table {
-            assert_eq!(http_status(code, "whatever").as_u16(), expected, "{code:?}");
+            assert_eq!(http_status(code).as_u16(), expected, "{code:?}");
         }
     }
 
     #[test]
-    fn a_server_side_timeout_reported_as_cancelled_is_a_gateway_timeout() {
-        assert_eq!(
-            http_status(Code::Cancelled, "Timeout expired").as_u16(),
-            504
-        );
+    fn cancelled_is_a_timeout_after_the_requests_deadline_and_499_before_it() {
+        // A server-side tonic timeout says "Timeout expired"; the message does not count.
+        let after = ApiError::from_call(tonic::Status::cancelled("Timeout expired"), true);
+        let before = ApiError::from_call(tonic::Status::cancelled("Timeout expired"), false);
+
+        assert_eq!(after.status, StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(after.code, "TIMEOUT");
+        assert_eq!(before.status.as_u16(), 499);
+        assert_eq!(before.code, "CANCELLED");
     }
 
     #[test]
@@ -399,18 +444,68 @@ mod tests {
     }
 
     #[test]
-    fn client_errors_keep_the_service_message_and_validation_names_the_field() {
+    fn client_errors_keep_the_service_message() {
         let not_found = ApiError::from(tonic::Status::not_found("Deck with ID 'x' not found"));
-        let invalid = ApiError::from(tonic::Status::invalid_argument(
+
+        assert_eq!(not_found.status, StatusCode::NOT_FOUND);
+        assert_eq!(not_found.detail, "Deck with ID 'x' not found");
+        assert!(not_found.errors.is_empty());
+    }
+
+    #[test]
+    fn a_bad_request_becomes_422_with_every_violation_by_its_full_path_in_order() {
+        let status = invalid_fields([
+            Violation::new("cards[1].back_text", "field required"),
+            Violation::new("reviews[0].quality", "must be between 0 and 5"),
+        ]);
+
+        let error = ApiError::from(status);
+
+        assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(error.code, "VALIDATION_ERROR");
+        assert_eq!(error.detail, "cards[1].back_text: field required");
+        assert_eq!(
+            error.errors,
+            vec![
+                FieldError::new("cards[1].back_text", "field required"),
+                FieldError::new("reviews[0].quality", "must be between 0 and 5"),
+            ]
+        );
+    }
+
+    #[test]
+    fn no_field_is_read_out_of_a_message_without_details() {
+        let error = ApiError::from(tonic::Status::invalid_argument(
             "page_size: must be between 1 and 100",
         ));
 
-        assert_eq!(not_found.detail, "Deck with ID 'x' not found");
-        assert_eq!(invalid.status.as_u16(), 422);
-        assert_eq!(
-            invalid.errors,
-            vec![FieldError::new("page_size", "must be between 1 and 100")]
-        );
+        assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(error.detail, "page_size: must be between 1 and 100");
+        assert!(error.errors.is_empty(), "{:?}", error.errors);
+    }
+
+    fn unauthenticated(reason: &str) -> tonic::Status {
+        refusal(
+            Code::Unauthenticated,
+            "refused",
+            SESSION_DOMAIN,
+            reason,
+            None,
+        )
+    }
+
+    #[test]
+    fn a_revoked_access_token_is_token_revoked_on_any_route_and_other_reasons_stay_unauthorized() {
+        let revoked = ApiError::from(unauthenticated(reason::TOKEN_REVOKED));
+        let expired = ApiError::from(unauthenticated(reason::TOKEN_EXPIRED));
+        let revoked_by_message = ApiError::from(tonic::Status::unauthenticated("TOKEN_REVOKED"));
+
+        assert_eq!(revoked.code, "TOKEN_REVOKED");
+        assert_eq!(revoked.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(expired.code, "UNAUTHORIZED");
+        assert_eq!(expired.reason, Some(reason::TOKEN_EXPIRED));
+        assert_eq!(revoked_by_message.code, "UNAUTHORIZED");
+        assert_eq!(revoked_by_message.reason, None);
     }
 
     #[test]
@@ -438,16 +533,13 @@ mod tests {
     }
 
     fn exhausted_with(reason: &str, delay: std::time::Duration) -> tonic::Status {
-        use tonic_types::{ErrorDetails, StatusExt};
-        let mut details = ErrorDetails::new();
-        details
-            .set_error_info(
-                reason,
-                "learngreek.session.v1",
-                std::collections::HashMap::new(),
-            )
-            .set_retry_info(Some(delay));
-        tonic::Status::with_error_details(Code::ResourceExhausted, "slow down", details)
+        refusal(
+            Code::ResourceExhausted,
+            "slow down",
+            SESSION_DOMAIN,
+            reason,
+            Some(delay),
+        )
     }
 
     #[test]
@@ -466,7 +558,7 @@ mod tests {
     #[test]
     fn an_overloaded_service_is_503_with_its_retry_delay() {
         let error = ApiError::from(exhausted_with(
-            REASON_OVERLOADED,
+            reason::OVERLOADED,
             std::time::Duration::from_secs(3),
         ));
 
@@ -498,12 +590,15 @@ mod tests {
     fn the_body_carries_code_detail_request_id_and_errors() {
         let error = ApiError::field("page", "must be at least 1");
 
-        let body = error.body("req-1");
+        let body = serde_json::to_value(error.body("req-1")).unwrap();
 
         assert_eq!(body["status"], 422);
         assert_eq!(body["code"], "VALIDATION_ERROR");
         assert_eq!(body["request_id"], "req-1");
         assert_eq!(body["errors"][0]["field"], "page");
         assert_eq!(body["title"], "Unprocessable Entity");
+        assert_eq!(body["type"], "about:blank");
+        let plain = serde_json::to_value(ApiError::not_found("gone").body("req-2")).unwrap();
+        assert!(plain.get("errors").is_none(), "{plain}");
     }
 }

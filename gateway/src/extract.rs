@@ -6,86 +6,217 @@
 use std::{collections::HashMap, future::Future};
 
 use axum::{
-    Json,
-    extract::{FromRequest, FromRequestParts, Query, Request, rejection::JsonRejection},
+    body::Bytes,
+    extract::{FromRequest, FromRequestParts, Query, Request, rejection::BytesRejection},
 };
 use common::auth::Caller;
-use http::{StatusCode, request::Parts};
+use http::{HeaderMap, StatusCode, header, request::Parts};
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 use tokio::time::Instant;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::{
     error::{ApiError, FieldError},
     middleware::{Auth, ClientIp, Deadline, MAX_BODY_BYTES, REQUEST_ID, RequestId},
+    wire::{Choice, Spelled},
 };
 
-/// A JSON body whose rejections are 422 problems (413 when too large).
+/// A JSON body of type `T`; a body that does not parse is a 422 naming the full path of
+/// the offending field as the client sent it (`cards[1].order_index`), also for a
+/// missing one (`cards[1].back_text`); a body over the limit is a 413.
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+impl<S: Send + Sync, T: DeserializeOwned + ToSchema> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(request, state).await {
-            Ok(Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        if !is_json(request.headers()) {
+            return Err(ApiError::field(
+                "body",
+                "expected a JSON body with Content-Type: application/json",
+            ));
         }
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(bytes_rejection)?;
+        parse_body(&bytes).map(Self)
     }
 }
 
-fn json_rejection(rejection: JsonRejection) -> ApiError {
-    match rejection {
-        JsonRejection::JsonDataError(error) => {
-            let (field, message) = split_serde_message(&error.body_text());
-            ApiError::field(&field, message)
-        }
-        JsonRejection::JsonSyntaxError(error) => {
-            let (_, message) = split_serde_message(&error.body_text());
-            ApiError::field("body", format!("invalid JSON: {message}"))
-        }
-        JsonRejection::MissingJsonContentType(_) => ApiError::field(
-            "body",
-            "expected a JSON body with Content-Type: application/json",
-        ),
-        JsonRejection::BytesRejection(error) if error.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("Request body exceeds {MAX_BODY_BYTES} bytes"),
-            )
-        }
-        other => ApiError::field("body", other.body_text()),
-    }
-}
-
-/// Splits axum's serde message ("Failed to deserialize ...: cards[0].difficulty: unknown
-/// variant ... at line 1 column 9") into the field and a message without positions.
-fn split_serde_message(text: &str) -> (String, String) {
-    let text = text
-        .split_once("target type: ")
-        .map_or(text, |(_, rest)| rest);
-    let text = text
-        .split_once("JSON body: ")
-        .map_or(text, |(_, rest)| rest);
-    let text = match text.rfind(" at line ") {
-        Some(at) => &text[..at],
-        None => text,
+/// `application/json` or `application/<anything>+json`, parameters aside.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(essence) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+    else {
+        return false;
     };
-    if let Some((path, message)) = text.split_once(": ")
-        && !path.is_empty()
-        && path
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']'))
-    {
-        return (path.to_owned(), message.to_owned());
+    let essence = essence.trim().to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+fn bytes_rejection(rejection: BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Request body exceeds {MAX_BODY_BYTES} bytes"),
+        )
+    } else {
+        ApiError::field("body", rejection.body_text())
     }
-    if let Some(rest) = text.strip_prefix("missing field `")
-        && let Some((field, _)) = rest.split_once('`')
-    {
-        return (field.to_owned(), "field required".to_owned());
+}
+
+/// `bytes` as a `T`, or the 422 naming where it went wrong.
+pub fn parse_body<T: DeserializeOwned + ToSchema>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer)
+        .map_err(|error| body_error::<T>(&error, bytes))?;
+    deserializer
+        .end()
+        .map_err(|error| ApiError::field("body", format!("invalid JSON: {}", bare(&error))))?;
+    Ok(value)
+}
+
+fn body_error<T: ToSchema>(
+    error: &serde_path_to_error::Error<serde_json::Error>,
+    bytes: &[u8],
+) -> ApiError {
+    let inner = error.inner();
+    if !inner.is_data() {
+        return ApiError::field("body", format!("invalid JSON: {}", bare(inner)));
     }
-    ("body".to_owned(), text.to_owned())
+    let path = field_path(error.path());
+    // serde reports a missing field at the object that lacks it; the field is the first
+    // required property of that object's schema (derived from `T`) that the body lacks.
+    if let Some(missing) = missing_field::<T>(error.path(), bytes) {
+        let field = if path.is_empty() {
+            missing
+        } else {
+            format!("{path}.{missing}")
+        };
+        return ApiError::field(&field, "field required");
+    }
+    let field = if path.is_empty() { "body" } else { &path };
+    ApiError::field(field, bare(inner))
+}
+
+/// serde_json's message without the position it appends (" at line 1 column 9"),
+/// which says nothing to a client that built the body from an object.
+fn bare(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let position = format!(" at line {} column {}", error.line(), error.column());
+    match text.strip_suffix(&position) {
+        Some(message) => message.to_owned(),
+        None => text,
+    }
+}
+
+/// A path as the client wrote it: `cards[1].back_text`; empty for the root.
+fn field_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut text = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => text.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !text.is_empty() {
+                    text.push('.');
+                }
+                text.push_str(key);
+            }
+            Segment::Unknown => {}
+        }
+    }
+    text
+}
+
+/// The first required property of `T`'s schema at `path` that the body's object at
+/// `path` lacks. Only on the error path: it re-reads the body and the schema.
+fn missing_field<T: ToSchema>(path: &serde_path_to_error::Path, bytes: &[u8]) -> Option<String> {
+    use serde_path_to_error::Segment;
+    let body: Value = serde_json::from_slice(bytes).ok()?;
+    let mut components = Vec::new();
+    T::schemas(&mut components);
+    let components: HashMap<String, Value> = components
+        .into_iter()
+        .filter_map(|(name, schema)| Some((name, serde_json::to_value(schema).ok()?)))
+        .collect();
+    let schemas = Schemas(&components);
+    let mut schema = serde_json::to_value(T::schema()).ok()?;
+    let mut value = &body;
+    for segment in path.iter() {
+        (schema, value) = match segment {
+            Segment::Seq { index } => (schemas.items(&schema)?, value.get(index)?),
+            Segment::Map { key } => (schemas.property(&schema, key)?, value.get(key)?),
+            Segment::Enum { .. } | Segment::Unknown => return None,
+        };
+    }
+    let object = value.as_object()?;
+    schemas
+        .required(&schema)
+        .into_iter()
+        .find(|name| !object.contains_key(name))
+}
+
+/// Just enough of JSON Schema to follow a path: `$ref`, `allOf` (serde's `flatten`),
+/// a nullable `oneOf`, `properties`, `items`, `required`.
+struct Schemas<'a>(&'a HashMap<String, Value>);
+
+impl Schemas<'_> {
+    /// `schema` with `$ref`s followed and a nullable `oneOf [null, X]` taken as `X`.
+    fn resolve(&self, schema: &Value) -> Option<Value> {
+        if let Some(reference) = schema["$ref"].as_str() {
+            let name = reference.rsplit('/').next()?;
+            return self.resolve(self.0.get(name)?);
+        }
+        if let Some(options) = schema["oneOf"].as_array() {
+            let mut concrete = options.iter().filter(|option| option["type"] != "null");
+            if let (Some(only), None) = (concrete.next(), concrete.next()) {
+                return self.resolve(only);
+            }
+        }
+        Some(schema.clone())
+    }
+
+    /// `schema` and the members of its `allOf`, resolved.
+    fn parts(&self, schema: &Value) -> Vec<Value> {
+        let Some(schema) = self.resolve(schema) else {
+            return Vec::new();
+        };
+        let mut parts: Vec<Value> = schema["allOf"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|member| self.parts(member))
+            .collect();
+        parts.push(schema);
+        parts
+    }
+
+    fn property(&self, schema: &Value, key: &str) -> Option<Value> {
+        self.parts(schema)
+            .into_iter()
+            .find_map(|part| part["properties"].get(key).cloned())
+    }
+
+    fn items(&self, schema: &Value) -> Option<Value> {
+        self.parts(schema)
+            .into_iter()
+            .find_map(|part| part.get("items").cloned())
+    }
+
+    fn required(&self, schema: &Value) -> Vec<String> {
+        self.parts(schema)
+            .iter()
+            .flat_map(|part| part["required"].as_array().cloned().unwrap_or_default())
+            .filter_map(|name| name.as_str().map(str::to_owned))
+            .collect()
+    }
 }
 
 /// Deserialises a field that may be absent, `null` or a value into
@@ -143,6 +274,17 @@ impl Validator {
             None => {
                 self.error(field, "must be a valid UUID");
                 String::new()
+            }
+        }
+    }
+
+    /// The value of an enum field; `None` (and an error naming `field`) when unknown.
+    pub fn choice<T: Spelled>(&mut self, field: &str, value: &Choice<T>) -> Option<T> {
+        match value {
+            Choice::Known(value) => Some(*value),
+            Choice::Unknown => {
+                self.error(field, T::EXPECTED);
+                None
             }
         }
     }
@@ -273,17 +415,14 @@ impl Params {
         Some(value)
     }
 
-    /// A value parsed by `parse`, which names the accepted values on failure.
-    pub fn choice<T>(
-        &mut self,
-        name: &str,
-        parse: impl Fn(&str) -> Result<T, String>,
-    ) -> Option<T> {
-        let value = self.values.get(name)?.clone();
-        match parse(&value) {
-            Ok(parsed) => Some(parsed),
-            Err(message) => {
-                self.check.error(name, message);
+    /// An enum value spelled as the contract says; an error naming the accepted values
+    /// otherwise.
+    pub fn choice<T: Spelled>(&mut self, name: &str) -> Option<T> {
+        let value = self.values.get(name)?;
+        match T::parse(value) {
+            Some(parsed) => Some(parsed),
+            None => {
+                self.check.error(name, T::EXPECTED);
                 None
             }
         }
@@ -392,7 +531,7 @@ impl Ctx {
         let grace = std::time::Duration::from_millis(50);
         match tokio::time::timeout_at(self.deadline + grace, call).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
-            Ok(Err(status)) => Err(ApiError::from(status)),
+            Ok(Err(status)) => Err(ApiError::from_call(status, Instant::now() >= self.deadline)),
             Err(_) => Err(ApiError::timeout()),
         }
     }
@@ -402,23 +541,114 @@ impl Ctx {
 mod tests {
     use super::*;
 
+    #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+    #[allow(dead_code)]
+    struct Item {
+        front: String,
+        back: String,
+        #[serde(default)]
+        order: i64,
+        note: Option<String>,
+    }
+
+    #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+    #[allow(dead_code)]
+    struct Bulk {
+        deck: String,
+        items: Vec<Item>,
+    }
+
+    #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+    #[allow(dead_code)]
+    struct Flat {
+        deck: String,
+        #[serde(flatten)]
+        item: Item,
+    }
+
+    fn rejected<T: DeserializeOwned + ToSchema + std::fmt::Debug>(body: &str) -> FieldError {
+        let error = parse_body::<T>(body.as_bytes()).unwrap_err();
+        assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(error.errors.len(), 1, "{error:?}");
+        error.errors[0].clone()
+    }
+
     #[test]
-    fn serde_messages_name_the_field_without_positions() {
+    fn a_missing_field_is_named_by_its_full_path_also_inside_a_list() {
         assert_eq!(
-            split_serde_message(
-                "Failed to deserialize the JSON body into the target type: quality: invalid type: string \"x\", expected i64 at line 1 column 20"
+            rejected::<Bulk>(
+                r#"{"deck": "d", "items": [{"front": "a", "back": "b"}, {"front": "a"}]}"#
             ),
-            (
-                "quality".to_owned(),
-                "invalid type: string \"x\", expected i64".to_owned()
-            )
+            FieldError::new("items[1].back", "field required")
         );
         assert_eq!(
-            split_serde_message(
-                "Failed to deserialize the JSON body into the target type: missing field `email` at line 1 column 2"
-            ),
-            ("email".to_owned(), "field required".to_owned())
+            rejected::<Bulk>(r#"{"items": []}"#),
+            FieldError::new("deck", "field required")
         );
+        assert_eq!(
+            rejected::<Flat>(r#"{"deck": "d", "back": "b"}"#),
+            FieldError::new("front", "field required")
+        );
+    }
+
+    #[test]
+    fn a_wrong_type_is_named_by_its_full_path_without_positions() {
+        assert_eq!(
+            rejected::<Bulk>(
+                r#"{"deck": "d", "items": [{"front": "a", "back": "b", "order": "x"}]}"#
+            ),
+            FieldError::new("items[0].order", "invalid type: string \"x\", expected i64")
+        );
+        assert_eq!(
+            rejected::<Bulk>(r#"{"deck": 1, "items": []}"#).field,
+            "deck"
+        );
+    }
+
+    fn ctx(deadline: Instant) -> Ctx {
+        Ctx {
+            request_id: "r".into(),
+            deadline,
+            client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            user_agent: String::new(),
+            auth: None,
+        }
+    }
+
+    async fn cancelled() -> Result<tonic::Response<()>, tonic::Status> {
+        Err(tonic::Status::cancelled("Timeout expired"))
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_call_is_504_once_the_requests_deadline_passed_and_499_before() {
+        let now = Instant::now();
+        let passed = ctx(now - std::time::Duration::from_millis(1));
+        let ahead = ctx(now + std::time::Duration::from_secs(30));
+
+        let after = passed.call(cancelled()).await.unwrap_err();
+        let before = ahead.call(cancelled()).await.unwrap_err();
+
+        assert_eq!(after.status, StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(before.status.as_u16(), 499);
+    }
+
+    #[tokio::test]
+    async fn a_call_that_never_answers_is_504_soon_after_the_requests_deadline() {
+        let soon = ctx(Instant::now() + std::time::Duration::from_millis(100));
+        let never = std::future::pending::<Result<tonic::Response<()>, tonic::Status>>();
+
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(10), soon.call(never))
+            .await
+            .expect("the backstop ends the call at the request's deadline");
+
+        assert_eq!(answer.unwrap_err().status, StatusCode::GATEWAY_TIMEOUT);
+    }
+
+    #[test]
+    fn bad_json_is_a_body_error() {
+        for body in ["{not json", r#"{"deck": "d", "items": []} trailing"#, "[]"] {
+            assert_eq!(rejected::<Bulk>(body).field, "body", "{body}");
+        }
     }
 
     #[test]

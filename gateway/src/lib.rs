@@ -8,18 +8,21 @@
 //! - [`middleware`]: request ids and problem rendering, authentication, rate limits;
 //! - [`error`]: the one status → HTTP table and the RFC 9457 problem body;
 //! - [`rate_limit`]: GCRA in Redis, fail-open; [`client_ip`]: trusted proxies;
-//! - [`convert`]: proto → JSON shapes; [`metrics`]: the gateway's Prometheus series;
+//! - [`wire`]: the HTTP contract as types (every request and response body, every query),
+//!   built from and into the proto messages; [`openapi`]: the OpenAPI document generated
+//!   from them and the router; [`metrics`]: the gateway's Prometheus series;
 //! - [`caching`]: ETags and 304s, `Cache-Control`, `Vary` (compression is tower-http's).
 
 pub mod caching;
 pub mod client_ip;
 pub mod config;
-pub mod convert;
 pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod middleware;
+pub mod openapi;
 pub mod rate_limit;
 pub mod routes;
 pub mod startup;
 pub mod state;
+pub mod wire;

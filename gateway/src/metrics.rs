@@ -3,9 +3,11 @@
 //! route template, method and status, their latency, and rate-limit fail-opens.
 //!
 //! Every label has a fixed set of values whatever the clients send: methods outside
-//! [`MethodLabel`]'s set count as `OTHER`, paths outside [`crate::routes::ROUTES`] as
-//! `unmatched`, and statuses are the few the gateway answers with.
+//! [`MethodLabel`]'s set count as `OTHER`, a route is one of the router's templates or
+//! `unmatched`, and statuses are the few the gateway answers with. Recording a request
+//! allocates no label text.
 
+use axum::extract::MatchedPath;
 use http::Method;
 use prometheus_client::{
     encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder},
@@ -63,30 +65,53 @@ impl EncodeLabelValue for MethodLabel {
     }
 }
 
-/// The `route` label of a matched route template: the template as listed in
-/// [`crate::routes::ROUTES`], or [`UNMATCHED_ROUTE`].
-pub fn route_label(template: Option<&str>) -> &'static str {
-    template
-        .and_then(|template| {
-            crate::routes::ROUTES
-                .iter()
-                .find(|(_, path)| *path == template)
-                .map(|(_, path)| *path)
-        })
-        .unwrap_or(UNMATCHED_ROUTE)
+/// The `route` label: the template of the route the router matched (one of its own, so
+/// the set is bounded), or [`UNMATCHED_ROUTE`]. A clone is a reference count: axum keeps
+/// the template in an `Arc`.
+#[derive(Clone, Debug)]
+pub struct RouteLabel(Option<MatchedPath>);
+
+impl RouteLabel {
+    pub fn of(matched: Option<&MatchedPath>) -> Self {
+        Self(matched.cloned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_ref().map_or(UNMATCHED_ROUTE, MatchedPath::as_str)
+    }
+}
+
+impl PartialEq for RouteLabel {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for RouteLabel {}
+
+impl std::hash::Hash for RouteLabel {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl EncodeLabelValue for RouteLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     method: MethodLabel,
-    route: &'static str,
+    route: RouteLabel,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     method: MethodLabel,
-    route: &'static str,
+    route: RouteLabel,
 }
 
 #[derive(Clone)]
@@ -132,12 +157,12 @@ impl HttpMetrics {
         }
     }
 
-    /// Records one answered request (labels from [`MethodLabel::of`] and [`route_label`]).
-    pub fn record(&self, method: MethodLabel, route: &'static str, status: u16, seconds: f64) {
+    /// Records one answered request (labels from [`MethodLabel::of`] and [`RouteLabel::of`]).
+    pub fn record(&self, method: MethodLabel, route: RouteLabel, status: u16, seconds: f64) {
         self.requests
             .get_or_create(&RequestLabels {
                 method,
-                route,
+                route: route.clone(),
                 status,
             })
             .inc();
@@ -161,13 +186,31 @@ mod tests {
         }
     }
 
-    #[test]
-    fn only_templates_of_the_router_are_route_labels() {
-        assert_eq!(
-            route_label(Some("/api/v1/decks/{id}")),
-            "/api/v1/decks/{id}"
-        );
-        assert_eq!(route_label(Some("/api/v1/decks/123")), UNMATCHED_ROUTE);
-        assert_eq!(route_label(None), UNMATCHED_ROUTE);
+    /// The route label a router gives a request for `path`.
+    async fn label_of(path: &str) -> String {
+        use axum::{Router, body::Body, extract::Request, routing::get};
+        use tower::ServiceExt;
+        let label = |request: Request| async move {
+            RouteLabel::of(request.extensions().get::<MatchedPath>())
+                .as_str()
+                .to_owned()
+        };
+        let router = Router::new()
+            .route("/api/v1/decks/{id}", get(label))
+            .fallback(label);
+        let response = router
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        String::from_utf8(body.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn only_templates_of_the_router_are_route_labels() {
+        assert_eq!(label_of("/api/v1/decks/123").await, "/api/v1/decks/{id}");
+        assert_eq!(label_of("/api/v1/xp/123").await, UNMATCHED_ROUTE);
     }
 }

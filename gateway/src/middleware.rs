@@ -4,7 +4,6 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::{
-    body::Body,
     extract::{ConnectInfo, MatchedPath, Request, State},
     middleware::Next,
     response::{IntoResponse, Response},
@@ -18,10 +17,10 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::{
-    error::{ApiError, Problem, problem_response},
-    metrics::{MethodLabel, route_label},
+    error::{ApiError, Unrendered, problem_response},
+    metrics::{MethodLabel, RouteLabel},
     rate_limit::Policy,
-    state::AppState,
+    state::{AppState, SharedState},
 };
 
 /// Name of the request id header, in and out (and the gRPC metadata key).
@@ -64,7 +63,7 @@ pub fn valid_request_id(value: &str) -> bool {
 /// missed its deadline ([`BodyTimedOut`]), renders every error as a problem body with
 /// that id, counts the request, and sets `X-Request-ID` on the response.
 pub async fn request_context(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -97,12 +96,7 @@ pub async fn request_context(
     );
     let started = Instant::now();
     let method = MethodLabel::of(request.method());
-    let route = route_label(
-        request
-            .extensions()
-            .get::<MatchedPath>()
-            .map(MatchedPath::as_str),
-    );
+    let route = RouteLabel::of(request.extensions().get::<MatchedPath>());
     let http1 = request.version() < Version::HTTP_2;
     let body_timed_out = request.extensions().get::<BodyTimedOut>().cloned();
     let mut response = next.run(request).instrument(span.clone()).await;
@@ -139,8 +133,8 @@ pub async fn request_context(
 /// request id; an error produced by a layer (axum's 405 with `Allow`, the body limit's
 /// 413) is rewritten, keeping its headers.
 fn render_problem(mut response: Response, request_id: &str) -> Response {
-    let error = match response.extensions_mut().remove::<Problem>() {
-        Some(Problem(error)) => error,
+    let error = match response.extensions_mut().remove::<Unrendered>() {
+        Some(Unrendered(error)) => error,
         None if response.status().is_client_error() || response.status().is_server_error() => {
             // A JSON body is a deliberate answer (e.g. /health's 503); plain or empty
             // bodies come from layers and get the problem shape.
@@ -185,7 +179,7 @@ pub async fn not_found() -> ApiError {
 
 /// Verifies the bearer token; on success the request carries an [`Auth`].
 pub async fn authenticate(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -228,11 +222,21 @@ fn auth_error(error: AuthError) -> ApiError {
         AuthError::Malformed | AuthError::Invalid => {
             ApiError::unauthorized("Could not validate credentials")
         }
+        AuthError::Revoked => ApiError::unauthorized("Token has been revoked")
+            .with_code(common::status::reason::TOKEN_REVOKED),
+        AuthError::RevocationUnknown => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The service is temporarily unavailable; retry shortly",
+        ),
     }
 }
 
 /// The per-IP limit of the auth routes.
-pub async fn limit_auth(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn limit_auth(
+    State(state): State<SharedState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let ip = request
         .extensions()
         .get::<ClientIp>()
@@ -243,7 +247,7 @@ pub async fn limit_auth(State(state): State<AppState>, request: Request, next: N
 
 /// The per-user, per-endpoint limit of the other authenticated routes; runs after
 /// [`authenticate`].
-pub async fn limit_api(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn limit_api(State(state): State<SharedState>, request: Request, next: Next) -> Response {
     let Some(auth) = request.extensions().get::<Auth>() else {
         return ApiError::unauthorized("Not authenticated").into_response();
     };
@@ -279,15 +283,10 @@ async fn limited(
     response
 }
 
-/// Axum's own body type, for handlers that answer without a body (204).
-pub fn empty(status: StatusCode) -> Response {
-    let mut response = Response::new(Body::empty());
-    *response.status_mut() = status;
-    response
-}
-
 #[cfg(test)]
 mod tests {
+    use axum::body::Body;
+
     use super::*;
 
     #[test]

@@ -70,13 +70,24 @@ impl Application {
             move || health.clone().require_ready(CHECK_TIMEOUT)
         }));
 
+        // Revoked tokens are refused from the first request on: until the push channel
+        // and its snapshot are in, each check asks the sessions Redis.
+        common::revocation::enforce(
+            &verifier,
+            &config.revocation,
+            &config.redis,
+            grpc.metrics(),
+            &common::pubsub::PubsubMetrics::register(grpc.metrics()),
+            grpc.shutdown(),
+        )
+        .map_err(|error| anyhow::anyhow!(error))?;
         let metrics = HttpMetrics::register(grpc.metrics());
         let pool = RedisPool::new(config.rate_limit_redis_url.expose(), &config.redis)
             .context("RATE_LIMIT_REDIS_URL")?;
         pool.register_metrics(
             grpc.metrics(),
-            "redis_rate_limit_pool_connections",
-            "redis_rate_limit_pool_idle_connections",
+            "redis_rate_limit_reachable",
+            "redis_rate_limit_calls_in_flight",
         );
         let limiter = RateLimiter::new(
             pool,
@@ -92,7 +103,7 @@ impl Application {
                 move || limiter.breaker_state() as i64
             },
         );
-        let state = AppState {
+        let state = Arc::new(AppState {
             session: SessionServiceClient::new(session_channel),
             deck: DeckServiceClient::new(deck_channel),
             session_health,
@@ -104,7 +115,7 @@ impl Application {
             request_timeout: config.request_timeout,
             started: Instant::now(),
             metrics,
-        };
+        });
         let router = crate::routes::router(state, &config.cors_allowed_origins);
         Ok(Self {
             grpc,

@@ -14,7 +14,11 @@ use tonic_health::pb::{
 
 use crate::{client_ip::TrustedProxies, rate_limit::RateLimiter};
 
-#[derive(Clone, Debug)]
+/// The state every handler and layer shares, behind one `Arc`: extracting it costs a
+/// reference count, not a copy of every client.
+pub type SharedState = Arc<AppState>;
+
+#[derive(Debug)]
 pub struct AppState {
     pub session: SessionServiceClient<BalancedChannel>,
     pub deck: DeckServiceClient<BalancedChannel>,

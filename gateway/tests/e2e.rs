@@ -1085,6 +1085,60 @@ async fn the_edges_of_every_bound_are_accepted_end_to_end_and_one_past_them_is_4
 }
 
 #[tokio::test]
+async fn a_bad_field_of_a_bulk_item_is_named_by_its_full_path_by_the_edge_and_by_deck_service() {
+    let api = Api::start().await;
+    let admin = api.superuser().await;
+    let (deck, cards) = api.deck_with_cards(&admin, "Paths", 1).await;
+    let (_, tokens) = api.user().await;
+    let token = access(&tokens);
+    let card = json!({"front_text": "λέξη", "back_text": "word", "difficulty": "easy"});
+
+    // A missing field is refused at the edge; a blank one only deck-service refuses (it
+    // trims), and its BadRequest path reaches the client unchanged.
+    for (path, token, body, field) in [
+        (
+            "/api/v1/cards/bulk",
+            &admin,
+            json!({"deck_id": deck, "cards": [card, {"front_text": "λέξη", "difficulty": "easy"}]}),
+            "cards[1].back_text",
+        ),
+        (
+            "/api/v1/cards/bulk",
+            &admin,
+            json!({"deck_id": deck, "cards": [card, card, {"front_text": "λέξη", "back_text": "   ", "difficulty": "easy"}]}),
+            "cards[2].back_text",
+        ),
+        (
+            "/api/v1/reviews/bulk",
+            &token,
+            json!({"deck_id": deck, "session_id": "s", "reviews": [{"card_id": cards[0], "quality": 4, "time_taken": 3}, {"card_id": cards[0], "time_taken": 3}]}),
+            "reviews[1].quality",
+        ),
+    ] {
+        let response = api.call("POST", path, path, Some(token), Some(body)).await;
+
+        assert_eq!(response.status, 422, "{field}: {}", response.text());
+        let problem = response.json();
+        assert_eq!(problem["code"], "VALIDATION_ERROR", "{problem}");
+        let fields: Vec<&str> = problem["errors"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{field}: no errors[] in {problem}"))
+            .iter()
+            .filter_map(|error| error["field"].as_str())
+            .collect();
+        assert_eq!(fields, [field], "{problem}");
+    }
+    let listed = api
+        .get(
+            "/api/v1/cards",
+            &format!("/api/v1/cards?deck_id={deck}"),
+            &token,
+        )
+        .await;
+    assert_eq!(listed.json()["total"], 1, "a refused bulk creates nothing");
+}
+
+#[tokio::test]
 async fn the_request_id_reaches_the_services_logs() {
     let logs = std::env::temp_dir().join(format!("lge-stack-logs-{}", Uuid::new_v4().simple()));
     std::fs::create_dir_all(&logs).unwrap();

@@ -45,6 +45,7 @@ pub async fn start_gateway(flags: &[(&str, String)]) -> Gateway {
         ("--session-service-url", nobody()),
         ("--deck-service-url", nobody()),
         ("--rate-limit-redis-url", test_support::redis_url()),
+        ("--session-redis-url", test_support::redis_url()),
         ("--redis-key-prefix", test_support::key_prefix()),
         (
             "--jwt-public-keys-file",
@@ -68,6 +69,19 @@ pub async fn start_gateway(flags: &[(&str, String)]) -> Gateway {
     let metrics = HttpClient::new(app.metrics_addr().to_string());
     let grpc_addr = app.grpc_addr().to_string();
     tokio::spawn(app.run());
+    // The test tokens name no real session: until the revocation snapshot is in, the
+    // per-request session lookup would refuse them (a dead Redis never gets there).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !metrics
+        .get("/metrics")
+        .send()
+        .await
+        .text()
+        .contains("\nrevocation_push_live 1")
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     Gateway {
         http,
         metrics,
@@ -87,8 +101,8 @@ pub struct Recorded {
 
 #[derive(Clone, Debug)]
 pub struct Behaviour {
-    pub code: i32,
-    pub message: String,
+    /// Sent trailers-only: code, message and `google.rpc` details.
+    pub status: tonic::Status,
     pub delay: Duration,
 }
 
@@ -103,8 +117,7 @@ pub struct FakeUpstream {
 impl FakeUpstream {
     pub async fn start() -> Self {
         let behaviour = Arc::new(Mutex::new(Behaviour {
-            code: tonic::Code::Unimplemented as i32,
-            message: "not here".into(),
+            status: tonic::Status::unimplemented("not here"),
             delay: Duration::ZERO,
         }));
         let calls = Arc::new(Mutex::new(Vec::new()));
@@ -123,9 +136,13 @@ impl FakeUpstream {
     }
 
     pub fn answer_with(&self, code: tonic::Code, message: &str) {
-        let mut behaviour = self.behaviour.lock().unwrap();
-        behaviour.code = code as i32;
-        behaviour.message = message.to_owned();
+        self.answer_with_status(tonic::Status::new(code, message));
+    }
+
+    /// Answers with `status`, its details included (as a service built with
+    /// `common::status` sends them).
+    pub fn answer_with_status(&self, status: tonic::Status) {
+        self.behaviour.lock().unwrap().status = status;
     }
 
     pub fn delay(&self, delay: Duration) {
@@ -161,13 +178,9 @@ async fn answer(
     });
     let behaviour = behaviour.lock().unwrap().clone();
     tokio::time::sleep(behaviour.delay).await;
-    Response::builder()
-        .status(200)
-        .header("content-type", "application/grpc")
-        .header("grpc-status", behaviour.code.to_string())
-        .header("grpc-message", behaviour.message.replace(' ', "%20"))
-        .body(axum::body::Body::empty())
-        .expect("valid response")
+    // tonic's own encoding of a trailers-only answer: grpc-status, the percent-encoded
+    // grpc-message and grpc-status-details-bin.
+    behaviour.status.into_http()
 }
 
 /// Asserts a problem body: status, `code`, content type, non-empty `detail`, and a

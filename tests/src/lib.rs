@@ -10,6 +10,8 @@ pub mod chaos;
 pub mod conformance;
 pub mod http;
 mod process;
+pub mod redis_monitor;
+pub mod replicas;
 mod servers;
 pub mod stack;
 pub mod tokens;
@@ -18,6 +20,7 @@ pub mod tools;
 use std::time::Duration;
 
 pub use process::{ServiceProcess, run_to_exit, spawn_service};
+pub use redis_monitor::{RedisMonitor, command_names};
 pub use servers::{PostgresServer, RedisServer, free_port};
 pub use tokens::TestTokens;
 pub use tonic_health::ServingStatus;

@@ -81,10 +81,19 @@ impl ServiceProcess {
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends SIGKILL: no drain, as a crashed pod.
+    pub fn sigkill(&self) {
+        self.signal("KILL");
+    }
+
+    fn signal(&self, name: &str) {
         let status = std::process::Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
+            .args([&format!("-{name}"), &self.pid().to_string()])
             .status();
-        assert!(status.is_ok_and(|s| s.success()), "kill -TERM failed");
+        assert!(status.is_ok_and(|s| s.success()), "kill -{name} failed");
     }
 
     /// Waits for the process to exit; panics after `timeout`.

@@ -82,6 +82,7 @@ pub async fn spawn_stack_with(options: StackOptions) -> Stack {
         ("GRPC_ADDR", "127.0.0.1:0".to_owned()),
         ("DATABASE_URL", deck_database_url.clone()),
         ("CACHE_REDIS_URL", redis_url.clone()),
+        ("SESSION_REDIS_URL", redis_url.clone()),
         ("REDIS_KEY_PREFIX", redis_prefix.clone()),
         ("JWT_PUBLIC_KEYS_FILE", jwks_file),
     ];
@@ -98,6 +99,7 @@ pub async fn spawn_stack_with(options: StackOptions) -> Stack {
         ),
         ("DECK_SERVICE_URL", format!("http://{}", deck.grpc_addr)),
         ("RATE_LIMIT_REDIS_URL", redis_url.clone()),
+        ("SESSION_REDIS_URL", redis_url.clone()),
         ("REDIS_KEY_PREFIX", redis_prefix.clone()),
         ("READINESS_INTERVAL_MS", "200".to_owned()),
     ];
@@ -184,9 +186,16 @@ impl Stack {
     /// Makes an existing user a superuser with session-service's `make-superuser`
     /// subcommand (the role shows in tokens issued afterwards: log in again).
     pub async fn make_superuser(&self, email: &str) {
+        self.change_user("make-superuser", email).await;
+    }
+
+    /// Runs session-service's user subcommand `command` (`make-superuser`,
+    /// `remove-superuser`, `deactivate-user`) on `email`, which must succeed; it ends
+    /// every session and access token of the user.
+    pub async fn change_user(&self, command: &str, email: &str) {
         let (code, stdout, stderr) = run_to_exit(
             &workspace_binary("session-service"),
-            &["make-superuser", email],
+            &[command, email],
             &[
                 ("DATABASE_URL", self.session_database_url.clone()),
                 ("SESSION_REDIS_URL", self.redis_url.clone()),
@@ -195,7 +204,7 @@ impl Stack {
             ],
         )
         .await;
-        assert_eq!(code, Some(0), "make-superuser {email}: {stdout}{stderr}");
+        assert_eq!(code, Some(0), "{command} {email}: {stdout}{stderr}");
     }
 
     /// Logs in and returns the TokenResponse JSON.
@@ -208,5 +217,50 @@ impl Stack {
             .await;
         assert_eq!(response.status, 200, "login {email}: {}", response.text());
         response.json()
+    }
+
+    /// Another gateway replica on this stack's services, Redis and prefix, with `env`
+    /// applied last; ready when this returns.
+    pub async fn spawn_gateway_replica(&self, env: &[(&'static str, String)]) -> ServiceProcess {
+        let mut gateway_env = vec![
+            ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
+            ("GRPC_ADDR", "127.0.0.1:0".to_owned()),
+            (
+                "SESSION_SERVICE_URL",
+                format!("http://{}", self.session.grpc_addr),
+            ),
+            (
+                "DECK_SERVICE_URL",
+                format!("http://{}", self.deck.grpc_addr),
+            ),
+            ("RATE_LIMIT_REDIS_URL", self.redis_url.clone()),
+            ("SESSION_REDIS_URL", self.redis_url.clone()),
+            ("REDIS_KEY_PREFIX", self.redis_prefix.clone()),
+            ("READINESS_INTERVAL_MS", "200".to_owned()),
+        ];
+        gateway_env.extend(env.iter().cloned());
+        let gateway = spawn_logged("gateway", &gateway_env, None).await;
+        wait_for_health(
+            &gateway.grpc_addr,
+            "readiness",
+            ServingStatus::Serving,
+            Duration::from_secs(30),
+        )
+        .await;
+        gateway
+    }
+
+    /// Another deck-service replica on this stack's database, Redis and prefix.
+    pub async fn spawn_deck_replica(&self) -> ServiceProcess {
+        let jwks_file = TestTokens::new().jwks_file().to_string_lossy().into_owned();
+        let deck_env = vec![
+            ("GRPC_ADDR", "127.0.0.1:0".to_owned()),
+            ("DATABASE_URL", self.deck_database_url.clone()),
+            ("CACHE_REDIS_URL", self.redis_url.clone()),
+            ("SESSION_REDIS_URL", self.redis_url.clone()),
+            ("REDIS_KEY_PREFIX", self.redis_prefix.clone()),
+            ("JWT_PUBLIC_KEYS_FILE", jwks_file),
+        ];
+        spawn_logged("deck-service", &deck_env, None).await
     }
 }

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 const MAX_EXAMPLES: &str = "10";
 
 /// The whole run's limit: past it the test fails as a hang.
-const RUN_LIMIT: Duration = Duration::from_secs(240);
+const RUN_LIMIT: Duration = Duration::from_secs(360);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_requests_to_every_documented_operation_get_no_5xx_and_schema_conforming_answers()
@@ -112,8 +112,11 @@ async fn run_schemathesis(
             "10",
             "--max-response-time",
             "10",
+            // One worker: CPython 3.11's ast.parse is not thread-safe (hypothesis calls it to
+            // describe filters), and two workers crashed it with "AST constructor recursion
+            // depth mismatch".
             "--workers",
-            "2",
+            "1",
             "--seed",
             "20261126",
             "--no-shrink",

@@ -25,14 +25,18 @@ use proto::deck::v1::{
     CreateDeckRequest, GetDeckRequest, Level, deck_service_client::DeckServiceClient,
 };
 use test_support::{
-    ServiceProcess, TestTokens, chaos::respawn_on, conformance::workspace_binary, free_port,
-    fresh_database, http_get, key_prefix, redis_url, spawn_service, stack::spawn_stack,
+    ServiceProcess, TestTokens,
+    chaos::respawn_on,
+    conformance::workspace_binary,
+    free_port, fresh_database, key_prefix, redis_url,
+    replicas::{GET_DECK, served},
+    spawn_service,
+    stack::spawn_stack,
 };
 use tokio::time::{Instant, sleep};
 use tonic::{Code, Request};
 use uuid::Uuid;
 
-const GET_DECK: &str = "/learngreek.deck.v1.DeckService/GetDeck";
 const CREATE_DECK: &str = "/learngreek.deck.v1.DeckService/CreateDeck";
 
 type Client = DeckServiceClient<BalancedChannel>;
@@ -89,17 +93,6 @@ fn url_of(processes: &[&ServiceProcess]) -> ServiceUrl {
         .collect::<Vec<_>>()
         .join(",");
     ServiceUrl::parse(&text).unwrap()
-}
-
-/// Calls of `method` the process has served (any status), from its own `/metrics`.
-async fn served(process: &ServiceProcess, method: &str) -> u64 {
-    let (status, body) = http_get(&process.listeners["metrics"], "/metrics").await;
-    assert_eq!(status, 200, "metrics of {}", process.grpc_addr);
-    let prefix = format!(r#"grpc_server_requests_total{{method="{method}","#);
-    body.lines()
-        .filter(|line| line.starts_with(&prefix))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
 }
 
 fn authorized<T>(message: T, superuser: bool) -> Request<T> {
@@ -243,13 +236,6 @@ impl ReadLoop {
     }
 }
 
-fn sigkill(process: &ServiceProcess) {
-    let status = std::process::Command::new("kill")
-        .args(["-KILL", &process.pid().to_string()])
-        .status();
-    assert!(status.is_ok_and(|s| s.success()), "kill -KILL failed");
-}
-
 #[tokio::test]
 async fn a_killed_endpoint_costs_no_failed_read_and_gets_calls_again_after_restart() {
     test_support::init();
@@ -272,7 +258,7 @@ async fn a_killed_endpoint_costs_no_failed_read_and_gets_calls_again_after_resta
 
     // Act: kill one replica under load, keep reading, then start it again on its port.
     let mut victim = processes.remove(0);
-    sigkill(&victim);
+    victim.sigkill();
     victim.wait_exit(Duration::from_secs(10)).await;
     eventually(
         "the killed endpoint is marked down",

@@ -64,13 +64,6 @@ async fn create_deck(stack: &Stack) -> String {
     response.json()["id"].as_str().expect("deck id").to_owned()
 }
 
-fn sigkill(process: &ServiceProcess) {
-    let status = std::process::Command::new("kill")
-        .args(["-KILL", &process.pid().to_string()])
-        .status();
-    assert!(status.is_ok_and(|s| s.success()), "kill -KILL failed");
-}
-
 /// Polls `GET path` on the gateway until it answers `status`; panics after `timeout`.
 async fn wait_for_status(stack: &Stack, request: &Request, status: u16, timeout: Duration) {
     let deadline = Instant::now() + timeout;
@@ -104,6 +97,8 @@ async fn killing_the_cache_redis_under_read_load_fails_no_read_and_hits_resume_a
     let mut cache = RedisServer::start();
     let mut options = options();
     options.deck_env.push(("CACHE_REDIS_URL", cache.url()));
+    // The hits counted are Redis's: without L1 every read reaches it.
+    options.deck_env.push(("CACHE_L1_MAX_BYTES", "0".into()));
     let stack = spawn_stack_with(options).await;
     let deck = create_deck(&stack).await;
     let read = Request::get(format!("/api/v1/decks/{deck}")).bearer(&user_token());
@@ -365,7 +360,7 @@ async fn when_deck_service_dies_under_load_the_gateway_answers_503_and_recovers_
         Duration::from_millis(10),
     );
     sleep(Duration::from_secs(1)).await;
-    sigkill(&stack.deck);
+    stack.deck.sigkill();
     stack.deck.wait_exit(Duration::from_secs(5)).await;
     let killed_at = load.elapsed();
     sleep(Duration::from_secs(3)).await;
@@ -445,7 +440,7 @@ async fn while_deck_service_is_down_the_gateway_answers_503_at_once_and_recovers
 
     // Act: SIGKILL deck-service between requests, read for 2 s, start it again on the
     // same port, wait for the first 200, read for 2 s more.
-    sigkill(&stack.deck);
+    stack.deck.sigkill();
     stack.deck.wait_exit(Duration::from_secs(5)).await;
     let down = Load::start(
         &stack.http_addr,

@@ -4,53 +4,34 @@
 use axum::{
     Json,
     extract::{Path, State},
-    response::{IntoResponse, Response},
 };
+use common::status::reason;
 use http::StatusCode;
 use proto::session::v1 as pb;
-use serde::Deserialize;
-use serde_json::json;
 
 use crate::{
-    convert,
     error::ApiError,
-    extract::{ApiJson, Ctx, Validator, nullable, path_id},
-    state::AppState,
+    extract::{ApiJson, Ctx, Validator, path_id},
+    openapi::{Conflict, Invalid, NotFound, Unauthorized, Unavailable},
+    state::SharedState,
+    wire::auth::{
+        Google, Login, LogoutAllResponse, LogoutResponse, Profile, ProfilePatch, Refresh, Register,
+        RevokeSessionResponse, Session, SessionList, TokenResponse,
+    },
 };
 
-#[derive(Debug, Deserialize)]
-pub struct RegisterBody {
-    email: String,
-    password: String,
-    full_name: String,
-}
+const TAG: &str = "auth";
 
-/// A plausible e-mail address; session-service decides the rest (and uniqueness).
-fn check_email(check: &mut Validator, email: &str) {
-    let plausible = email.len() <= 255
-        && !email.chars().any(char::is_whitespace)
-        && email
-            .split_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));
-    if !plausible {
-        check.error("email", "must be a valid e-mail address");
-    }
-}
-
+/// Create an account and a first session
+#[utoipa::path(post, path = "/api/v1/auth/register", tag = TAG, request_body = Register,
+    responses((status = 201, description = "Created", body = TokenResponse), Conflict, Invalid))]
 pub async fn register(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     ctx: Ctx,
-    ApiJson(body): ApiJson<RegisterBody>,
-) -> Result<Response, ApiError> {
+    ApiJson(body): ApiJson<Register>,
+) -> Result<(StatusCode, Json<TokenResponse>), ApiError> {
     let mut check = Validator::new();
-    check_email(&mut check, &body.email);
-    check.length("password", &body.password, 8, 100);
-    if !(body.password.chars().any(char::is_alphabetic)
-        && body.password.chars().any(|c| c.is_ascii_digit()))
-    {
-        check.error("password", "must contain at least one letter and one digit");
-    }
-    check.length("full_name", &body.full_name, 1, 255);
+    body.validate(&mut check);
     check.finish()?;
     let request = pb::RegisterRequest {
         email: body.email,
@@ -61,23 +42,19 @@ pub async fn register(
     let pair = ctx
         .call(state.session().register(ctx.grpc(request)))
         .await?;
-    Ok((StatusCode::CREATED, Json(convert::token_pair(pair))).into_response())
+    Ok((StatusCode::CREATED, Json(pair.into())))
 }
 
-#[derive(Debug, Deserialize)]
-pub struct LoginBody {
-    email: String,
-    password: String,
-}
-
+/// Log in
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = TAG, request_body = Login,
+    responses((status = 200, description = "OK", body = TokenResponse), Unauthorized, Invalid))]
 pub async fn login(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     ctx: Ctx,
-    ApiJson(body): ApiJson<LoginBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    ApiJson(body): ApiJson<Login>,
+) -> Result<Json<TokenResponse>, ApiError> {
     let mut check = Validator::new();
-    check.length("email", &body.email, 1, 255);
-    check.length("password", &body.password, 1, 1000);
+    body.validate(&mut check);
     check.finish()?;
     let request = pb::LoginRequest {
         email: body.email,
@@ -85,10 +62,12 @@ pub async fn login(
         client: Some(ctx.client_info()),
     };
     let pair = ctx.call(state.session().login(ctx.grpc(request))).await?;
-    Ok(Json(convert::token_pair(pair)))
+    Ok(Json(pair.into()))
 }
 
-/// Google sign-in is not configured in this deployment: always 503.
+/// Google sign-in (not enabled: always 503)
+#[utoipa::path(post, path = "/api/v1/auth/google", tag = TAG, request_body = Google,
+    responses(Unavailable))]
 pub async fn google() -> ApiError {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -96,18 +75,17 @@ pub async fn google() -> ApiError {
     )
 }
 
-#[derive(Debug, Deserialize)]
-pub struct RefreshBody {
-    refresh_token: String,
-}
-
+/// Rotate a refresh token
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = TAG, request_body = Refresh,
+    responses((status = 200, description = "OK", body = TokenResponse), Unauthorized, Invalid,
+        Unavailable))]
 pub async fn refresh(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     ctx: Ctx,
-    ApiJson(body): ApiJson<RefreshBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    ApiJson(body): ApiJson<Refresh>,
+) -> Result<Json<TokenResponse>, ApiError> {
     let mut check = Validator::new();
-    check.length("refresh_token", &body.refresh_token, 1, 8192);
+    body.validate(&mut check);
     check.finish()?;
     let request = pb::RefreshRequest {
         refresh_token: body.refresh_token,
@@ -117,36 +95,35 @@ pub async fn refresh(
         .call(state.session().refresh(ctx.grpc(request)))
         .await
         .map_err(refresh_error)?;
-    Ok(Json(convert::token_pair(pair)))
+    Ok(Json(pair.into()))
 }
 
-/// The refresh route's 401 names why, from session-service's message prefix.
+/// The refresh route's 401 names why, from session-service's `ErrorInfo.reason`.
 pub fn refresh_error(error: ApiError) -> ApiError {
-    if error.status != StatusCode::UNAUTHORIZED {
-        return error;
-    }
-    let detail = error.detail.to_ascii_lowercase();
-    let code = [
-        ("token expired", "TOKEN_EXPIRED"),
-        ("token invalid", "TOKEN_INVALID"),
-        ("session revoked", "SESSION_REVOKED"),
-        ("refresh token reused", "REFRESH_TOKEN_REUSED"),
-    ]
-    .into_iter()
-    .find_map(|(prefix, code)| detail.starts_with(prefix).then_some(code));
-    match code {
-        Some(code) => error.with_code(code),
-        None => error,
+    let specific = [
+        reason::TOKEN_EXPIRED,
+        reason::TOKEN_INVALID,
+        reason::SESSION_REVOKED,
+        reason::REFRESH_TOKEN_REUSED,
+    ];
+    match error.reason {
+        Some(code) if error.status == StatusCode::UNAUTHORIZED && specific.contains(&code) => {
+            error.with_code(code)
+        }
+        _ => error,
     }
 }
 
+/// End the session of a refresh token
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = TAG, request_body = Refresh,
+    responses((status = 200, description = "OK", body = LogoutResponse), Invalid))]
 pub async fn logout(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     ctx: Ctx,
-    ApiJson(body): ApiJson<RefreshBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    ApiJson(body): ApiJson<Refresh>,
+) -> Result<Json<LogoutResponse>, ApiError> {
     let mut check = Validator::new();
-    check.length("refresh_token", &body.refresh_token, 1, 8192);
+    body.validate(&mut check);
     check.finish()?;
     let request = pb::LogoutRequest {
         refresh_token: body.refresh_token,
@@ -157,15 +134,20 @@ pub async fn logout(
     } else {
         "Logged out; no active session matched the refresh token"
     };
-    Ok(Json(
-        json!({"success": true, "message": message, "token_revoked": response.token_revoked}),
-    ))
+    Ok(Json(LogoutResponse {
+        success: true,
+        message,
+        token_revoked: response.token_revoked,
+    }))
 }
 
+/// End every session of the caller
+#[utoipa::path(post, path = "/api/v1/auth/logout-all", tag = TAG,
+    responses((status = 200, description = "OK", body = LogoutAllResponse)))]
 pub async fn logout_all(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     ctx: Ctx,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<LogoutAllResponse>, ApiError> {
     let response = ctx
         .call(
             state
@@ -174,17 +156,20 @@ pub async fn logout_all(
         )
         .await?;
     let count = response.sessions_revoked;
-    Ok(Json(json!({
-        "success": true,
-        "message": format!("Logged out from {count} session(s)"),
-        "sessions_revoked": count,
-    })))
+    Ok(Json(LogoutAllResponse {
+        success: true,
+        message: format!("Logged out from {count} session(s)"),
+        sessions_revoked: count,
+    }))
 }
 
+/// The caller's live sessions
+#[utoipa::path(get, path = "/api/v1/auth/sessions", tag = TAG,
+    responses((status = 200, description = "OK", body = SessionList)))]
 pub async fn list_sessions(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     ctx: Ctx,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<SessionList>, ApiError> {
     let response = ctx
         .call(
             state
@@ -192,19 +177,27 @@ pub async fn list_sessions(
                 .list_sessions(ctx.grpc(pb::ListSessionsRequest {})),
         )
         .await?;
-    let sessions: Vec<_> = response
+    let sessions = response
         .sessions
         .into_iter()
-        .map(convert::session)
-        .collect();
-    Ok(Json(json!({"total": sessions.len(), "sessions": sessions})))
+        .map(Session::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(SessionList {
+        total: sessions.len(),
+        sessions,
+    }))
 }
 
+/// Revoke one of the caller's sessions
+#[utoipa::path(delete, path = "/api/v1/auth/sessions/{session_id}", tag = TAG,
+    params(("session_id" = String, Path, format = Uuid)),
+    responses((status = 200, description = "OK", body = RevokeSessionResponse), NotFound,
+        Invalid))]
 pub async fn revoke_session(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     ctx: Ctx,
     Path(session_id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<RevokeSessionResponse>, ApiError> {
     let session_id = path_id("session_id", &session_id)?;
     let response = ctx
         .call(
@@ -213,17 +206,17 @@ pub async fn revoke_session(
                 .revoke_session(ctx.grpc(pb::RevokeSessionRequest { session_id })),
         )
         .await?;
-    Ok(Json(json!({
-        "success": true,
-        "message": "Session revoked successfully",
-        "token_revoked": response.token_revoked,
-    })))
+    Ok(Json(RevokeSessionResponse {
+        success: true,
+        message: "Session revoked successfully",
+        token_revoked: response.token_revoked,
+    }))
 }
 
-pub async fn me(
-    State(state): State<AppState>,
-    ctx: Ctx,
-) -> Result<Json<serde_json::Value>, ApiError> {
+/// The caller's profile
+#[utoipa::path(get, path = "/api/v1/auth/me", tag = TAG,
+    responses((status = 200, description = "OK", body = Profile), NotFound))]
+pub async fn me(State(state): State<SharedState>, ctx: Ctx) -> Result<Json<Profile>, ApiError> {
     let profile = ctx
         .call(
             state
@@ -231,78 +224,86 @@ pub async fn me(
                 .get_profile(ctx.grpc(pb::GetProfileRequest {})),
         )
         .await?;
-    Ok(Json(convert::profile(profile)))
+    Ok(Json(profile.try_into()?))
 }
 
-#[derive(Debug, Deserialize)]
-pub struct ProfilePatch {
-    full_name: Option<String>,
-    daily_goal: Option<i64>,
-    email_notifications: Option<bool>,
-    #[serde(default, deserialize_with = "nullable")]
-    preferred_language: Option<Option<String>>,
-}
-
+/// Update the caller's profile and settings
+#[utoipa::path(patch, path = "/api/v1/auth/me", tag = TAG, request_body = ProfilePatch,
+    responses((status = 200, description = "OK", body = Profile), Invalid))]
 pub async fn update_me(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     ctx: Ctx,
     ApiJson(body): ApiJson<ProfilePatch>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Profile>, ApiError> {
     let mut check = Validator::new();
-    if let Some(name) = &body.full_name {
-        check.length("full_name", name, 1, 255);
-    }
-    if let Some(goal) = body.daily_goal {
-        check.range("daily_goal", goal, 1, 200);
-    }
-    if let Some(Some(language)) = &body.preferred_language
-        && !matches!(language.as_str(), "en" | "el")
-    {
-        check.error("preferred_language", "must be \"en\" or \"el\"");
-    }
+    body.validate(&mut check);
     check.finish()?;
-    let request = pb::UpdateProfileRequest {
-        full_name: body.full_name,
-        daily_goal: body.daily_goal.map(|goal| goal as u32),
-        email_notifications: body.email_notifications,
-        clear_preferred_language: matches!(body.preferred_language, Some(None)),
-        preferred_language: body.preferred_language.flatten(),
-    };
     let profile = ctx
-        .call(state.session().update_profile(ctx.grpc(request)))
+        .call(state.session().update_profile(ctx.grpc(body.into_proto())))
         .await?;
-    Ok(Json(convert::profile(profile)))
+    Ok(Json(profile.try_into()?))
 }
 
 #[cfg(test)]
 mod tests {
+    use common::status::{SESSION_DOMAIN, refusal};
+    use tonic::Code;
+
     use super::*;
 
-    #[test]
-    fn refresh_401s_get_a_code_from_the_service_message_prefix() {
-        for (message, code) in [
-            ("token expired", "TOKEN_EXPIRED"),
-            ("token invalid: bad signature", "TOKEN_INVALID"),
-            ("session revoked", "SESSION_REVOKED"),
-            (
-                "refresh token reused; session revoked",
-                "REFRESH_TOKEN_REUSED",
-            ),
-            ("user deactivated", "UNAUTHORIZED"),
-        ] {
-            let error = refresh_error(ApiError::from(tonic::Status::unauthenticated(message)));
+    fn unauthenticated(reason: &str) -> tonic::Status {
+        refusal(
+            Code::Unauthenticated,
+            "refused",
+            SESSION_DOMAIN,
+            reason,
+            None,
+        )
+    }
 
-            assert_eq!(error.code, code, "{message}");
+    #[test]
+    fn refresh_401s_get_their_code_from_the_error_info_reason() {
+        for reason in [
+            reason::TOKEN_EXPIRED,
+            reason::TOKEN_INVALID,
+            reason::SESSION_REVOKED,
+            reason::REFRESH_TOKEN_REUSED,
+        ] {
+            let error = refresh_error(ApiError::from(unauthenticated(reason)));
+
+            assert_eq!(error.code, reason);
             assert_eq!(error.status, StatusCode::UNAUTHORIZED);
         }
     }
 
     #[test]
+    fn a_refresh_401_without_a_known_reason_stays_unauthorized_whatever_its_message() {
+        for status in [
+            tonic::Status::unauthenticated("token expired"),
+            tonic::Status::unauthenticated("user deactivated"),
+            unauthenticated("SOMETHING_ELSE"),
+        ] {
+            let error = refresh_error(ApiError::from(status));
+
+            assert_eq!(error.code, "UNAUTHORIZED");
+        }
+    }
+
+    #[test]
     fn other_refresh_failures_keep_their_code() {
-        let error = refresh_error(ApiError::from(tonic::Status::unavailable(
+        let unavailable = refresh_error(ApiError::from(tonic::Status::unavailable(
             "session store down",
         )));
+        // A reason on a non-401 does not turn it into a token code.
+        let conflict = refresh_error(ApiError::from(refusal(
+            Code::AlreadyExists,
+            "x",
+            SESSION_DOMAIN,
+            reason::TOKEN_EXPIRED,
+            None,
+        )));
 
-        assert_eq!(error.code, "SERVICE_UNAVAILABLE");
+        assert_eq!(unavailable.code, "SERVICE_UNAVAILABLE");
+        assert_eq!(conflict.code, "CONFLICT");
     }
 }

@@ -1,38 +1,66 @@
 //! Health, key set and OpenAPI document: no auth, no rate limit. (Metrics are on the
 //! metrics port only.)
 
-use std::time::Duration;
+use std::{sync::LazyLock, time::Duration};
 
 use axum::{
     Json,
+    body::Bytes,
     extract::State,
     response::{IntoResponse, Response},
 };
 use http::{HeaderValue, StatusCode, header};
-use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::{convert, error::ApiError, extract::Ctx, state::AppState};
+use crate::{
+    error::ApiError,
+    extract::Ctx,
+    state::SharedState,
+    wire::{
+        Timestamp,
+        health::{
+            Alive, Check, CheckStatus, Health, HealthChecks, Jwk, Jwks, Live, Overall, Readiness,
+            Ready, ReadyChecks,
+        },
+    },
+};
 
-/// The OpenAPI 3.1 document of this API (hand-maintained; a test checks that it lists
-/// exactly the routes the router serves).
-pub const OPENAPI: &str = include_str!("../openapi.json");
+const TAG: &str = "health";
 
 /// Longest wait for one dependency's answer in a health check.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub async fn live() -> Json<Value> {
-    Json(json!({"status": "alive", "timestamp": convert::now()}))
+/// Liveness
+#[utoipa::path(get, path = "/health/live", tag = TAG,
+    responses((status = 200, description = "OK", body = Live)))]
+pub async fn live() -> Json<Live> {
+    Json(Live {
+        status: Alive::Alive,
+        timestamp: Timestamp::now(),
+    })
 }
 
 /// Outcome of one dependency check.
-struct Check {
+struct Outcome {
     ok: bool,
     latency_ms: u64,
-    message: Option<String>,
 }
 
-async fn check<F: std::future::Future<Output = Result<(), String>>>(check: F) -> Check {
+impl Outcome {
+    fn check(&self) -> Check {
+        Check {
+            status: if self.ok {
+                CheckStatus::Healthy
+            } else {
+                CheckStatus::Unhealthy
+            },
+            latency_ms: self.latency_ms,
+            message: (!self.ok).then_some("unavailable"),
+        }
+    }
+}
+
+async fn check<F: std::future::Future<Output = Result<(), String>>>(check: F) -> Outcome {
     let started = Instant::now();
     // Redis's check has no deadline of its own.
     let outcome = match tokio::time::timeout(CHECK_TIMEOUT, check).await {
@@ -40,34 +68,37 @@ async fn check<F: std::future::Future<Output = Result<(), String>>>(check: F) ->
         Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
     };
     let latency_ms = started.elapsed().as_millis() as u64;
-    match outcome {
-        Ok(()) => Check {
-            ok: true,
-            latency_ms,
-            message: None,
-        },
-        Err(error) => {
-            tracing::warn!(%error, "health check failed");
-            Check {
-                ok: false,
-                latency_ms,
-                message: Some("unavailable".to_owned()),
-            }
-        }
+    if let Err(error) = &outcome {
+        tracing::warn!(%error, "health check failed");
+    }
+    Outcome {
+        ok: outcome.is_ok(),
+        latency_ms,
     }
 }
 
-pub async fn ready(State(state): State<AppState>) -> Response {
+/// Readiness: both services serving
+#[utoipa::path(get, path = "/health/ready", tag = TAG,
+    responses((status = 200, description = "ready", body = Ready),
+        (status = 503, description = "not ready", body = Ready)))]
+pub async fn ready(State(state): State<SharedState>) -> Response {
     let (session, deck) = tokio::join!(
         check(state.session_health.clone().require_ready(CHECK_TIMEOUT)),
         check(state.deck_health.clone().require_ready(CHECK_TIMEOUT))
     );
     let ready = session.ok && deck.ok;
-    let body = json!({
-        "status": if ready { "ready" } else { "not_ready" },
-        "timestamp": convert::now(),
-        "checks": {"session_service": session.ok, "deck_service": deck.ok},
-    });
+    let body = Ready {
+        status: if ready {
+            Readiness::Ready
+        } else {
+            Readiness::NotReady
+        },
+        timestamp: Timestamp::now(),
+        checks: ReadyChecks {
+            session_service: session.ok,
+            deck_service: deck.ok,
+        },
+    };
     let status = if ready {
         StatusCode::OK
     } else {
@@ -76,7 +107,11 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-pub async fn health(State(state): State<AppState>) -> Response {
+/// Health of the gateway and its dependencies
+#[utoipa::path(get, path = "/health", tag = TAG,
+    responses((status = 200, description = "healthy or degraded", body = Health),
+        (status = 503, description = "unhealthy", body = Health)))]
+pub async fn health(State(state): State<SharedState>) -> Response {
     let limiter = state.limiter.clone();
     let (session, deck, redis) = tokio::join!(
         check(state.session_health.clone().require_ready(CHECK_TIMEOUT)),
@@ -92,44 +127,41 @@ pub async fn health(State(state): State<AppState>) -> Response {
     // Both services are needed to answer anything; the limiter fails open, so a down
     // Redis only degrades.
     let (status, overall) = match (session.ok && deck.ok, redis.ok) {
-        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "unhealthy"),
-        (true, false) => (StatusCode::OK, "degraded"),
-        (true, true) => (StatusCode::OK, "healthy"),
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, Overall::Unhealthy),
+        (true, false) => (StatusCode::OK, Overall::Degraded),
+        (true, true) => (StatusCode::OK, Overall::Healthy),
     };
-    let render = |check: &Check| {
-        json!({
-            "status": if check.ok { "healthy" } else { "unhealthy" },
-            "latency_ms": check.latency_ms,
-            "message": check.message,
-        })
-    };
-    let body = json!({
-        "status": overall,
-        "version": env!("CARGO_PKG_VERSION"),
-        "timestamp": convert::now(),
-        "uptime_seconds": state.started.elapsed().as_secs(),
-        "checks": {
-            "session_service": render(&session),
-            "deck_service": render(&deck),
-            "rate_limit_redis": render(&redis),
+    let body = Health {
+        status: overall,
+        version: env!("CARGO_PKG_VERSION"),
+        timestamp: Timestamp::now(),
+        uptime_seconds: state.started.elapsed().as_secs(),
+        checks: HealthChecks {
+            session_service: session.check(),
+            deck_service: deck.check(),
+            rate_limit_redis: redis.check(),
         },
-    });
+    };
     (status, Json(body)).into_response()
 }
 
-pub async fn jwks(State(state): State<AppState>, ctx: Ctx) -> Result<Response, ApiError> {
+/// Public keys that verify access tokens
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = TAG,
+    responses((status = 200, description = "OK", body = Jwks,
+        headers(("Cache-Control" = String, description = "public, max-age=300")))))]
+pub async fn jwks(State(state): State<SharedState>, ctx: Ctx) -> Result<Response, ApiError> {
     let keys = match &state.static_jwks {
-        Some(keys) => keys.as_ref().clone(),
+        Some(keys) => keys.iter().cloned().map(Jwk::from).collect(),
         None => {
             let request = ctx.grpc(proto::session::v1::GetPublicKeysRequest {});
             let keys = ctx.call(state.session().get_public_keys(request)).await?;
             keys.keys
                 .into_iter()
-                .map(common::auth::PublicJwk::from)
+                .map(|key| Jwk::from(common::auth::PublicJwk::from(key)))
                 .collect()
         }
     };
-    let mut response = Json(json!({"keys": keys})).into_response();
+    let mut response = Json(Jwks { keys }).into_response();
     response.headers_mut().insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=300"),
@@ -137,13 +169,23 @@ pub async fn jwks(State(state): State<AppState>, ctx: Ctx) -> Result<Response, A
     Ok(response)
 }
 
+/// The document, generated once: it depends on the code only.
+pub static DOCUMENT: LazyLock<Bytes> = LazyLock::new(|| {
+    let document = crate::routes::document();
+    Bytes::from(serde_json::to_vec(&document).expect("an OpenAPI document serializes"))
+});
+
+/// This document
+#[utoipa::path(get, path = "/openapi.json", tag = TAG,
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API",
+        content_type = "application/json", body = Object)))]
 pub async fn openapi() -> Response {
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        OPENAPI,
+        DOCUMENT.clone(),
     )
         .into_response()
 }

@@ -1,4 +1,5 @@
-//! The router: every route of HTTP_API.md, grouped by the layers they need.
+//! The router: every route of HTTP_API.md, grouped by the layers they need, and the
+//! OpenAPI document generated from the same groups ([`document`]).
 //!
 //! - auth routes without a token (register, login, google, refresh): per-IP limit,
 //!   `Cache-Control: no-store` (their answers carry tokens);
@@ -6,6 +7,11 @@
 //!   `Cache-Control: private, no-cache`; the GETs of a deck, a card and their lists
 //!   also get an `ETag` and answer 304 to `If-None-Match` ([`caching`]);
 //! - health, JWKS, OpenAPI: neither. (Metrics are on the metrics port only.)
+//!
+//! Each group is an utoipa-axum `OpenApiRouter`: registering a handler adds its route to
+//! the router and its operation to the document, and the group adds to the document what
+//! its layers answer ([`crate::openapi`]). The layers need the state, the document does
+//! not: [`document`] builds the same groups without their layers.
 //!
 //! Around all of them: body limit, CORS, the request-id layer that also renders every
 //! error as a problem body, `Vary: Accept-Encoding`, and outermost compression.
@@ -19,7 +25,7 @@ use axum::{
     Router,
     extract::DefaultBodyLimit,
     middleware::{from_fn, from_fn_with_state},
-    routing::{MethodRouter, delete, get, post},
+    routing::MethodRouter,
 };
 use http::{HeaderName, HeaderValue, Method, header};
 use tower::util::MapResponseLayer;
@@ -29,195 +35,42 @@ use tower_http::{
     limit::RequestBodyLimitLayer,
     set_header::SetResponseHeaderLayer,
 };
+use utoipa::openapi::OpenApi;
+use utoipa_axum::{
+    router::{OpenApiRouter, UtoipaMethodRouter, UtoipaMethodRouterExt},
+    routes,
+};
 
 use crate::{
     caching::{self, COMPRESS_MIN_BYTES, NO_STORE, PRIVATE_NO_CACHE},
     config::Origins,
     middleware::{MAX_BODY_BYTES, authenticate, limit_api, limit_auth, not_found, request_context},
-    state::AppState,
+    openapi,
+    state::SharedState,
 };
 
-/// Every (method, path) the router serves, in OpenAPI order; a test holds the OpenAPI
-/// document and the router to this list.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("POST", "/api/v1/auth/register"),
-    ("POST", "/api/v1/auth/login"),
-    ("POST", "/api/v1/auth/google"),
-    ("POST", "/api/v1/auth/refresh"),
-    ("POST", "/api/v1/auth/logout"),
-    ("POST", "/api/v1/auth/logout-all"),
-    ("GET", "/api/v1/auth/sessions"),
-    ("DELETE", "/api/v1/auth/sessions/{session_id}"),
-    ("GET", "/api/v1/auth/me"),
-    ("PATCH", "/api/v1/auth/me"),
-    ("GET", "/api/v1/decks"),
-    ("POST", "/api/v1/decks"),
-    ("GET", "/api/v1/decks/search"),
-    ("GET", "/api/v1/decks/{id}"),
-    ("PATCH", "/api/v1/decks/{id}"),
-    ("DELETE", "/api/v1/decks/{id}"),
-    ("GET", "/api/v1/cards"),
-    ("POST", "/api/v1/cards"),
-    ("GET", "/api/v1/cards/search"),
-    ("POST", "/api/v1/cards/bulk"),
-    ("GET", "/api/v1/cards/{id}"),
-    ("PATCH", "/api/v1/cards/{id}"),
-    ("DELETE", "/api/v1/cards/{id}"),
-    ("GET", "/api/v1/study/queue"),
-    ("GET", "/api/v1/study/queue/{deck_id}"),
-    ("GET", "/api/v1/study/stats"),
-    ("POST", "/api/v1/study/initialize"),
-    ("POST", "/api/v1/study/initialize/{deck_id}"),
-    ("POST", "/api/v1/reviews"),
-    ("GET", "/api/v1/reviews"),
-    ("POST", "/api/v1/reviews/bulk"),
-    ("GET", "/api/v1/progress/dashboard"),
-    ("GET", "/api/v1/progress/decks"),
-    ("GET", "/api/v1/progress/decks/{deck_id}"),
-    ("GET", "/api/v1/progress/trends"),
-    ("GET", "/health"),
-    ("GET", "/health/live"),
-    ("GET", "/health/ready"),
-    ("GET", "/.well-known/jwks.json"),
-    ("GET", "/openapi.json"),
-];
+type Group = OpenApiRouter<SharedState>;
+type Route = MethodRouter<SharedState>;
 
-pub fn router(state: AppState, origins: &Origins) -> Router {
-    // Layers go on each method router, not on the Router: a wrong method then gets its
-    // 405 without being authenticated or counted against a rate limit.
-    let limited_by_ip = |route: MethodRouter<AppState>| {
-        route
-            .route_layer(from_fn_with_state(state.clone(), limit_auth))
-            .route_layer(SetResponseHeaderLayer::overriding(
-                header::CACHE_CONTROL,
-                HeaderValue::from_static(NO_STORE),
-            ))
-            .route_layer(SetResponseHeaderLayer::overriding(
-                header::PRAGMA,
-                HeaderValue::from_static("no-cache"),
-            ))
-    };
-    // Layers run outside-in in reverse order of adding: authenticate, then limit.
-    let authenticated = |route: MethodRouter<AppState>| {
-        route
-            .route_layer(from_fn_with_state(state.clone(), limit_api))
-            .route_layer(from_fn_with_state(state.clone(), authenticate))
-            .route_layer(SetResponseHeaderLayer::if_not_present(
-                header::CACHE_CONTROL,
-                HeaderValue::from_static(PRIVATE_NO_CACHE),
-            ))
-    };
-    // Only on the GET it wraps: the methods chained after it are not tagged.
-    let tagged =
-        |route: MethodRouter<AppState>| route.route_layer(from_fn(caching::conditional_get));
+/// The OpenAPI document of every route (what `/openapi.json` serves).
+pub fn document() -> OpenApi {
+    OpenApiRouter::with_openapi(openapi::frame())
+        .merge(by_ip(None))
+        .merge(authenticated(None))
+        .merge(open())
+        .into_openapi()
+}
 
-    let public_auth = Router::new()
-        .route("/api/v1/auth/register", limited_by_ip(post(auth::register)))
-        .route("/api/v1/auth/login", limited_by_ip(post(auth::login)))
-        .route("/api/v1/auth/google", limited_by_ip(post(auth::google)))
-        .route("/api/v1/auth/refresh", limited_by_ip(post(auth::refresh)));
+pub fn router(state: SharedState, origins: &Origins) -> Router {
+    // Built now, so a document that cannot be generated stops the start.
+    std::sync::LazyLock::force(&health::DOCUMENT);
+    let (routes, _document) = OpenApiRouter::new()
+        .merge(by_ip(Some(&state)))
+        .merge(authenticated(Some(&state)))
+        .merge(open())
+        .split_for_parts();
 
-    let protected = Router::new()
-        .route("/api/v1/auth/logout", authenticated(post(auth::logout)))
-        .route(
-            "/api/v1/auth/logout-all",
-            authenticated(post(auth::logout_all)),
-        )
-        .route(
-            "/api/v1/auth/sessions",
-            authenticated(get(auth::list_sessions)),
-        )
-        .route(
-            "/api/v1/auth/sessions/{session_id}",
-            authenticated(delete(auth::revoke_session)),
-        )
-        .route(
-            "/api/v1/auth/me",
-            authenticated(get(auth::me).patch(auth::update_me)),
-        )
-        .route(
-            "/api/v1/decks",
-            authenticated(tagged(get(decks::list_decks)).post(decks::create_deck)),
-        )
-        .route(
-            "/api/v1/decks/search",
-            authenticated(get(decks::search_decks)),
-        )
-        .route(
-            "/api/v1/decks/{id}",
-            authenticated(
-                tagged(get(decks::get_deck))
-                    .patch(decks::update_deck)
-                    .delete(decks::delete_deck),
-            ),
-        )
-        .route(
-            "/api/v1/cards",
-            authenticated(tagged(get(decks::list_cards)).post(decks::create_card)),
-        )
-        .route(
-            "/api/v1/cards/search",
-            authenticated(get(decks::search_cards)),
-        )
-        .route(
-            "/api/v1/cards/bulk",
-            authenticated(post(decks::create_cards)),
-        )
-        .route(
-            "/api/v1/cards/{id}",
-            authenticated(
-                tagged(get(decks::get_card))
-                    .patch(decks::update_card)
-                    .delete(decks::delete_card),
-            ),
-        )
-        .route("/api/v1/study/queue", authenticated(get(study::queue_all)))
-        .route(
-            "/api/v1/study/queue/{deck_id}",
-            authenticated(get(study::queue_deck)),
-        )
-        .route("/api/v1/study/stats", authenticated(get(study::stats)))
-        .route(
-            "/api/v1/study/initialize",
-            authenticated(post(study::initialize)),
-        )
-        .route(
-            "/api/v1/study/initialize/{deck_id}",
-            authenticated(post(study::initialize_deck)),
-        )
-        .route(
-            "/api/v1/reviews",
-            authenticated(post(study::review).get(study::list_reviews)),
-        )
-        .route(
-            "/api/v1/reviews/bulk",
-            authenticated(post(study::review_bulk)),
-        )
-        .route(
-            "/api/v1/progress/dashboard",
-            authenticated(get(study::dashboard)),
-        )
-        .route(
-            "/api/v1/progress/decks",
-            authenticated(get(study::deck_progress_list)),
-        )
-        .route(
-            "/api/v1/progress/decks/{deck_id}",
-            authenticated(get(study::deck_progress)),
-        )
-        .route("/api/v1/progress/trends", authenticated(get(study::trends)));
-
-    let open = Router::new()
-        .route("/health", get(health::health))
-        .route("/health/live", get(health::live))
-        .route("/health/ready", get(health::ready))
-        .route("/.well-known/jwks.json", get(health::jwks))
-        .route("/openapi.json", get(health::openapi));
-
-    Router::new()
-        .merge(public_auth)
-        .merge(protected)
-        .merge(open)
+    routes
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
@@ -240,6 +93,117 @@ pub fn router(state: AppState, origins: &Origins) -> Router {
         )
         .layer(MapResponseLayer::new(caching::coded_etag))
         .with_state(state)
+}
+
+/// One group: its routes, each wrapped by `layers`, and `document` adding what the
+/// layers answer. Layers go on each method router (`route_layer`), not on the Router:
+/// a wrong method then gets its 405 without being authenticated or counted against a
+/// rate limit. They run outside-in in reverse order of adding.
+fn group(
+    document: fn(&mut OpenApi),
+    routes: impl IntoIterator<Item = UtoipaMethodRouter<SharedState>>,
+    layers: impl Fn(Route) -> Route,
+) -> Group {
+    let mut group = routes
+        .into_iter()
+        .fold(OpenApiRouter::default(), |group, route| {
+            group.routes(route.map(&layers))
+        });
+    document(group.get_openapi_mut());
+    group
+}
+
+/// register, login, google, refresh: no token; limited per client IP; `no-store`.
+/// Without a state: the routes of the document, without their layers.
+fn by_ip(state: Option<&SharedState>) -> Group {
+    let routes = [
+        routes!(auth::register),
+        routes!(auth::login),
+        routes!(auth::google),
+        routes!(auth::refresh),
+    ];
+    group(openapi::limited_by_ip, routes, |route| match state {
+        None => route,
+        Some(state) => route
+            .route_layer(from_fn_with_state(state.clone(), limit_auth))
+            .route_layer(SetResponseHeaderLayer::overriding(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static(NO_STORE),
+            ))
+            .route_layer(SetResponseHeaderLayer::overriding(
+                header::PRAGMA,
+                HeaderValue::from_static("no-cache"),
+            )),
+    })
+}
+
+/// Every other `/api/v1` route: bearer token, then the per-user, per-endpoint limit;
+/// `private, no-cache`. Without a state: the routes of the document.
+fn authenticated(state: Option<&SharedState>) -> Group {
+    let routes = [
+        routes!(auth::logout),
+        routes!(auth::logout_all),
+        routes!(auth::list_sessions),
+        routes!(auth::revoke_session),
+        routes!(auth::me, auth::update_me),
+        tagged(routes!(decks::list_decks)),
+        routes!(decks::create_deck),
+        routes!(decks::search_decks),
+        tagged(routes!(decks::get_deck)),
+        routes!(decks::update_deck, decks::delete_deck),
+        tagged(routes!(decks::list_cards)),
+        routes!(decks::create_card),
+        routes!(decks::search_cards),
+        routes!(decks::create_cards),
+        tagged(routes!(decks::get_card)),
+        routes!(decks::update_card, decks::delete_card),
+        routes!(study::queue_all),
+        routes!(study::queue_deck),
+        routes!(study::stats),
+        routes!(study::initialize),
+        routes!(study::initialize_deck),
+        routes!(study::review, study::list_reviews),
+        routes!(study::review_bulk),
+        routes!(study::dashboard),
+        routes!(study::deck_progress_list),
+        routes!(study::deck_progress),
+        routes!(study::trends),
+    ];
+    group(openapi::authenticated, routes, |route| match state {
+        None => route,
+        Some(state) => route
+            .route_layer(from_fn_with_state(state.clone(), limit_api))
+            .route_layer(from_fn_with_state(state.clone(), authenticate))
+            .route_layer(SetResponseHeaderLayer::if_not_present(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static(PRIVATE_NO_CACHE),
+            )),
+    })
+}
+
+/// Health, JWKS, OpenAPI: no token, no limit.
+fn open() -> Group {
+    let routes = [
+        routes!(health::health),
+        routes!(health::live),
+        routes!(health::ready),
+        routes!(health::jwks),
+        routes!(health::openapi),
+    ];
+    group(openapi::open, routes, |route| route)
+}
+
+/// A GET whose 200 carries an `ETag` and that answers 304 to a matching
+/// `If-None-Match` ([`caching::conditional_get`]). Only on the GET it wraps: the methods
+/// registered beside it on the same path are not tagged.
+fn tagged(route: UtoipaMethodRouter<SharedState>) -> UtoipaMethodRouter<SharedState> {
+    let (schemas, mut paths, method_router) = route;
+    openapi::tagged(&mut paths);
+    (
+        schemas,
+        paths,
+        method_router.route_layer(from_fn(caching::conditional_get)),
+    )
 }
 
 /// CORS for the configured origins, with credentials; the request id and the

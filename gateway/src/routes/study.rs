@@ -6,61 +6,75 @@ use axum::{
     extract::{Path, State},
 };
 use proto::{deck::v1 as pb, session::v1 as session};
-use serde::Deserialize;
-use serde_json::{Value, json};
 
 use crate::{
-    convert,
     error::ApiError,
     extract::{ApiJson, Ctx, Params, Validator, path_id},
-    routes::decks::uuid_list,
-    state::AppState,
+    openapi::{Invalid, NotFound},
+    state::SharedState,
+    wire::study::{
+        BulkReviewResults, BulkReviews, Dashboard, DeckProgressDetail, DeckProgressList,
+        DeckProgressQuery, Initialize, Initialized, ListReviewsQuery, NewReview, ReviewList,
+        ReviewResult, StatsQuery, StudyQueue, StudyQueueQuery, StudyStats, Trends, TrendsQuery,
+    },
 };
 
-type JsonResult = Result<Json<Value>, ApiError>;
+const STUDY: &str = "study";
+const REVIEWS: &str = "reviews";
+const PROGRESS: &str = "progress";
 
-pub async fn queue_all(state: State<AppState>, ctx: Ctx, params: Params) -> JsonResult {
+/// Study queue over all decks
+#[utoipa::path(get, path = "/api/v1/study/queue", tag = STUDY, params(StudyQueueQuery),
+    responses((status = 200, description = "OK", body = StudyQueue), Invalid))]
+pub async fn queue_all(
+    state: State<SharedState>,
+    ctx: Ctx,
+    params: Params,
+) -> Result<Json<StudyQueue>, ApiError> {
     queue(state, ctx, params, None).await
 }
 
+/// Study queue of one deck
+#[utoipa::path(get, path = "/api/v1/study/queue/{deck_id}", tag = STUDY,
+    params(("deck_id" = String, Path, format = Uuid), StudyQueueQuery),
+    responses((status = 200, description = "OK", body = StudyQueue), NotFound, Invalid))]
 pub async fn queue_deck(
-    state: State<AppState>,
+    state: State<SharedState>,
     ctx: Ctx,
     Path(deck_id): Path<String>,
     params: Params,
-) -> JsonResult {
+) -> Result<Json<StudyQueue>, ApiError> {
     let deck_id = path_id("deck_id", &deck_id)?;
     queue(state, ctx, params, Some(deck_id)).await
 }
 
 async fn queue(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     ctx: Ctx,
     mut params: Params,
     deck_id: Option<String>,
-) -> JsonResult {
-    let limit = params.int("limit", 20, 1, 100);
-    let include_new = params.boolean("include_new", true);
-    let new_cards_limit = params.int("new_cards_limit", 10, 0, 50);
-    let include_early_practice = params.boolean("include_early_practice", false);
-    let early_practice_limit = params.int("early_practice_limit", 10, 0, 50);
+) -> Result<Json<StudyQueue>, ApiError> {
+    let query = StudyQueueQuery::parse(&mut params);
     params.finish()?;
-    let request = pb::GetStudyQueueRequest {
-        deck_id,
-        limit: limit as u32,
-        include_new: Some(include_new),
-        new_cards_limit: Some(new_cards_limit as u32),
-        include_early_practice,
-        early_practice_limit: Some(early_practice_limit as u32),
-    };
     let queue = ctx
-        .call(state.deck().get_study_queue(ctx.grpc(request)))
+        .call(
+            state
+                .deck()
+                .get_study_queue(ctx.grpc(query.into_proto(deck_id))),
+        )
         .await?;
-    Ok(Json(convert::study_queue(queue)))
+    Ok(Json(queue.try_into()?))
 }
 
-pub async fn stats(State(state): State<AppState>, ctx: Ctx, mut params: Params) -> JsonResult {
-    let deck_id = params.optional_uuid("deck_id");
+/// Study statistics
+#[utoipa::path(get, path = "/api/v1/study/stats", tag = STUDY, params(StatsQuery),
+    responses((status = 200, description = "OK", body = StudyStats), Invalid))]
+pub async fn stats(
+    State(state): State<SharedState>,
+    ctx: Ctx,
+    mut params: Params,
+) -> Result<Json<StudyStats>, ApiError> {
+    let StatsQuery { deck_id } = StatsQuery::parse(&mut params);
     params.finish()?;
     let stats = ctx
         .call(
@@ -69,43 +83,35 @@ pub async fn stats(State(state): State<AppState>, ctx: Ctx, mut params: Params) 
                 .get_study_stats(ctx.grpc(pb::GetStudyStatsRequest { deck_id })),
         )
         .await?;
-    Ok(Json(convert::study_stats(stats)))
+    Ok(Json(stats.into()))
 }
 
-#[derive(Debug, Deserialize)]
-pub struct InitializeBody {
-    deck_id: String,
-    card_ids: Vec<String>,
-}
-
+/// Initialise study of given cards
+#[utoipa::path(post, path = "/api/v1/study/initialize", tag = STUDY, request_body = Initialize,
+    responses((status = 200, description = "OK", body = Initialized), NotFound, Invalid))]
 pub async fn initialize(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     ctx: Ctx,
-    ApiJson(body): ApiJson<InitializeBody>,
-) -> JsonResult {
+    ApiJson(body): ApiJson<Initialize>,
+) -> Result<Json<Initialized>, ApiError> {
     let mut check = Validator::new();
-    let deck_id = check.uuid("deck_id", &body.deck_id);
-    if body.card_ids.is_empty() || body.card_ids.len() > 100 {
-        check.error("card_ids", "must hold between 1 and 100 ids");
-    }
-    let card_ids = uuid_list(&mut check, "card_ids", &body.card_ids);
+    let request = body.parse(&mut check);
     check.finish()?;
-    let request = pb::InitializeStudyRequest {
-        deck_id,
-        card_ids,
-        all_cards: false,
-    };
     let response = ctx
         .call(state.deck().initialize_study(ctx.grpc(request)))
         .await?;
-    Ok(Json(convert::initialize(response)))
+    Ok(Json(response.into()))
 }
 
+/// Initialise study of every card of a deck
+#[utoipa::path(post, path = "/api/v1/study/initialize/{deck_id}", tag = STUDY,
+    params(("deck_id" = String, Path, format = Uuid)),
+    responses((status = 200, description = "OK", body = Initialized), NotFound, Invalid))]
 pub async fn initialize_deck(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     ctx: Ctx,
     Path(deck_id): Path<String>,
-) -> JsonResult {
+) -> Result<Json<Initialized>, ApiError> {
     let deck_id = path_id("deck_id", &deck_id)?;
     let request = pb::InitializeStudyRequest {
         deck_id,
@@ -115,118 +121,66 @@ pub async fn initialize_deck(
     let response = ctx
         .call(state.deck().initialize_study(ctx.grpc(request)))
         .await?;
-    Ok(Json(convert::initialize(response)))
+    Ok(Json(response.into()))
 }
 
-#[derive(Debug, Deserialize)]
-pub struct ReviewBody {
-    card_id: String,
-    quality: i64,
-    time_taken: i64,
-}
-
-impl ReviewBody {
-    fn parse(self, check: &mut Validator, prefix: &str) -> pb::SubmitReviewRequest {
-        let card_id = check.uuid(&format!("{prefix}card_id"), &self.card_id);
-        check.range(&format!("{prefix}quality"), self.quality, 0, 5);
-        check.range(
-            &format!("{prefix}time_taken"),
-            self.time_taken,
-            0,
-            i64::from(i32::MAX),
-        );
-        pb::SubmitReviewRequest {
-            card_id,
-            quality: self.quality.clamp(0, 5) as i32,
-            time_taken: self.time_taken.clamp(0, i64::from(i32::MAX)) as i32,
-        }
-    }
-}
-
+/// Submit one review (SM-2)
+#[utoipa::path(post, path = "/api/v1/reviews", tag = REVIEWS, request_body = NewReview,
+    responses((status = 200, description = "OK", body = ReviewResult), NotFound, Invalid))]
 pub async fn review(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     ctx: Ctx,
-    ApiJson(body): ApiJson<ReviewBody>,
-) -> JsonResult {
+    ApiJson(body): ApiJson<NewReview>,
+) -> Result<Json<ReviewResult>, ApiError> {
     let mut check = Validator::new();
     let request = body.parse(&mut check, "");
     check.finish()?;
     let result = ctx
         .call(state.deck().submit_review(ctx.grpc(request)))
         .await?;
-    Ok(Json(convert::review_result(result)))
+    Ok(Json(result.try_into()?))
 }
 
-#[derive(Debug, Deserialize)]
-pub struct BulkReviewBody {
-    deck_id: String,
-    session_id: String,
-    reviews: Vec<ReviewBody>,
-}
-
+/// Submit 1-100 reviews
+#[utoipa::path(post, path = "/api/v1/reviews/bulk", tag = REVIEWS, request_body = BulkReviews,
+    responses((status = 200, description = "OK", body = BulkReviewResults), Invalid))]
 pub async fn review_bulk(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     ctx: Ctx,
-    ApiJson(body): ApiJson<BulkReviewBody>,
-) -> JsonResult {
+    ApiJson(body): ApiJson<BulkReviews>,
+) -> Result<Json<BulkReviewResults>, ApiError> {
     let mut check = Validator::new();
-    let deck_id = check.uuid("deck_id", &body.deck_id);
-    check.length("session_id", &body.session_id, 1, 100);
-    if body.reviews.is_empty() || body.reviews.len() > 100 {
-        check.error("reviews", "must hold between 1 and 100 reviews");
-    }
-    let reviews: Vec<_> = body
-        .reviews
-        .into_iter()
-        .enumerate()
-        .map(|(index, review)| review.parse(&mut check, &format!("reviews[{index}].")))
-        .collect();
+    let request = body.parse(&mut check);
     check.finish()?;
-    let request = pb::SubmitReviewsRequest {
-        deck_id,
-        session_id: body.session_id,
-        reviews,
-    };
     let response = ctx
         .call(state.deck().submit_reviews(ctx.grpc(request)))
         .await?;
-    Ok(Json(convert::bulk_reviews(response)))
+    Ok(Json(response.try_into()?))
 }
 
+/// The caller's review history, newest first
+#[utoipa::path(get, path = "/api/v1/reviews", tag = REVIEWS, params(ListReviewsQuery),
+    responses((status = 200, description = "OK", body = ReviewList), Invalid))]
 pub async fn list_reviews(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     ctx: Ctx,
     mut params: Params,
-) -> JsonResult {
-    let start_date = params.optional_date("start_date");
-    let end_date = params.optional_date("end_date");
-    let (page, page_size) = params.page(50, 100);
-    if let (Some(start), Some(end)) = (&start_date, &end_date)
-        && start > end
-    {
-        params
-            .check
-            .error("end_date", "must not be before start_date");
-    }
+) -> Result<Json<ReviewList>, ApiError> {
+    let query = ListReviewsQuery::parse(&mut params);
     params.finish()?;
-    let request = pb::ListReviewsRequest {
-        start_date,
-        end_date,
-        page,
-        page_size,
-    };
     let response = ctx
-        .call(state.deck().list_reviews(ctx.grpc(request)))
+        .call(state.deck().list_reviews(ctx.grpc(query.into_proto())))
         .await?;
-    Ok(Json(json!({
-        "total": response.total,
-        "page": response.page,
-        "page_size": response.page_size,
-        "reviews": response.reviews.into_iter().map(convert::review).collect::<Vec<_>>(),
-    })))
+    Ok(Json(response.try_into()?))
 }
 
-pub async fn dashboard(State(state): State<AppState>, ctx: Ctx) -> JsonResult {
+/// Dashboard
+#[utoipa::path(get, path = "/api/v1/progress/dashboard", tag = PROGRESS,
+    responses((status = 200, description = "OK", body = Dashboard)))]
+pub async fn dashboard(
+    State(state): State<SharedState>,
+    ctx: Ctx,
+) -> Result<Json<Dashboard>, ApiError> {
     // The daily goal lives with the profile in session-service.
     let profile = ctx
         .call(
@@ -246,33 +200,36 @@ pub async fn dashboard(State(state): State<AppState>, ctx: Ctx) -> JsonResult {
                 .get_dashboard(ctx.grpc(pb::GetDashboardRequest { daily_goal })),
         )
         .await?;
-    Ok(Json(convert::dashboard(dashboard)))
+    Ok(Json(dashboard.into()))
 }
 
+/// Progress of the decks the caller has started
+#[utoipa::path(get, path = "/api/v1/progress/decks", tag = PROGRESS, params(DeckProgressQuery),
+    responses((status = 200, description = "OK", body = DeckProgressList), Invalid))]
 pub async fn deck_progress_list(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     ctx: Ctx,
     mut params: Params,
-) -> JsonResult {
-    let (page, page_size) = params.page(20, 100);
+) -> Result<Json<DeckProgressList>, ApiError> {
+    let DeckProgressQuery { page, page_size } = DeckProgressQuery::parse(&mut params);
     params.finish()?;
     let request = pb::ListDeckProgressRequest { page, page_size };
     let response = ctx
         .call(state.deck().list_deck_progress(ctx.grpc(request)))
         .await?;
-    Ok(Json(json!({
-        "total": response.total,
-        "page": response.page,
-        "page_size": response.page_size,
-        "decks": response.decks.into_iter().map(convert::deck_progress_summary).collect::<Vec<_>>(),
-    })))
+    Ok(Json(response.try_into()?))
 }
 
+/// Progress of one started deck
+#[utoipa::path(get, path = "/api/v1/progress/decks/{deck_id}", tag = PROGRESS,
+    params(("deck_id" = String, Path, format = Uuid)),
+    responses((status = 200, description = "OK", body = DeckProgressDetail), NotFound,
+        Invalid))]
 pub async fn deck_progress(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     ctx: Ctx,
     Path(deck_id): Path<String>,
-) -> JsonResult {
+) -> Result<Json<DeckProgressDetail>, ApiError> {
     let deck_id = path_id("deck_id", &deck_id)?;
     let detail = ctx
         .call(
@@ -281,24 +238,21 @@ pub async fn deck_progress(
                 .get_deck_progress(ctx.grpc(pb::GetDeckProgressRequest { deck_id })),
         )
         .await?;
-    Ok(Json(convert::deck_progress_detail(detail)))
+    Ok(Json(detail.try_into()?))
 }
 
-pub async fn trends(State(state): State<AppState>, ctx: Ctx, mut params: Params) -> JsonResult {
-    let period = params
-        .choice("period", |value| match value {
-            "week" | "month" | "year" => Ok(value.to_owned()),
-            _ => Err("must be one of week, month, year".to_owned()),
-        })
-        .unwrap_or_else(|| "week".to_owned());
-    let deck_id = params.optional_uuid("deck_id");
+/// Daily statistics over a period
+#[utoipa::path(get, path = "/api/v1/progress/trends", tag = PROGRESS, params(TrendsQuery),
+    responses((status = 200, description = "OK", body = Trends), Invalid))]
+pub async fn trends(
+    State(state): State<SharedState>,
+    ctx: Ctx,
+    mut params: Params,
+) -> Result<Json<Trends>, ApiError> {
+    let query = TrendsQuery::parse(&mut params);
     params.finish()?;
     let trends = ctx
-        .call(
-            state
-                .deck()
-                .get_trends(ctx.grpc(pb::GetTrendsRequest { period, deck_id })),
-        )
+        .call(state.deck().get_trends(ctx.grpc(query.into_proto())))
         .await?;
-    Ok(Json(convert::trends(trends)))
+    Ok(Json(trends.try_into()?))
 }

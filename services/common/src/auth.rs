@@ -17,7 +17,7 @@ use std::{
     collections::HashMap,
     future::Future,
     pin::Pin,
-    sync::{Arc, Mutex, RwLock},
+    sync::{Arc, Mutex, OnceLock, RwLock},
     time::Duration,
 };
 
@@ -109,6 +109,8 @@ pub struct Caller {
     pub user_id: Uuid,
     pub session_id: Uuid,
     pub is_superuser: bool,
+    /// Unix seconds at which the token was issued (`iat`).
+    pub issued_at: u64,
     /// Unix seconds at which the token expires.
     pub expires_at: u64,
 }
@@ -126,12 +128,27 @@ pub enum AuthError {
     Invalid,
     #[error("verification keys unavailable")]
     KeysUnavailable,
+    /// The token's session or user has ended ([`crate::revocation`]).
+    #[error("token revoked")]
+    Revoked,
+    /// Whether the token is revoked cannot be known now, and `REVOCATION_FALLBACK=refuse`.
+    #[error("cannot check the token for revocation")]
+    RevocationUnknown,
 }
 
 impl From<AuthError> for tonic::Status {
     fn from(error: AuthError) -> Self {
         match error {
-            AuthError::KeysUnavailable => tonic::Status::unavailable(error.to_string()),
+            AuthError::KeysUnavailable | AuthError::RevocationUnknown => {
+                tonic::Status::unavailable(error.to_string())
+            }
+            AuthError::Revoked => crate::status::refusal(
+                tonic::Code::Unauthenticated,
+                error.to_string(),
+                crate::status::SESSION_DOMAIN,
+                crate::status::reason::TOKEN_REVOKED,
+                None,
+            ),
             _ => tonic::Status::unauthenticated(error.to_string()),
         }
     }
@@ -307,6 +324,11 @@ impl TokenValidation {
         &self.audience
     }
 
+    /// The clock this validation judges time by.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        Arc::clone(&self.clock)
+    }
+
     /// Unix seconds now, by this validation's clock.
     pub fn now(&self) -> u64 {
         self.clock.unix_seconds()
@@ -392,6 +414,9 @@ struct VerifierInner {
     fetcher: Option<KeyFetcher>,
     fetch: Mutex<FetchState>,
     validation: TokenValidation,
+    /// The revoked set every verified token is checked against, cached ones too; set
+    /// once at start by [`AccessVerifier::check_revocations`].
+    revocations: OnceLock<crate::revocation::Revocations>,
 }
 
 /// Forgets a verified token when it expires (plus the leeway) by the validation's
@@ -490,6 +515,7 @@ impl AccessVerifier {
                 fetcher,
                 fetch: Mutex::new(FetchState::default()),
                 validation,
+                revocations: OnceLock::new(),
             }),
         }
     }
@@ -522,21 +548,35 @@ impl AccessVerifier {
         });
     }
 
+    /// From now on, checks every verified access token against `revocations` (only the
+    /// first call counts): a revoked token is [`AuthError::Revoked`], cached or not.
+    pub fn check_revocations(&self, revocations: crate::revocation::Revocations) {
+        let _ = self.inner.revocations.set(revocations);
+    }
+
     /// Verifies `token` as an access token. A token verified before is answered from the
     /// cache until it expires (plus the leeway), or until its signing key is withdrawn
-    /// from the key set, without checking its signature again.
+    /// from the key set, without checking its signature again. Either way it is then
+    /// checked against the revoked set, if one is installed.
     pub async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
-        if let Some(caller) = self.cached(token, self.inner.validation.now()) {
-            return Ok(caller);
-        }
-        let (claims, kid) = self.verify_claims::<AccessClaims>(token).await?;
-        let caller = Caller {
-            user_id: claims.sub,
-            session_id: claims.sid,
-            is_superuser: claims.is_superuser,
-            expires_at: claims.exp,
+        let caller = match self.cached(token, self.inner.validation.now()) {
+            Some(caller) => caller,
+            None => {
+                let (claims, kid) = self.verify_claims::<AccessClaims>(token).await?;
+                let caller = Caller {
+                    user_id: claims.sub,
+                    session_id: claims.sid,
+                    is_superuser: claims.is_superuser,
+                    issued_at: claims.iat,
+                    expires_at: claims.exp,
+                };
+                self.remember(token, Verified { caller, kid });
+                caller
+            }
         };
-        self.remember(token, Verified { caller, kid });
+        if let Some(revocations) = self.inner.revocations.get() {
+            revocations.check(&caller).await?;
+        }
         Ok(caller)
     }
 
@@ -745,6 +785,7 @@ mod tests {
                 user_id: Uuid::new_v4(),
                 session_id: Uuid::new_v4(),
                 is_superuser: false,
+                issued_at: expires_at.saturating_sub(1800),
                 expires_at,
             },
             kid: "k".into(),

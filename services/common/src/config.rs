@@ -160,9 +160,14 @@ pub struct PostgresConfig {
 }
 
 /// Timeouts and namespace shared by every Redis role a binary uses.
+///
+/// Each role is one multiplexed connection shared by every task (or one per node of a
+/// cluster), so there is no pool to size: the former `REDIS_POOL_SIZE` and
+/// `REDIS_POOL_WAIT_TIMEOUT_MS` are gone (an environment that still sets them is ignored).
+/// One call waits at most the connect timeout plus the response timeout in all.
 #[derive(Clone, Debug, Args)]
 pub struct RedisConfig {
-    /// Longest wait, in milliseconds, to open a Redis connection.
+    /// Longest wait, in milliseconds, to open a Redis connection (each attempt of a reconnection).
     #[arg(long = "redis-connect-timeout-ms", env = "REDIS_CONNECT_TIMEOUT_MS",
           default_value = "500", value_parser = parse_millis)]
     pub redis_connect_timeout: Duration,
@@ -170,14 +175,6 @@ pub struct RedisConfig {
     #[arg(long = "redis-response-timeout-ms", env = "REDIS_RESPONSE_TIMEOUT_MS",
           default_value = "250", value_parser = parse_millis)]
     pub redis_response_timeout: Duration,
-    /// Longest wait, in milliseconds, for a free connection in the pool.
-    #[arg(long = "redis-pool-wait-timeout-ms", env = "REDIS_POOL_WAIT_TIMEOUT_MS",
-          default_value = "250", value_parser = parse_millis)]
-    pub redis_pool_wait_timeout: Duration,
-    /// Most connections per Redis pool.
-    #[arg(long = "redis-pool-size", env = "REDIS_POOL_SIZE", default_value_t = 16,
-          value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub redis_pool_size: u32,
     /// Prefix put before every key (no braces), so several deployments or test runs can share one Redis.
     #[arg(long = "redis-key-prefix", env = "REDIS_KEY_PREFIX", default_value = "",
           value_parser = parse_key_prefix)]

@@ -250,6 +250,8 @@ impl GrpcApp {
             metrics_listener.local_addr()?,
         );
         let (health, health_service) = Health::new(service_names).await;
+        let metrics = crate::metrics::Metrics::new();
+        health.register_metrics(&metrics);
         Ok(Self {
             metrics_listener,
             server: GrpcServer {
@@ -259,7 +261,7 @@ impl GrpcApp {
                 shutdown,
                 shutdown_timeout: config.shutdown_timeout,
                 service_names,
-                metrics: crate::metrics::Metrics::new(),
+                metrics,
             },
             dependencies: Vec::new(),
             readiness_interval: config.readiness_interval,

@@ -8,7 +8,15 @@
 //! [`spawn_readiness_probe`] re-checks the dependencies every interval, so readiness
 //! follows them both ways within a few seconds, without a restart.
 
-use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use tonic_health::{
     ServingStatus,
@@ -31,6 +39,9 @@ pub struct Health {
     /// Held through each update of the readiness names, so two updates never
     /// interleave name by name; `true` once draining, after which readiness stays off.
     draining: Arc<tokio::sync::Mutex<bool>>,
+    /// What the readiness names say, readable without awaiting (the `readiness_serving`
+    /// gauge is read at each scrape).
+    serving: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Health {
@@ -56,6 +67,7 @@ impl Health {
             reporter,
             readiness_names,
             draining: Arc::new(tokio::sync::Mutex::new(false)),
+            serving: Arc::new(AtomicBool::new(false)),
         };
         health
             .reporter
@@ -80,6 +92,23 @@ impl Health {
         self.set_all(false).await;
     }
 
+    /// Whether the readiness names are SERVING now.
+    pub fn is_ready(&self) -> bool {
+        self.serving.load(Ordering::Relaxed)
+    }
+
+    /// Exports [`Health::is_ready`] as the gauge `readiness_serving` (1 SERVING, 0 not):
+    /// the series the "process not ready" alert watches (deploy/prometheus/). The
+    /// kubelet's probe only takes a pod out of its Service; this tells an operator.
+    pub fn register_metrics(&self, metrics: &crate::metrics::Metrics) {
+        let serving = self.serving.clone();
+        metrics.register_gauge_fn(
+            "readiness_serving",
+            "1 while the grpc.health.v1 readiness names are SERVING, else 0",
+            move || i64::from(serving.load(Ordering::Relaxed)),
+        );
+    }
+
     async fn set_all(&self, ready: bool) {
         let status = if ready {
             ServingStatus::Serving
@@ -89,6 +118,8 @@ impl Health {
         for name in self.readiness_names.iter() {
             self.reporter.set_service_status(name, status).await;
         }
+        // Last, so the gauge never says SERVING before the health names do.
+        self.serving.store(ready, Ordering::Relaxed);
     }
 }
 

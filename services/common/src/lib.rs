@@ -9,7 +9,10 @@
 //! - [`config`]: typed configuration blocks (each setting an env var and a `--flag`)
 //!   and [`config::parse`], which exits 64 with one line naming a bad value.
 //! - [`telemetry`]: `tracing` setup, pretty or JSON.
-//! - [`postgres`] and [`redis`]: pools with explicit connect / response / pool-wait timeouts.
+//! - [`postgres`] and [`redis`]: a PostgreSQL pool and multiplexed Redis connections,
+//!   with explicit connect / response / acquire timeouts.
+//! - [`pubsub`]: Redis pub/sub subscriptions owned by a background task, with a
+//!   subscription epoch that tells users when they may trust pushed state.
 //! - [`health`]: the grpc.health.v1 names every process serves and the background
 //!   readiness probe that keeps them in step with the process's dependencies.
 //! - [`grpc`]: [`grpc::serve_grpc`], the one function that assembles every gRPC server
@@ -27,6 +30,8 @@
 //!   the verifier of a process that only checks tokens.
 //! - [`status`]: the structured half of gRPC errors (`google.rpc` BadRequest, ErrorInfo,
 //!   RetryInfo): built by the services, read by the gateway; never parsed from messages.
+//! - [`revocation`]: revoked sessions and users, pushed by session-service, held in
+//!   memory and checked against every verified access token.
 //! - [`shutdown`]: SIGTERM / Ctrl-C as a signal every server and task can wait on.
 
 pub mod auth;
@@ -40,7 +45,9 @@ pub mod http;
 pub mod jwks;
 pub mod metrics;
 pub mod postgres;
+pub mod pubsub;
 pub mod redis;
+pub mod revocation;
 pub mod shutdown;
 pub mod status;
 pub mod telemetry;

@@ -1,31 +1,101 @@
-//! Redis pools with explicit timeouts, and one way to run a command under a deadline.
+//! Redis: one multiplexed connection per role, explicit timeouts, and one way to run a
+//! command under a deadline.
 //!
-//! The crates' defaults can wait for seconds, or forever, on a Redis that is
-//! paused or gone. Here every connection open, pool checkout and command is bounded
-//! by the [`RedisConfig`] timeouts, so a sick Redis costs a caller milliseconds.
+//! Every task of the process shares its role's connection. A clone costs nothing and
+//! a command is one round trip: there is no checkout, and so no checkout ping (a pool
+//! spent a second round trip per command on one: STYLE.md rule 16). Commands of many
+//! tasks are pipelined on one socket, so nothing may rely on the state of a connection
+//! between two commands: no WATCH/MULTI, no SELECT. A change of several keys is one Lua
+//! script, sent as a [`redis::Script`]: EVALSHA with the script's hash, loaded (SCRIPT
+//! LOAD, on every node of a cluster) only when Redis answers NOSCRIPT.
 //!
-//! Each role's URL names either one node (`redis://host:6379/0`) or a Redis Cluster:
-//! several comma-separated seed URLs (`redis://a:7000,redis://b:7001`), or one URL
-//! with the `redis-cluster://` scheme. Callers see one [`Connection`] type either
+//! Each role's URL names either one node (`redis://host:6379/0`), served by a
+//! [`ConnectionManager`], or a Redis Cluster: several comma-separated seed URLs
+//! (`redis://a:7000,redis://b:7001`), or one URL with the `redis-cluster://` scheme,
+//! served by the cluster client's connection (one multiplexed connection per node,
+//! routing by slot, following MOVED and ASK). Callers see one [`Connection`] type either
 //! way; every multi-key operation in this project is hash-tagged into one slot.
+//!
+//! Redis may be down when the process starts and may restart under it:
+//! - nothing waits for Redis at start: the connection opens in a task of its own;
+//! - a command that finds the connection broken starts a reconnection in a task of its
+//!   own (single node: [`RECONNECT_ATTEMPTS`] attempts with exponential backoff from
+//!   [`RECONNECT_MIN_DELAY`]; while Redis stays down, the next call starts another round;
+//!   a cluster reconnects each node and refreshes its slots itself) and is sent once
+//!   more on the reopened connection, so the first call after a Redis restart succeeds
+//!   as it did with a pool's checkout ping; a refused connection fails the call;
+//! - each attempt is bounded by `REDIS_CONNECT_TIMEOUT_MS`, each answer by
+//!   `REDIS_RESPONSE_TIMEOUT_MS`, and a whole call, reconnection included, by their sum:
+//!   a caller never waits for Redis longer than that (and callers with a tighter budget,
+//!   like deck-service's cache, bound it further).
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicI64, Ordering},
+    },
+    time::Duration,
+};
 
-use deadpool_redis::{PoolConfig, Runtime, Timeouts};
-use redis::{Cmd, Pipeline, RedisFuture, Value, aio::ConnectionLike};
+use redis::{
+    Cmd, Pipeline, RedisFuture, Value,
+    aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
+    cluster::{ClusterClientBuilder, ClusterConfig},
+    cluster_async::ClusterConnection,
+};
 
 use crate::config::RedisConfig;
 
-/// A pooled connection to one node or to a cluster.
+/// Connection attempts of one reconnection round on a single node (the first and
+/// its retries). A round is short so that, while Redis is down, calls fail soon
+/// instead of waiting out their deadline; the next call starts the next round.
+pub const RECONNECT_ATTEMPTS: usize = 3;
+/// Pause before the second attempt of a round; it doubles for each later one, plus
+/// jitter of up to as much again (so a round against a closed port ends within
+/// 150–300 ms).
+pub const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(50);
+/// How often the cluster client may retry one command: after MOVED/ASK, TRYAGAIN, a
+/// node it had to reconnect, or a timeout. A retried command may run twice; every
+/// script of this project gives the same outcome when run again (a fill compares its
+/// token, a replayed rotation is a grace replay, a rate-limit check counts one more hit).
+const CLUSTER_RETRIES: u32 = 3;
+/// Shortest and longest pause before a cluster retry, in milliseconds (the crate's
+/// defaults start at 1.28 s, past every deadline here).
+const CLUSTER_RETRY_WAIT_MS: (u64, u64) = (10, 100);
+
+/// A clone of the role's shared connection: one node or a cluster.
+#[derive(Clone)]
 pub enum Connection {
-    Single(deadpool_redis::Connection),
-    Cluster(deadpool_redis::cluster::Connection),
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// Whether `error` says the connection that was open broke under the command (Redis
+/// closed it, restarted, or the socket was reset), as opposed to Redis refusing a new
+/// connection, not answering in time, or answering with an error.
+fn found_connection_broken(error: &redis::RedisError) -> bool {
+    error.is_connection_dropped() && !error.is_connection_refusal()
 }
 
 impl ConnectionLike for Connection {
+    /// On a single node, a command that finds the shared connection broken (the first
+    /// after Redis restarted) is sent once more, on the connection the manager reopens at
+    /// once: a pool's checkout ping replaced a dead connection before the command, and
+    /// this keeps that without the ping's round trip per command. The cluster client
+    /// retries such commands itself ([`CLUSTER_RETRIES`]); every command of this project
+    /// may run twice for the same reason. A refused connection is not retried (Redis is
+    /// down: the caller should fail fast), nor a timeout (the deadline is spent).
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Self::Single(connection) => connection.req_packed_command(cmd),
+            Self::Single(connection) => Box::pin(async move {
+                match connection.req_packed_command(cmd).await {
+                    Err(error) if found_connection_broken(&error) => {
+                        connection.req_packed_command(cmd).await
+                    }
+                    outcome => outcome,
+                }
+            }),
             Self::Cluster(connection) => connection.req_packed_command(cmd),
         }
     }
@@ -37,7 +107,20 @@ impl ConnectionLike for Connection {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            Self::Single(connection) => connection.req_packed_commands(pipeline, offset, count),
+            // Sent once more after a broken connection, like one command (above).
+            Self::Single(connection) => Box::pin(async move {
+                match connection
+                    .req_packed_commands(pipeline, offset, count)
+                    .await
+                {
+                    Err(error) if found_connection_broken(&error) => {
+                        connection
+                            .req_packed_commands(pipeline, offset, count)
+                            .await
+                    }
+                    outcome => outcome,
+                }
+            }),
             Self::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
         }
     }
@@ -50,14 +133,8 @@ impl ConnectionLike for Connection {
     }
 }
 
-#[derive(Clone)]
-enum Backend {
-    Single(deadpool_redis::Pool),
-    Cluster(deadpool_redis::cluster::Pool),
-}
-
 /// The seed URLs of a cluster URL, or `None` for a single node.
-fn cluster_seeds(url: &str) -> Option<Vec<String>> {
+pub(crate) fn cluster_seeds(url: &str) -> Option<Vec<String>> {
     if url.contains(',') || url.starts_with("redis-cluster://") {
         Some(
             url.split(',')
@@ -81,23 +158,65 @@ fn cluster_seeds(url: &str) -> Option<Vec<String>> {
 pub enum RedisError {
     #[error("Redis did not answer within {0:?}")]
     Timeout(Duration),
-    #[error("no Redis connection: {0}")]
-    Pool(#[from] deadpool_redis::PoolError),
     #[error("Redis command failed: {0}")]
     Command(#[from] redis::RedisError),
 }
 
-/// The Redis URL could not be turned into a pool.
+/// The Redis URL could not be turned into a client.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid Redis URL: {0}")]
 pub struct RedisSetupError(String);
 
-/// A pool for one Redis role, with its key prefix and command deadline.
+/// What `/metrics` shows of one role.
+#[derive(Default)]
+struct Usage {
+    /// Calls started and not yet finished (waiting for a connection or an answer).
+    in_flight: AtomicI64,
+    /// Whether the last call that ended got an answer from Redis.
+    reachable: AtomicBool,
+}
+
+impl Usage {
+    fn record<T>(&self, outcome: &Result<T, RedisError>) {
+        let reachable = match outcome {
+            Ok(_) => true,
+            Err(RedisError::Timeout(_)) => false,
+            // A server error (NOSCRIPT, OOM, a script's error) is an answer.
+            // I/O errors include refused and dropped connections and timeouts.
+            Err(RedisError::Command(error)) => {
+                !(error.is_io_error() || error.is_unrecoverable_error())
+            }
+        };
+        self.reachable.store(reachable, Ordering::Relaxed);
+    }
+}
+
+/// Counts one call in flight until dropped, also when its caller goes away mid-call.
+struct InFlight(Arc<Usage>);
+
+impl InFlight {
+    fn enter(usage: &Arc<Usage>) -> Self {
+        usage.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(usage.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One Redis role: its shared connection, key prefix and call deadline; cheap to clone.
+///
+/// (Named for the pool it replaced; it holds one multiplexed connection, or one per
+/// cluster node.)
 #[derive(Clone)]
 pub struct RedisPool {
-    pool: Backend,
+    connection: Connection,
     deadline: Duration,
     prefix: Arc<str>,
+    usage: Arc<Usage>,
 }
 
 impl std::fmt::Debug for RedisPool {
@@ -110,52 +229,70 @@ impl std::fmt::Debug for RedisPool {
 }
 
 impl RedisPool {
-    /// Builds the pool; connections open lazily, so Redis may be down at start.
+    /// Builds the role's client and starts opening its connection in the background,
+    /// so Redis may be down at start. Must be called inside a Tokio runtime.
     pub fn new(url: &str, config: &RedisConfig) -> Result<Self, RedisSetupError> {
-        let mut pool_config = PoolConfig::new(config.redis_pool_size as usize);
-        pool_config.timeouts = Timeouts {
-            wait: Some(config.redis_pool_wait_timeout),
-            create: Some(config.redis_connect_timeout),
-            recycle: Some(config.redis_response_timeout),
-        };
         let invalid = |e: &dyn std::fmt::Display| RedisSetupError(e.to_string());
-        let pool = match cluster_seeds(url) {
-            Some(urls) => {
-                for seed in &urls {
-                    // Validate each seed here so a typo stops the process at start.
-                    redis::Client::open(seed.as_str()).map_err(|e| invalid(&e))?;
-                }
-                let config = deadpool_redis::cluster::Config {
-                    urls: Some(urls),
-                    connections: None,
-                    pool: Some(pool_config),
-                    read_from_replicas: false,
-                };
-                Backend::Cluster(
-                    config
-                        .create_pool(Some(Runtime::Tokio1))
-                        .map_err(|e| invalid(&e))?,
-                )
+        let deadline = config.redis_connect_timeout + config.redis_response_timeout;
+        let connection = match cluster_seeds(url) {
+            Some(seeds) => {
+                let (min_wait, max_wait) = CLUSTER_RETRY_WAIT_MS;
+                let client = ClusterClientBuilder::new(seeds)
+                    .overall_response_timeout(Some(deadline))
+                    .retries(CLUSTER_RETRIES)
+                    .min_retry_wait(min_wait)
+                    .max_retry_wait(max_wait)
+                    .build()
+                    .map_err(|e| invalid(&e))?;
+                // The per-node timeouts go here, not on the builder: a connection's
+                // config replaces the builder's response timeout, also with "none".
+                let timeouts = ClusterConfig::new()
+                    .set_connection_timeout(config.redis_connect_timeout)
+                    .set_response_timeout(config.redis_response_timeout);
+                // "Pending": the connection's own task connects the nodes; a command
+                // sent before that waits for it (within its deadline).
+                Connection::Cluster(client.get_pending_async_connection_with_config(timeouts))
             }
             None => {
-                redis::Client::open(url).map_err(|e| invalid(&e))?;
-                let config = deadpool_redis::Config {
-                    url: Some(url.to_owned()),
-                    connection: None,
-                    pool: Some(pool_config),
-                };
-                Backend::Single(
-                    config
-                        .create_pool(Some(Runtime::Tokio1))
+                let client = redis::Client::open(url).map_err(|e| invalid(&e))?;
+                let manager_config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(config.redis_connect_timeout))
+                    .set_response_timeout(Some(config.redis_response_timeout))
+                    .set_number_of_retries(RECONNECT_ATTEMPTS - 1)
+                    .set_min_delay(RECONNECT_MIN_DELAY);
+                Connection::Single(
+                    ConnectionManager::new_lazy_with_config(client, manager_config)
                         .map_err(|e| invalid(&e))?,
                 )
             }
         };
-        Ok(Self {
-            pool,
-            deadline: config.redis_pool_wait_timeout + config.redis_response_timeout,
+        let pool = Self {
+            connection,
+            deadline,
             prefix: config.redis_key_prefix.as_str().into(),
-        })
+            usage: Arc::new(Usage::default()),
+        };
+        pool.connect_in_background();
+        Ok(pool)
+    }
+
+    /// Drives the first connection in a task of its own: the manager's lazy connection
+    /// is otherwise opened by whichever caller comes first, and a caller that gives up
+    /// would leave it half-open for the next. Also gives `/metrics` a first reading.
+    fn connect_in_background(&self) {
+        let (mut connection, usage) = (self.connection.clone(), self.usage.clone());
+        // Bounded without a deadline of ours: a single node's round of attempts is
+        // finite, and the cluster client applies the overall deadline itself.
+        tokio::spawn(async move {
+            let outcome = redis::cmd("PING")
+                .query_async::<()>(&mut connection)
+                .await
+                .map_err(RedisError::from);
+            if let Err(error) = &outcome {
+                tracing::warn!(%error, "Redis is not reachable yet; calls will reconnect");
+            }
+            usage.record(&outcome);
+        });
     }
 
     /// The prefix every key of this deployment starts with.
@@ -163,24 +300,21 @@ impl RedisPool {
         &self.prefix
     }
 
-    /// Runs `operation` on a pooled connection; checkout and command together must
-    /// finish within the pool-wait plus response timeout.
+    /// Runs `operation` on a clone of the shared connection; waiting for a connection
+    /// and the answer together must finish within the connect plus response timeout.
     pub async fn run<T, F, Fut>(&self, operation: F) -> Result<T, RedisError>
     where
         F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = Result<T, redis::RedisError>>,
     {
-        let work = async {
-            let connection = match &self.pool {
-                Backend::Single(pool) => Connection::Single(pool.get().await?),
-                Backend::Cluster(pool) => Connection::Cluster(pool.get().await?),
+        let _in_flight = InFlight::enter(&self.usage);
+        let outcome =
+            match tokio::time::timeout(self.deadline, operation(self.connection.clone())).await {
+                Ok(result) => result.map_err(RedisError::from),
+                Err(_) => Err(RedisError::Timeout(self.deadline)),
             };
-            Ok(operation(connection).await?)
-        };
-        match tokio::time::timeout(self.deadline, work).await {
-            Ok(result) => result,
-            Err(_) => Err(RedisError::Timeout(self.deadline)),
-        }
+        self.usage.record(&outcome);
+        outcome
     }
 
     /// The deadline of one [`RedisPool::run`]: pool wait plus response timeout.
@@ -188,34 +322,36 @@ impl RedisPool {
         self.deadline
     }
 
-    /// Whether this pool talks to a Redis Cluster.
+    /// Whether this role talks to a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
-        matches!(self.pool, Backend::Cluster(_))
+        matches!(self.connection, Connection::Cluster(_))
     }
 
-    /// Exports the pool's usage as `<name>_connections` (open) and
-    /// `<name>_idle_connections`, e.g. `redis_cache_pool_connections`.
+    /// Exports the role's state as two gauges, e.g. `redis_cache_reachable` (1 when
+    /// the last call got an answer from Redis, 0 when it found no connection or no answer
+    /// in time) and `redis_cache_calls_in_flight` (calls waiting for a connection or an
+    /// answer now).
     pub fn register_metrics(
         &self,
         metrics: &crate::metrics::Metrics,
-        open_name: &'static str,
-        idle_name: &'static str,
+        reachable_name: &'static str,
+        in_flight_name: &'static str,
     ) {
-        let status = |backend: &Backend| match backend {
-            Backend::Single(pool) => pool.status(),
-            Backend::Cluster(pool) => pool.status(),
-        };
-        let pool = self.pool.clone();
-        metrics.register_gauge_fn(open_name, "Open Redis connections in the pool", move || {
-            status(&pool).size as i64
-        });
-        let pool = self.pool.clone();
-        metrics.register_gauge_fn(idle_name, "Idle Redis connections in the pool", move || {
-            status(&pool).available as i64
-        });
+        let usage = self.usage.clone();
+        metrics.register_gauge_fn(
+            reachable_name,
+            "1 when the last Redis call got an answer, 0 when it found no connection or no answer in time",
+            move || i64::from(usage.reachable.load(Ordering::Relaxed)),
+        );
+        let usage = self.usage.clone();
+        metrics.register_gauge_fn(
+            in_flight_name,
+            "Redis calls waiting for a connection or an answer",
+            move || usage.in_flight.load(Ordering::Relaxed),
+        );
     }
 
-    /// One PING, for readiness.
+    /// One PING (on a cluster, to every primary), for readiness.
     pub async fn ping(&self) -> Result<(), RedisError> {
         self.run(|mut connection| async move {
             redis::cmd("PING").query_async::<()>(&mut connection).await

@@ -39,3 +39,36 @@ async fn after_draining_a_late_probe_result_cannot_turn_readiness_back_on() {
         Ok(ServingStatus::Serving)
     );
 }
+
+/// The value of an unlabelled series in an exposition.
+fn sample(exposition: &str, name: &str) -> Option<String> {
+    exposition
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .map(str::to_owned)
+}
+
+#[tokio::test]
+async fn readiness_serving_gauge_follows_readiness_and_drops_to_zero_on_drain() {
+    // Arrange: a registry exporting the health's gauge; readiness starts NOT_SERVING.
+    let (health, _service) = Health::new(&["learngreek.test.v1.Test"]).await;
+    let metrics = common::metrics::Metrics::new();
+    health.register_metrics(&metrics);
+    let before = sample(&metrics.render(), "readiness_serving");
+
+    // Act
+    health.set_ready(true).await;
+    let ready = sample(&metrics.render(), "readiness_serving");
+    health.set_ready(false).await;
+    let unready = sample(&metrics.render(), "readiness_serving");
+    health.set_ready(true).await;
+    health.drain().await;
+    let drained = sample(&metrics.render(), "readiness_serving");
+
+    // Assert
+    assert_eq!(before.as_deref(), Some("0"));
+    assert_eq!(ready.as_deref(), Some("1"));
+    assert_eq!(unready.as_deref(), Some("0"));
+    assert_eq!(drained.as_deref(), Some("0"));
+    assert!(!health.is_ready());
+}

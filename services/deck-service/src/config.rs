@@ -54,6 +54,8 @@ pub struct Config {
     #[command(flatten)]
     pub redis: RedisConfig,
     #[command(flatten)]
+    pub revocation: common::revocation::RevocationConfig,
+    #[command(flatten)]
     pub cache: CacheConfig,
     /// session-service gRPC URL, for the public keys that verify access tokens
     /// (unused when JWT_PUBLIC_KEYS_FILE is set): `http://host:port`, or several separated
@@ -117,6 +119,24 @@ pub struct CacheConfig {
     #[arg(long = "cache-outbox-interval-ms", env = "CACHE_OUTBOX_INTERVAL_MS", default_value = "500",
           value_parser = parse_millis)]
     pub cache_outbox_interval: Duration,
+    /// Lifetime, in milliseconds, of an entry of the in-process L1 cache (1 to 2000): the
+    /// hard bound on its staleness, should an invalidation push go missing unnoticed.
+    #[arg(long = "cache-l1-ttl-ms", env = "CACHE_L1_TTL_MS", default_value = "1000",
+          value_parser = parse_l1_ttl)]
+    pub cache_l1_ttl: Duration,
+    /// Bytes the in-process L1 cache may hold (keys, values and bookkeeping); 0 turns L1 off.
+    #[arg(long = "cache-l1-max-bytes", env = "CACHE_L1_MAX_BYTES", default_value_t = 64 << 20,
+          value_parser = clap::value_parser!(u64).range(0..=(16_u64 << 30)))]
+    pub cache_l1_max_bytes: u64,
+}
+
+/// The L1 TTL: milliseconds, at least 1 and at most 2000 (ARCHITECTURE.md: ≤ 2 s).
+fn parse_l1_ttl(value: &str) -> Result<Duration, String> {
+    let ttl = parse_millis(value)?;
+    if ttl.is_zero() || ttl > Duration::from_secs(2) {
+        return Err("must be between 1 and 2000 milliseconds".into());
+    }
+    Ok(ttl)
 }
 
 impl Config {

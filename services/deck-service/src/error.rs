@@ -19,6 +19,9 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     Unauthenticated(String),
+    /// The token's session or user has ended: UNAUTHENTICATED with reason TOKEN_REVOKED.
+    #[error("token revoked")]
+    TokenRevoked,
     #[error("superuser role required")]
     PermissionDenied,
     #[error("{0}")]
@@ -79,7 +82,9 @@ impl From<sqlx::Error> for Error {
 impl From<common::auth::AuthError> for Error {
     fn from(error: common::auth::AuthError) -> Self {
         match error {
-            common::auth::AuthError::KeysUnavailable => Self::Unavailable(error.to_string()),
+            common::auth::AuthError::KeysUnavailable
+            | common::auth::AuthError::RevocationUnknown => Self::Unavailable(error.to_string()),
+            common::auth::AuthError::Revoked => Self::TokenRevoked,
             _ => Self::Unauthenticated(error.to_string()),
         }
     }
@@ -91,6 +96,7 @@ impl From<Error> for tonic::Status {
             Error::InvalidArgument(violations) => common::status::invalid_fields(violations),
             Error::NotFound(message) => tonic::Status::not_found(message),
             Error::Unauthenticated(message) => tonic::Status::unauthenticated(message),
+            Error::TokenRevoked => common::auth::AuthError::Revoked.into(),
             Error::PermissionDenied => tonic::Status::permission_denied(error.to_string()),
             Error::Unavailable(message) => tonic::Status::unavailable(message),
             Error::Internal(cause) => {

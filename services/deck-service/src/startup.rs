@@ -9,14 +9,19 @@ use std::{
 
 use anyhow::Context;
 use common::{
-    auth::AccessVerifier, balance::BalancedChannel, grpc::GrpcApp, health::Dependency,
-    redis::RedisPool, shutdown::Shutdown,
+    auth::AccessVerifier,
+    balance::BalancedChannel,
+    grpc::GrpcApp,
+    health::Dependency,
+    pubsub::{PubsubMetrics, Subscription, SubscriptionConfig},
+    redis::RedisPool,
+    shutdown::Shutdown,
 };
 use proto::deck::v1::deck_service_server::DeckServiceServer;
 use tonic::service::Routes;
 
 use crate::{
-    cache::{Cache, CacheHooks, CacheMetrics, CacheSettings, Ttls, Views},
+    cache::{Cache, CacheHooks, CacheMetrics, CacheSettings, L1Settings, Ttls, Views},
     clock::{Clock, SystemClock},
     config::{Config, DEFAULT_PORT},
     grpc::DeckGrpc,
@@ -96,6 +101,10 @@ impl Application {
                 breaker_cooldown: config.cache.cache_breaker_cooldown,
                 negative_ttl: config.cache.cache_negative_ttl,
                 max_inflight_loads: config.cache.cache_max_inflight_loads as usize,
+                l1: (config.cache.cache_l1_max_bytes > 0).then_some(L1Settings {
+                    max_bytes: config.cache.cache_l1_max_bytes,
+                    ttl: config.cache.cache_l1_ttl,
+                }),
             },
             options.hooks,
         );
@@ -122,26 +131,62 @@ impl Application {
             pool: pg.clone(),
         };
         let db = store.db().clone();
-        let use_cases = DeckApp::new(store, Views::new(cache, ttls), options.clock);
-        let api = DeckGrpc::new(use_cases, verifier);
+        let views = Views::new(cache.clone(), ttls);
+        let use_cases = DeckApp::new(store, views, options.clock);
+        let api = DeckGrpc::new(use_cases, verifier.clone());
 
         let app = GrpcApp::bind(
             &config.grpc,
             ([0, 0, 0, 0], DEFAULT_PORT).into(),
             &[proto::DECK_SERVICE_NAME],
-            shutdown,
+            shutdown.clone(),
         )
         .await
         .context("cannot bind GRPC_ADDR")?
         .depends_on(Dependency::postgres(pg.clone()));
+        // Once per process: every subscription of deck-service shares these series.
+        let pubsub_metrics = PubsubMetrics::register(app.metrics());
+        // Revoked tokens are refused from the first request on: until the push channel
+        // and its snapshot are in, each check asks the sessions Redis.
+        common::revocation::enforce(
+            &verifier,
+            &config.revocation,
+            &config.redis,
+            app.metrics(),
+            &pubsub_metrics,
+            app.shutdown(),
+        )
+        .map_err(|error| anyhow::anyhow!(error))?;
         crate::cache::register_metrics(app.metrics(), &handles.cache_metrics);
         db.register_metrics(app.metrics());
         common::postgres::register_metrics(app.metrics(), &pg);
         redis.register_metrics(
             app.metrics(),
-            "redis_cache_pool_connections",
-            "redis_cache_pool_idle_connections",
+            "redis_cache_reachable",
+            "redis_cache_calls_in_flight",
         );
+        if let Some(l1) = cache.l1() {
+            let pushed = cache.clone();
+            let subscription = Subscription::spawn(
+                SubscriptionConfig::new(
+                    "cache_invalidation",
+                    config.cache_redis_url.expose(),
+                    &config.redis,
+                    vec![cache.invalidation_channel().to_owned()],
+                ),
+                move |_, payload| pushed.apply_pushed_invalidation(payload),
+                &pubsub_metrics,
+                shutdown,
+            )
+            .context("CACHE_REDIS_URL")?;
+            l1.attach(subscription);
+            let l1 = l1.clone();
+            app.metrics().register_gauge_fn(
+                "deck_cache_l1_bytes",
+                "Bytes held by the in-process L1 cache (keys, values, bookkeeping).",
+                move || i64::try_from(l1.weighted_size()).unwrap_or(i64::MAX),
+            );
+        }
         let routes = Routes::new(DeckServiceServer::new(api));
         Ok(Self {
             app,

@@ -396,6 +396,78 @@ async fn reviews_through_grpc_match_the_sm2_vectors_bit_for_bit() {
 }
 
 #[tokio::test]
+async fn the_sql_sm2_of_the_review_statement_matches_the_rust_sm2_bit_for_bit() {
+    // Arrange: thousands of random states and qualities, plus the vectors' edge cases
+    // (the ef floor, ties of round-half-to-even, the interval cap).
+    use deck_service::domain::sm2::{self, Quality, SrsState, Status};
+    use rand::{Rng, SeedableRng};
+    let app = TestApp::spawn().await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+    let mut states: Vec<(f64, i32, i32, i16)> = (0..5000)
+        .map(|_| {
+            (
+                rng.gen_range(1.3..4.5),
+                rng.gen_range(0..=36_500),
+                rng.gen_range(0..=30),
+                rng.gen_range(0..=5),
+            )
+        })
+        .collect();
+    states.extend([
+        (2.5, 0, 0, 5),
+        (2.5, 5, 2, 4),
+        (2.5, 7, 2, 4),
+        (2.5, 6, 2, 3),
+        (1.3, 10, 4, 0),
+        (1.3, 10, 4, 3),
+        (3.0, 36_500, 9, 5),
+        (100.0, 36_000, 40, 5),
+    ]);
+    let today = time::macros::date!(2026 - 11 - 26);
+
+    // Act: `sm2_next` (what `apply_review` computes with) on every state, in one query.
+    let rows: Vec<(f64, i32, i32, String)> = sqlx::query_as(
+        "SELECT n.easiness_factor, n.interval_days, n.repetitions, n.status \
+         FROM unnest($1::float8[], $2::int4[], $3::int4[], $4::int2[]) WITH ORDINALITY \
+              AS s(ef, days, reps, q, ord) \
+         CROSS JOIN LATERAL sm2_next(s.ef, s.days, s.reps, s.q) n ORDER BY s.ord",
+    )
+    .bind(states.iter().map(|s| s.0).collect::<Vec<_>>())
+    .bind(states.iter().map(|s| s.1).collect::<Vec<_>>())
+    .bind(states.iter().map(|s| s.2).collect::<Vec<_>>())
+    .bind(states.iter().map(|s| s.3).collect::<Vec<_>>())
+    .fetch_all(&app.handles.pool)
+    .await
+    .unwrap();
+
+    // Assert: the same state as the Rust function, bit for bit.
+    assert_eq!(rows.len(), states.len());
+    for (&(ef, interval, repetitions, q), sql) in states.iter().zip(&rows) {
+        let previous = SrsState {
+            easiness_factor: ef,
+            interval,
+            repetitions,
+            status: Status::Review,
+            next_review_date: today,
+        };
+        let rust = sm2::review(previous, Quality::new(i64::from(q)).unwrap(), today);
+        let state = (ef, interval, repetitions, q);
+        assert_eq!(
+            sql.0.to_bits(),
+            rust.easiness_factor.to_bits(),
+            "ef of {state:?}: SQL {} Rust {}",
+            sql.0,
+            rust.easiness_factor
+        );
+        assert_eq!(
+            (sql.1, sql.2, sql.3.as_str()),
+            (rust.interval, rust.repetitions, rust.status.as_str()),
+            "{state:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn study_queue_lists_due_then_new_then_early_practice_as_the_clock_moves() {
     let app = TestApp::spawn_with(support::Spawn {
         now: datetime!(2030-01-10 12:00 UTC),

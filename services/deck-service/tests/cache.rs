@@ -107,6 +107,53 @@ async fn a_write_counts_every_statement_it_runs_begin_and_commit_included() {
 }
 
 #[tokio::test]
+async fn a_review_is_one_postgresql_round_trip_and_a_batch_one_per_review() {
+    // Arrange: a started deck whose deck entry is cached (the batch checks the deck).
+    let app = TestApp::spawn().await;
+    let (deck, cards) = started_deck(&app, "Reviewed").await;
+    let mut client = app.client.clone();
+    client
+        .get_deck(auth(&app.user, get_deck(&deck.id)))
+        .await
+        .unwrap();
+    let review = |card: &pb::Card, quality| pb::SubmitReviewRequest {
+        card_id: card.id.clone(),
+        quality,
+        time_taken: 5,
+    };
+    let before = app.queries();
+
+    // Act: one review, then a batch of three.
+    client
+        .submit_review(auth(&app.user, review(&cards[0], 4)))
+        .await
+        .unwrap();
+    let after_one = app.queries();
+    let batch = client
+        .submit_reviews(auth(
+            &app.user,
+            pb::SubmitReviewsRequest {
+                deck_id: deck.id.clone(),
+                session_id: "counted".into(),
+                reviews: cards.iter().map(|card| review(card, 5)).collect(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+
+    // Assert: one statement per review (SRS row, log, counters and outbox row in one;
+    // no BEGIN or COMMIT), and the batch's deck check came from the cache.
+    assert_eq!(after_one - before, 1, "one review, one statement");
+    assert_eq!(batch.successful, 3);
+    assert_eq!(
+        app.queries() - after_one,
+        3,
+        "a batch of three reviews, three statements"
+    );
+}
+
+#[tokio::test]
 async fn cache_counters_and_breaker_state_are_exported_on_metrics() {
     let app = TestApp::spawn().await;
     let (deck, _) = app.deck_with_cards("Metrics", 1).await;
@@ -258,6 +305,48 @@ async fn a_fill_that_read_postgres_before_a_write_does_not_land_after_it() {
     assert_eq!(app.metrics().rejected_fills, 1);
     assert_eq!(deck_name(&app, &deck).await, "New name");
     assert_eq!(deck_name(&app, &deck).await, "New name");
+}
+
+#[tokio::test]
+async fn an_l1_fill_from_a_load_that_read_postgres_before_a_write_is_never_served_after_it() {
+    // Arrange: L1 on, and subscribed (else it is bypassed and this would test nothing).
+    let gate = FillGate::default();
+    let app = TestApp::spawn_with(Spawn {
+        hooks: gate.hooks(),
+        l1: true,
+        ..Default::default()
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while app
+        .metric("pubsub_subscribed{subscription=\"cache_invalidation\"}")
+        .await
+        != Some(1.0)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the L1 subscription never came up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (deck, _) = app.deck_with_cards("Old name", 1).await;
+    let (reached_rx, release_tx) = gate.park(deck_key(&app, &deck));
+
+    // Act: the reader reads PostgreSQL ("Old name") and parks before its fills (Redis,
+    // then L1); a write commits and invalidates; then the fills are let go.
+    let reader = spawn_get_deck(&app, &deck);
+    reached_rx.await.unwrap();
+    rename(&app, &deck, "New name").await;
+    release_tx.send(()).unwrap();
+    let read_before_write = reader.await.unwrap().unwrap().into_inner();
+
+    // Assert: neither tier kept the old value, and L1 serves the new one.
+    assert_eq!(read_before_write.name, "Old name");
+    let l1_hits = app.metrics().l1_hits;
+    for _ in 0..3 {
+        assert_eq!(deck_name(&app, &deck).await, "New name");
+    }
+    assert!(app.metrics().l1_hits >= l1_hits + 2, "L1 was not used");
 }
 
 #[tokio::test]

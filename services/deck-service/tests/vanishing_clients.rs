@@ -1,7 +1,9 @@
 //! Clients that give up mid-call, through gRPC on real PostgreSQL and Redis: reads cut a
-//! few milliseconds after sending must leave no connection in use, no load parked in the
-//! single-flight map, and the process as able to answer as before; a write whose client
-//! hangs up after COMMIT must still invalidate what it made stale.
+//! few milliseconds after sending must leave no PostgreSQL connection in use, no Redis
+//! call in flight and no extra Redis connection open (the process keeps its one shared
+//! connection per node), no load parked in the single-flight map, and the process as able
+//! to answer as before; a write whose client hangs up after COMMIT must still invalidate
+//! what it made stale.
 
 mod support;
 
@@ -14,19 +16,31 @@ use futures::StreamExt;
 use proto::deck::v1 as pb;
 use rand::Rng;
 use support::{PoolsInUse, Spawn, TestApp, auth, get_deck};
-use test_support::RedisServer;
+use test_support::{
+    RedisServer,
+    redis_monitor::{connections_to, redis_nodes},
+};
 use tonic::Code;
 use uuid::Uuid;
 
 const CUTS: usize = 1500;
 const CUT_CONNECTIONS: usize = 8;
 
-/// Small pools, so that a single stranded connection shows.
+/// A small PostgreSQL pool, so that a single stranded connection shows. Every miss
+/// may load shared (in a task of its own, which is what this test is about): with
+/// nothing but the 3 connections to slow them, cut calls start loads faster than they
+/// finish, and past the default bound of 256 a miss would load in its caller, whom the
+/// cut takes away with it (by design; `tests/cache.rs` covers that path).
 fn small_pools() -> Spawn {
     Spawn {
-        extra_args: ["--database-max-connections", "3", "--redis-pool-size", "4"]
-            .map(str::to_owned)
-            .to_vec(),
+        extra_args: [
+            "--database-max-connections",
+            "3",
+            "--cache-max-inflight-loads",
+            &CUTS.to_string(),
+        ]
+        .map(str::to_owned)
+        .to_vec(),
         ..Default::default()
     }
 }
@@ -65,14 +79,29 @@ async fn uncut_miss(client: &support::Client, token: &str) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn misses_cut_short_by_vanishing_clients_leave_no_connection_in_use() {
-    // Arrange: a warm process (pools opened, token verified once) with tiny pools.
-    let app = TestApp::spawn_with(small_pools()).await;
+    // Arrange: a warm process (pools opened, token verified once) with a tiny pool.
+    // Revocations are followed on a Redis of their own, so every connection this process
+    // has to the cache Redis is the cache's.
+    let sessions = RedisServer::start();
+    let app = TestApp::spawn_with(Spawn {
+        session_redis_url: sessions.url(),
+        ..small_pools()
+    })
+    .await;
     let (deck, _) = app.deck_with_cards("Warm", 1).await;
     app.client
         .clone()
         .get_deck(auth(&app.user, get_deck(&deck.id)))
         .await
         .unwrap();
+    // This process talks to the cache Redis only through the app (one connection per node).
+    let redis_nodes = redis_nodes(&app.redis_url).await;
+    let redis_connections = connections_to(&redis_nodes);
+    assert_eq!(
+        redis_connections,
+        redis_nodes.len(),
+        "one shared connection per Redis node ({redis_nodes:?})"
+    );
     // A quiet process holds no connection (between the outbox drainer's passes).
     let quiet = PoolsInUse {
         postgres: 0.0,
@@ -127,7 +156,12 @@ async fn misses_cut_short_by_vanishing_clients_leave_no_connection_in_use() {
         after.postgres, baseline.postgres,
         "PostgreSQL connections in use"
     );
-    assert_eq!(after.redis, baseline.redis, "Redis connections in use");
+    assert_eq!(after.redis, baseline.redis, "Redis calls in flight");
+    assert_eq!(
+        connections_to(&redis_nodes),
+        redis_connections,
+        "Redis connections of the process"
+    );
     assert_eq!(after.inflight_loads, Some(0.0), "loads left in flight");
     let misses = (0..64).map(|_| {
         let mut client = app.client.clone();
@@ -150,10 +184,15 @@ async fn misses_cut_short_by_vanishing_clients_leave_no_connection_in_use() {
 async fn a_write_whose_caller_hangs_up_after_commit_still_invalidates_its_keys() {
     // Arrange: a cached deck, a Redis that will freeze, and a drainer too slow to
     // help within the test, so only the write's own invalidation can clean up.
+    // Redis's answers may take 5 s, so the invalidation is still waiting on the frozen
+    // Redis when its client hangs up (at the 250 ms default it would give up first).
     let redis = RedisServer::start();
     let app = TestApp::spawn_with(Spawn {
         redis_url: redis.url(),
         outbox_interval_ms: 600_000,
+        extra_args: ["--redis-response-timeout-ms", "5000"]
+            .map(str::to_owned)
+            .to_vec(),
         ..Default::default()
     })
     .await;

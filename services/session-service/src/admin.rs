@@ -1,27 +1,98 @@
-//! Operator subcommand `make-superuser` (admin bootstrap).
+//! Operator subcommands that change a user's standing: `make-superuser` (admin
+//! bootstrap), `remove-superuser` and `deactivate-user`.
+//!
+//! Each changes the user in PostgreSQL, then ends every session of the user and every
+//! access token issued to them so far ([`crate::service::end_user_sessions`]): a role or
+//! an account taken away must not live on in tokens until their `exp`, and a new role
+//! shows in the tokens of the next login. The sessions are ended even when the flag was
+//! already as asked, so running a command again after a failed Redis step completes it.
+
+use std::sync::Arc;
 
 use anyhow::Context;
+use common::{
+    clock::{Clock, SystemClock},
+    redis::RedisPool,
+    revocation::Publisher,
+};
 
-use crate::{config::database_url, domain::Email, startup::MIGRATOR, store::users};
+use crate::{
+    config::{Config, database_url},
+    domain::Email,
+    service::end_user_sessions,
+    startup::MIGRATOR,
+    store::{
+        sessions::{self, Sessions},
+        users,
+    },
+};
 
-/// Makes the existing user with `email` a superuser. Errors if there is no such user.
-pub async fn make_superuser(
-    postgres: &common::config::PostgresConfig,
+/// What an operator command changes about a user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StandingChange {
+    MakeSuperuser,
+    RemoveSuperuser,
+    Deactivate,
+}
+
+impl StandingChange {
+    fn done(self) -> &'static str {
+        match self {
+            Self::MakeSuperuser => "is now a superuser",
+            Self::RemoveSuperuser => "is no longer a superuser",
+            Self::Deactivate => "is deactivated",
+        }
+    }
+}
+
+/// Applies `change` to the user with `email`, then ends all their sessions and tokens.
+/// Errors if there is no such user or a store fails.
+pub async fn change_standing(
+    config: &Config,
     email: &str,
+    change: StandingChange,
 ) -> anyhow::Result<()> {
     let email = Email::parse(email)
         .map_err(|violation| anyhow::anyhow!("{}: {}", violation.field, violation.message))?;
-    let pg = common::postgres::pool(postgres, database_url(postgres))?;
-    common::postgres::migrate(&pg, &MIGRATOR, postgres.database_startup_timeout)
+    let pg = common::postgres::pool(&config.postgres, database_url(&config.postgres))?;
+    common::postgres::migrate(&pg, &MIGRATOR, config.postgres.database_startup_timeout)
         .await
         .context("database")?;
-    if users::make_superuser(&pg, &email)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-    {
-        println!("{} is now a superuser", email.as_str());
-        Ok(())
-    } else {
-        anyhow::bail!("no user with e-mail {}", email.as_str())
+    let user_id = match change {
+        StandingChange::MakeSuperuser => users::set_superuser(&pg, &email, true).await,
+        StandingChange::RemoveSuperuser => users::set_superuser(&pg, &email, false).await,
+        StandingChange::Deactivate => users::set_active(&pg, &email, false).await,
     }
+    .map_err(|e| anyhow::anyhow!("{e}"))?
+    .ok_or_else(|| anyhow::anyhow!("no user with e-mail {}", email.as_str()))?;
+
+    let redis = RedisPool::new(config.session_redis_url.expose(), &config.redis)
+        .context("SESSION_REDIS_URL")?;
+    let tokens = &config.tokens;
+    let store = Sessions::new(
+        redis.clone(),
+        sessions::Lifetimes {
+            session_ms: tokens.refresh_token_ttl.as_millis() as u64,
+            grace_ms: tokens.refresh_grace.as_millis() as u64,
+            grace_max_replays: tokens.refresh_grace_max_replays,
+        },
+        config.max_sessions_per_user,
+    );
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let ended = end_user_sessions(
+        &store,
+        &Publisher::new(redis, tokens.access_token_ttl),
+        &*clock,
+        user_id,
+    )
+    .await
+    .map_err(|e| {
+        anyhow::anyhow!("{e}: the user changed, but their sessions did not end; run again")
+    })?;
+    println!(
+        "{} {}; {ended} session(s) ended",
+        email.as_str(),
+        change.done()
+    );
+    Ok(())
 }

@@ -33,15 +33,22 @@ pub enum Command {
     Serve,
     /// Check a running server's grpc.health.v1 status; exit 0 only on SERVING.
     Healthcheck(HealthcheckArgs),
-    /// Make the existing user with this e-mail a superuser (admin bootstrap). Uses DATABASE_URL.
-    MakeSuperuser(MakeSuperuserArgs),
+    /// Make the existing user with this e-mail a superuser (admin bootstrap), ending their
+    /// sessions. Uses DATABASE_URL and SESSION_REDIS_URL.
+    MakeSuperuser(UserArgs),
+    /// Take the superuser role from the user with this e-mail, ending their sessions and
+    /// tokens at once. Uses DATABASE_URL and SESSION_REDIS_URL.
+    RemoveSuperuser(UserArgs),
+    /// Deactivate the user with this e-mail (no more logins or refreshes), ending their
+    /// sessions and tokens at once. Uses DATABASE_URL and SESSION_REDIS_URL.
+    DeactivateUser(UserArgs),
     /// Print a new Ed25519 signing key (PKCS#8 PEM) for JWT_PRIVATE_KEY_FILE.
     GenerateKey,
 }
 
-/// Arguments of `make-superuser`.
+/// Arguments of the subcommands that change one user.
 #[derive(Clone, Debug, clap::Args)]
-pub struct MakeSuperuserArgs {
+pub struct UserArgs {
     /// E-mail address of the user (compared case-insensitively).
     pub email: String,
 }

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use common::shutdown::Shutdown;
 use session_service::{
+    admin::StandingChange,
     config::{Cli, Command, Config, DEFAULT_PORT},
     startup::{Application, Options},
     tokens::TokenKeys,
@@ -21,11 +22,13 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::MakeSuperuser(args)) => {
-            common::telemetry::init(&cli.config.log);
-            common::grpc::exit_code(
-                "session-service make-superuser",
-                session_service::admin::make_superuser(&cli.config.postgres, &args.email).await,
-            )
+            change_standing(&cli.config, &args.email, StandingChange::MakeSuperuser).await
+        }
+        Some(Command::RemoveSuperuser(args)) => {
+            change_standing(&cli.config, &args.email, StandingChange::RemoveSuperuser).await
+        }
+        Some(Command::DeactivateUser(args)) => {
+            change_standing(&cli.config, &args.email, StandingChange::Deactivate).await
         }
         None | Some(Command::Serve) => {
             // A missing or unreadable signing key is a configuration error: exit 64.
@@ -35,6 +38,15 @@ async fn main() -> ExitCode {
             common::grpc::exit_code("session-service", serve(cli.config, keys).await)
         }
     }
+}
+
+/// Runs one of the subcommands that change a user ([`session_service::admin`]).
+async fn change_standing(config: &Config, email: &str, change: StandingChange) -> ExitCode {
+    common::telemetry::init(&config.log);
+    common::grpc::exit_code(
+        "session-service",
+        session_service::admin::change_standing(config, email, change).await,
+    )
 }
 
 async fn serve(config: Config, keys: TokenKeys) -> anyhow::Result<()> {

@@ -5,12 +5,14 @@
 //! has gone is skipped (measured before: 400 logins given up after 0.25 s left their
 //! hashes queued, and the next login waited 1.3–5.5 s for them; see docs/session-service.md).
 //!
-//! The hashes run on a fixed set of dedicated threads, not on tokio's blocking pool:
-//! the allocator keeps each thread's freed 19 MiB block for reuse, so on a pool that
-//! grows to hundreds of threads a login burst left hundreds of MiB resident for good
-//! (measured: ~740 MiB after 64 concurrent registrations). With two threads the same
-//! burst leaves ~245 MiB (`tests/memory.rs`); reusing one block per thread through
-//! `hash_password_into_with_memory` would bring it near 2 × 19 MiB.
+//! The hashes run on a fixed set of dedicated threads, not on tokio's blocking pool, and
+//! each thread computes every hash in one argon2 working area of its own ([`Memory`],
+//! 19 MiB, allocated on its first hash and kept), through
+//! `hash_password_into_with_memory`. Letting argon2 allocate per hash instead left the
+//! allocator holding freed 19 MiB blocks per thread: ~740 MiB resident after 64
+//! concurrent registrations on tokio's blocking pool, ~250 MiB with two dedicated
+//! threads; with one working area per thread it is the threads' areas and little else
+//! (`tests/memory.rs`, docs/session-service.md "Memory").
 //!
 //! Legacy bcrypt (`$2a$`/`$2b$`/`$2y$`) hashes still verify; the caller rehashes them.
 
@@ -24,8 +26,8 @@ use std::{
 };
 
 use argon2::{
-    Algorithm, Argon2, Params, Version,
-    password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString},
+    Algorithm, Argon2, Block, Params, Version,
+    password_hash::{Output, ParamsString, PasswordHash, SaltString},
 };
 use rand::RngCore;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
@@ -38,10 +40,52 @@ const MEMORY_KIB: u32 = 19_456;
 const ITERATIONS: u32 = 2;
 const LANES: u32 = 1;
 
-fn argon2() -> Argon2<'static> {
-    let params = Params::new(MEMORY_KIB, ITERATIONS, LANES, None)
-        .expect("constant argon2 parameters are valid");
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+/// The current parameters: what every new hash uses.
+fn params() -> Params {
+    Params::new(MEMORY_KIB, ITERATIONS, LANES, None).expect("constant argon2 parameters are valid")
+}
+
+/// The argon2 working area of one hashing thread, reused by every hash it computes.
+///
+/// It grows on first use to the current parameters' size (`MEMORY_KIB` blocks of 1 KiB)
+/// and stays: argon2 writes every block before reading it, so nothing needs clearing
+/// between hashes. A stored hash with a larger memory cost (an old parameter set) is
+/// verified in a temporary area instead, so the kept one never outgrows the current size.
+#[derive(Default)]
+pub struct Memory {
+    blocks: Vec<Block>,
+}
+
+impl Memory {
+    /// Runs `work` with at least `count` blocks.
+    fn with<T>(&mut self, count: usize, work: impl FnOnce(&mut [Block]) -> T) -> T {
+        let kept = params().block_count();
+        if count > kept {
+            return work(&mut vec![Block::default(); count]);
+        }
+        if self.blocks.len() < kept {
+            self.blocks.resize(kept, Block::default());
+        }
+        work(&mut self.blocks)
+    }
+
+    /// The raw argon2 output of `password` with `salt` under `argon2`, `len` bytes.
+    fn hash(
+        &mut self,
+        argon2: &Argon2<'_>,
+        params: &Params,
+        password: &[u8],
+        salt: &[u8],
+        len: usize,
+    ) -> Result<Output, argon2::password_hash::Error> {
+        self.with(params.block_count(), |blocks| {
+            Output::init_with(len, |out| {
+                argon2
+                    .hash_password_into_with_memory(password, salt, out, blocks)
+                    .map_err(Into::into)
+            })
+        })
+    }
 }
 
 /// What checking a password found.
@@ -53,7 +97,8 @@ pub enum Verified {
     YesRehash,
 }
 
-type Job = Box<dyn FnOnce() + Send>;
+/// A hash to compute, given the working area of the thread that runs it.
+type Job = Box<dyn FnOnce(&mut Memory) + Send>;
 
 /// How long a caller refused by a full queue is told to wait: about what the threads
 /// need to work through a full queue of tens of hashes.
@@ -104,6 +149,7 @@ impl Hasher {
             std::thread::Builder::new()
                 .name(format!("password-hash-{index}"))
                 .spawn(move || {
+                    let mut memory = Memory::default();
                     loop {
                         // The lock is held only while taking a job, never while running it.
                         let job = match receiver.lock() {
@@ -114,7 +160,8 @@ impl Hasher {
                             // A panicking hash must not take the thread with it; the
                             // caller sees its result channel close and answers INTERNAL.
                             Ok(job) => {
-                                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                                let run = || job(&mut memory);
+                                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run));
                             }
                             // Every Hasher is gone: the process is shutting down.
                             Err(_) => return,
@@ -171,7 +218,8 @@ impl Hasher {
 impl HashSlot {
     /// A new argon2id hash of `password`.
     pub async fn hash(self, password: Password) -> Result<String, Error> {
-        self.run(move || hash_now(password.expose())).await?
+        self.run(move |memory| hash_now(memory, password.expose()))
+            .await?
     }
 
     /// Checks `password` against `stored`. With no stored hash (unknown e-mail) it checks
@@ -181,10 +229,11 @@ impl HashSlot {
         password: Password,
         stored: Option<String>,
     ) -> Result<Verified, Error> {
-        self.run(move || match stored {
-            Some(stored) => verify_now(password.expose(), &stored),
+        self.run(move |memory| match stored {
+            Some(stored) => verify_now(memory, password.expose(), &stored),
             None => {
-                let _ = verify_now(password.expose(), dummy_hash());
+                let dummy = dummy_hash(memory);
+                let _ = verify_now(memory, password.expose(), dummy);
                 Verified::No
             }
         })
@@ -193,7 +242,7 @@ impl HashSlot {
 
     async fn run<T: Send + 'static>(
         self,
-        work: impl FnOnce() -> T + Send + 'static,
+        work: impl FnOnce(&mut Memory) -> T + Send + 'static,
     ) -> Result<T, Error> {
         let Self {
             permit,
@@ -203,7 +252,7 @@ impl HashSlot {
         // The hashing thread inherits the caller's span, so its logs keep the request id.
         let span = tracing::Span::current();
         let (done, result) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move || {
+        let job: Job = Box::new(move |memory| {
             // The place in the queue is the job's until it has run or been skipped, so the
             // bound counts every job a thread still has to take, abandoned or not.
             let _permit = permit;
@@ -213,7 +262,7 @@ impl HashSlot {
                 counts.abandoned.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            let result = span.in_scope(work);
+            let result = span.in_scope(|| work(memory));
             counts.computed.fetch_add(1, Ordering::Relaxed);
             // The caller may have gone while the hash ran; nothing to tell it then.
             let _ = done.send(result);
@@ -227,17 +276,34 @@ impl HashSlot {
     }
 }
 
-fn hash_now(password: &str) -> Result<String, Error> {
+fn hash_now(memory: &mut Memory, password: &str) -> Result<String, Error> {
     let mut salt = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt).map_err(|e| Error::Internal(format!("salt: {e}")))?;
-    argon2()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|hash| hash.to_string())
-        .map_err(|e| Error::Internal(format!("argon2: {e}")))
+    let internal = |e: argon2::password_hash::Error| Error::Internal(format!("argon2: {e}"));
+    let params = params();
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let output = memory
+        .hash(
+            &argon2,
+            &params,
+            password.as_bytes(),
+            &salt,
+            Params::DEFAULT_OUTPUT_LEN,
+        )
+        .map_err(internal)?;
+    let salt = SaltString::encode_b64(&salt).map_err(internal)?;
+    // The PHC string argon2's own `hash_password` would produce for these inputs.
+    let hash = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(internal)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(output),
+    };
+    Ok(hash.to_string())
 }
 
-fn verify_now(password: &str, stored: &str) -> Verified {
+fn verify_now(memory: &mut Memory, password: &str, stored: &str) -> Verified {
     if stored.starts_with("$2") {
         return match bcrypt::verify(password, stored) {
             Ok(true) => Verified::YesRehash,
@@ -249,16 +315,23 @@ fn verify_now(password: &str, stored: &str) -> Verified {
         return Verified::No;
     };
     // The parameters come from the stored hash, so older argon2 hashes still verify.
-    if argon2()
-        .verify_password(password.as_bytes(), &hash)
-        .is_err()
-    {
+    let Some((argon2, params, salt, expected)) = stored_inputs(&hash) else {
+        tracing::warn!("a stored password hash has unusable argon2 parameters");
         return Verified::No;
+    };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+        return Verified::No;
+    };
+    // `Output`'s equality is constant-time.
+    match memory.hash(&argon2, &params, password.as_bytes(), salt, expected.len()) {
+        Ok(computed) if computed == expected => {}
+        _ => return Verified::No,
     }
     let current = hash.algorithm == Algorithm::Argon2id.ident()
-        && Params::try_from(&hash).is_ok_and(|p| {
-            p.m_cost() == MEMORY_KIB && p.t_cost() == ITERATIONS && p.p_cost() == LANES
-        });
+        && params.m_cost() == MEMORY_KIB
+        && params.t_cost() == ITERATIONS
+        && params.p_cost() == LANES;
     if current {
         Verified::Yes
     } else {
@@ -266,19 +339,45 @@ fn verify_now(password: &str, stored: &str) -> Verified {
     }
 }
 
+/// The hasher, parameters, salt and expected output a stored argon2 hash names.
+fn stored_inputs<'h>(
+    hash: &PasswordHash<'h>,
+) -> Option<(
+    Argon2<'static>,
+    Params,
+    argon2::password_hash::Salt<'h>,
+    Output,
+)> {
+    let algorithm = Algorithm::try_from(hash.algorithm).ok()?;
+    let version = match hash.version {
+        Some(version) => Version::try_from(version).ok()?,
+        None => Version::default(),
+    };
+    let params = Params::try_from(hash).ok()?;
+    let argon2 = Argon2::new(algorithm, version, params.clone());
+    Some((argon2, params, hash.salt?, hash.hash?))
+}
+
 /// An argon2id hash of a random password, made once, for unknown e-mails.
-fn dummy_hash() -> &'static str {
+fn dummy_hash(memory: &mut Memory) -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
     DUMMY.get_or_init(|| {
         let mut random = [0u8; 24];
         rand::rngs::OsRng.fill_bytes(&mut random);
-        hash_now(&format!("{random:?}")).expect("hash a dummy password")
+        hash_now(memory, &format!("{random:?}")).expect("hash a dummy password")
     })
 }
 
-/// Computes the dummy hash now, at start-up, so the first unknown-e-mail login is not slower.
-pub fn warm_up() {
-    let _ = dummy_hash();
+impl Hasher {
+    /// Computes the dummy hash now, at start-up, on a hashing thread (in its working
+    /// area), so the first unknown-e-mail login is not slower.
+    pub async fn warm_up(&self) -> Result<(), Error> {
+        self.reserve()?
+            .run(|memory| {
+                dummy_hash(memory);
+            })
+            .await
+    }
 }
 
 #[cfg(test)]
@@ -365,7 +464,7 @@ mod tests {
         // Keep the only thread busy until released, so the next job has to wait.
         let (release, blocker) = std::sync::mpsc::channel::<()>();
         let (started, running) = tokio::sync::oneshot::channel::<()>();
-        let busy = tokio::spawn(hasher.reserve().unwrap().run(move || {
+        let busy = tokio::spawn(hasher.reserve().unwrap().run(move |_| {
             let _ = started.send(());
             blocker.recv()
         }));
@@ -375,7 +474,7 @@ mod tests {
         let abandoned = hasher
             .reserve()
             .unwrap()
-            .run(move || flag.store(true, Ordering::SeqCst));
+            .run(move |_| flag.store(true, Ordering::SeqCst));
 
         // Queued on its first poll, then given up: its caller goes away.
         let gave_up = tokio::time::timeout(Duration::from_millis(50), abandoned).await;

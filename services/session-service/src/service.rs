@@ -6,6 +6,7 @@ use std::{sync::Arc, time::Duration};
 use common::{
     auth::{AccessVerifier, Caller},
     clock::{self, Clock},
+    revocation::{Publisher, Revoked},
 };
 use sqlx::PgPool;
 use time::OffsetDateTime;
@@ -47,6 +48,8 @@ pub struct SessionApp {
     pub hasher: Hasher,
     pub lifetimes: Lifetimes,
     pub metrics: Arc<SessionMetrics>,
+    /// Records and publishes every ended session, so access tokens end with it.
+    pub revocations: Publisher,
 }
 
 impl std::fmt::Debug for SessionApp {
@@ -167,6 +170,13 @@ impl SessionApp {
         if !ended.is_empty() {
             self.metrics.count_evicted(ended.len());
             tracing::info!(%user_id, ended = ?ended, "least recently used sessions ended: the user reached the session cap");
+            for sid in ended {
+                // The new session exists: a failed publication must not fail the login.
+                if let Err(error) = self.publish(Revoked::Session { sid }).await {
+                    tracing::error!(%user_id, session_id = %sid, %error,
+                        "cannot publish an evicted session's revocation; its access tokens live until exp");
+                }
+            }
         }
         Ok(pair)
     }
@@ -229,6 +239,8 @@ impl SessionApp {
             standing.is_superuser,
             now,
         );
+        // Signed before the script decides, so that one round trip both rotates and
+        // keeps the issued pair for the grace window.
         let pair = self.sign(&next)?;
         match self
             .sessions
@@ -236,6 +248,7 @@ impl SessionApp {
                 claims.generation,
                 claims.jti,
                 &next,
+                &pair,
                 clock::unix_millis(now),
             )
             .await?
@@ -244,11 +257,12 @@ impl SessionApp {
                 SessionMetrics::inc(&self.metrics.refresh_rotations);
                 Ok(pair)
             }
-            Rotation::Grace(current) => {
+            Rotation::Grace(issued) => {
                 SessionMetrics::inc(&self.metrics.refresh_grace_replays);
                 tracing::info!(%user_id, %session_id, "refresh replayed inside the grace window");
-                self.sign(&current)
+                Ok(issued)
             }
+            Rotation::GraceLapsed => Err(RefreshError::Invalid.into()),
             // The session's own lifetime equals the token's, so a token past its `exp`
             // (but inside the verification leeway) meets a session that is gone already.
             Rotation::Missing if claims.exp <= clock::unix_seconds(now) => {
@@ -263,6 +277,10 @@ impl SessionApp {
                     generation = claims.generation,
                     "refresh token reuse detected: session revoked"
                 );
+                if let Err(error) = self.publish(Revoked::Session { sid: session_id }).await {
+                    tracing::error!(%user_id, %session_id, %error,
+                        "cannot publish a reused session's revocation; its access tokens live until exp");
+                }
                 Err(RefreshError::Reused.into())
             }
         }
@@ -281,18 +299,32 @@ impl SessionApp {
             .revoke(caller.user_id, claims.sid, self.now_ms())
             .await?;
         self.metrics.count_revoked(u32::from(revoked));
+        // Published even when the session had ended already: a retry after a failed
+        // publication must still end the access tokens (the sid is the caller's own).
+        self.publish(Revoked::Session { sid: claims.sid }).await?;
         Ok(revoked)
     }
 
     /// Ends every live session of the caller; returns how many.
     #[tracing::instrument(skip_all, fields(user_id = %caller.user_id))]
     pub async fn logout_all(&self, caller: &Caller) -> Result<u32, Error> {
-        let revoked = self
-            .sessions
-            .revoke_all(caller.user_id, self.now_ms())
-            .await?;
+        let revoked = end_user_sessions(
+            &self.sessions,
+            &self.revocations,
+            &*self.clock,
+            caller.user_id,
+        )
+        .await?;
         self.metrics.count_revoked(revoked);
         Ok(revoked)
+    }
+
+    /// Records and publishes `revoked` (see `common::revocation`).
+    async fn publish(&self, revoked: Revoked) -> Result<(), Error> {
+        Ok(self
+            .revocations
+            .publish(revoked, self.clock.unix_seconds())
+            .await?)
     }
 
     #[tracing::instrument(skip_all, fields(user_id = %caller.user_id))]
@@ -311,7 +343,7 @@ impl SessionApp {
         {
             true => {
                 self.metrics.count_revoked(1);
-                Ok(())
+                self.publish(Revoked::Session { sid: session_id }).await
             }
             false => Err(Error::NotFound("session")),
         }
@@ -332,4 +364,28 @@ impl SessionApp {
             .await?
             .ok_or(Error::NotFound("user"))
     }
+}
+
+/// Ends every session of `user_id` and every access token issued to them so far
+/// (logout-all, deactivation, a changed superuser flag); returns how many sessions were
+/// live.
+///
+/// `iat` has whole seconds, so "tokens issued before the next second" is what covers every
+/// token issued until now; the answer then waits for that second to begin, so a login
+/// that follows it gets tokens the revocation does not refuse.
+pub async fn end_user_sessions(
+    sessions: &Sessions,
+    revocations: &Publisher,
+    clock: &dyn Clock,
+    user_id: Uuid,
+) -> Result<u32, Error> {
+    let revoked = sessions.revoke_all(user_id, clock.unix_millis()).await?;
+    let now_ms = clock.unix_millis();
+    let before = now_ms / 1000 + 1;
+    revocations
+        .publish(Revoked::User { user_id, before }, now_ms / 1000)
+        .await?;
+    let to_next_second = (before * 1000).saturating_sub(clock.unix_millis());
+    tokio::time::sleep(Duration::from_millis(to_next_second.min(1000))).await;
+    Ok(revoked)
 }

@@ -10,6 +10,7 @@ use common::{
     grpc::GrpcApp,
     health::Dependency,
     redis::RedisPool,
+    revocation::Publisher,
     shutdown::Shutdown,
 };
 use tonic::service::Routes;
@@ -18,7 +19,7 @@ use crate::{
     config::{Config, DEFAULT_PORT},
     grpc::SessionGrpc,
     metrics::SessionMetrics,
-    password::{self, Hasher},
+    password::Hasher,
     service::{Lifetimes, SessionApp},
     store::{
         login_throttle::{LockSchedule, LoginThrottle},
@@ -75,10 +76,12 @@ impl Application {
             .context("session-service database")?;
         let redis = RedisPool::new(config.session_redis_url.expose(), &config.redis)
             .context("SESSION_REDIS_URL")?;
+        let hasher = Hasher::new(
+            config.password_hash_concurrency(),
+            config.password_hash_queue as usize,
+        );
         // The dummy hash answers logins of unknown e-mails; make it before the first one.
-        tokio::task::spawn_blocking(password::warm_up)
-            .await
-            .context("password hasher warm-up")?;
+        hasher.warm_up().await.context("password hasher warm-up")?;
 
         let tokens = &config.tokens;
         let store = Sessions::new(
@@ -98,6 +101,7 @@ impl Application {
                 throttle.login_throttle_window,
             ),
         );
+        let revocations = Publisher::new(redis.clone(), tokens.access_token_ttl);
         let session_app = SessionApp {
             pg: pg.clone(),
             sessions: store,
@@ -105,15 +109,13 @@ impl Application {
             verifier: keys.verifier(Arc::clone(&options.clock)),
             keys: Arc::new(keys),
             clock: options.clock,
-            hasher: Hasher::new(
-                config.password_hash_concurrency(),
-                config.password_hash_queue as usize,
-            ),
+            hasher,
             metrics: Arc::new(SessionMetrics::default()),
             lifetimes: Lifetimes {
                 access: tokens.access_token_ttl,
                 refresh: tokens.refresh_token_ttl,
             },
+            revocations,
         };
 
         let app = GrpcApp::bind(
@@ -128,12 +130,13 @@ impl Application {
         .depends_on(Dependency::redis("sessions redis", redis.clone()));
 
         session_app.metrics.register(app.metrics());
+        session_app.revocations.register(app.metrics());
         SessionMetrics::register_hasher(session_app.hasher.counts(), app.metrics());
         common::postgres::register_metrics(app.metrics(), &pg);
         redis.register_metrics(
             app.metrics(),
-            "redis_sessions_pool_connections",
-            "redis_sessions_pool_idle_connections",
+            "redis_sessions_reachable",
+            "redis_sessions_calls_in_flight",
         );
         let routes = Routes::new(SessionGrpc::new(session_app).into_server());
         Ok(Self { app, routes })

@@ -80,14 +80,22 @@ pub struct PairSpec {
     pub is_superuser: bool,
 }
 
-/// A signed access and refresh token.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A signed access and refresh token (bearer secrets: `Debug` does not show them).
+#[derive(Clone, PartialEq, Eq)]
 pub struct TokenPair {
     pub access_token: String,
     pub refresh_token: String,
-    /// The access token's lifetime as issued, in seconds. A grace replay re-signs the
-    /// same pair, so it answers the same number too: the response is identical.
+    /// The access token's lifetime as issued, in seconds. A grace replay answers the
+    /// pair as issued with this same number: the response is identical.
     pub expires_in: u64,
+}
+
+impl std::fmt::Debug for TokenPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenPair")
+            .field("expires_in", &self.expires_in)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why the signing-key configuration is unusable (start-up stops with exit 64).

@@ -181,7 +181,7 @@ impl Flights {
     /// them has committed, and those loads may have read PostgreSQL before it. The
     /// loads themselves go on (their waiters started before the write), and their
     /// fills are refused by the generation check.
-    pub fn forget(&self, keys: &[String]) {
+    pub fn forget<'a>(&self, keys: impl IntoIterator<Item = &'a str>) {
         let mut map = self.state.map.lock().expect("flights lock");
         for key in keys {
             map.remove(key);

@@ -16,6 +16,12 @@ pub struct CacheMetrics {
     pub misses: AtomicU64,
     /// Reads that skipped Redis (breaker open, or invalidations still pending).
     pub bypassed: AtomicU64,
+    /// Reads answered from the in-process L1 (negative entries included).
+    pub l1_hits: AtomicU64,
+    /// Reads that found nothing usable in L1 (and went on to Redis).
+    pub l1_misses: AtomicU64,
+    /// Reads that skipped L1: not subscribed to the invalidations, or some pending.
+    pub l1_bypassed: AtomicU64,
     /// Entries written after a PostgreSQL read.
     pub fills: AtomicU64,
     /// Fills refused because the key was invalidated after the read began.
@@ -44,6 +50,9 @@ pub struct MetricsSnapshot {
     pub hits: u64,
     pub misses: u64,
     pub bypassed: u64,
+    pub l1_hits: u64,
+    pub l1_misses: u64,
+    pub l1_bypassed: u64,
     pub fills: u64,
     pub rejected_fills: u64,
     pub errors: u64,
@@ -62,6 +71,9 @@ impl CacheMetrics {
             hits: get(&self.hits),
             misses: get(&self.misses),
             bypassed: get(&self.bypassed),
+            l1_hits: get(&self.l1_hits),
+            l1_misses: get(&self.l1_misses),
+            l1_bypassed: get(&self.l1_bypassed),
             fills: get(&self.fills),
             rejected_fills: get(&self.rejected_fills),
             errors: get(&self.errors),
@@ -102,6 +114,21 @@ pub fn register(metrics: &common::metrics::Metrics, cache: &Arc<CacheMetrics>) {
         "deck_cache_bypassed",
         "Reads that skipped Redis (breaker open or invalidations pending).",
         bypassed
+    );
+    counter!(
+        "deck_cache_l1_hits",
+        "Reads answered from the in-process L1 cache.",
+        l1_hits
+    );
+    counter!(
+        "deck_cache_l1_misses",
+        "Reads that found nothing usable in L1.",
+        l1_misses
+    );
+    counter!(
+        "deck_cache_l1_bypassed",
+        "Reads that skipped L1 (invalidation push not subscribed, or invalidations pending).",
+        l1_bypassed
     );
     counter!(
         "deck_cache_fills",

@@ -17,9 +17,13 @@
 //! * Redis is optional: every call has its own deadline (`CACHE_REDIS_TIMEOUT_MS`)
 //!   and goes through a circuit breaker; a failure means "read PostgreSQL".
 //! * [`views`] says what is cached: each view's key, TTL, shape and freshness.
+//! * In front of Redis, [`l1`] keeps recent entries in process memory for a second or
+//!   two, trusted only while this process hears every write's invalidation (pushed over
+//!   Redis pub/sub: [`Cache::invalidate`] publishes the keys once Redis deleted them).
 
 mod flight;
 pub mod keys;
+mod l1;
 mod metrics;
 mod pending;
 pub mod views;
@@ -28,7 +32,7 @@ use std::{
     collections::HashMap,
     future::Future,
     sync::{
-        Arc,
+        Arc, LazyLock,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
@@ -38,9 +42,11 @@ use common::redis::{Connection, RedisPool};
 use futures::future::BoxFuture;
 use rand::Rng;
 use redis::cluster_routing::Slot;
+use redis::Script;
 
 pub use common::breaker::BreakerState;
 pub use keys::Keys;
+pub use l1::{L1, L1Settings};
 pub use metrics::{CacheMetrics, MetricsSnapshot, register as register_metrics};
 pub use views::{Ttls, Views};
 
@@ -49,10 +55,11 @@ use common::breaker::{Breaker, BreakerSettings, CallError};
 use flight::{FlightResult, Flights};
 use metrics::inc;
 
-/// Read the value and ensure a generation token (see the script's comments).
-pub const READ_SCRIPT: &str = include_str!("read.lua");
-/// Compare-and-set fill (see the script's comments).
-pub const FILL_SCRIPT: &str = include_str!("fill.lua");
+/// Read the value and ensure a generation token (see the script's comments). Sent as
+/// EVALSHA: the text travels only when Redis answers NOSCRIPT.
+pub static READ_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("read.lua")));
+/// Compare-and-set fill (see the script's comments); EVALSHA like [`READ_SCRIPT`].
+pub static FILL_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("fill.lua")));
 
 /// First byte of every cached value. Bump it when the encoding of any family changes.
 const FORMAT_VERSION: u8 = 1;
@@ -66,7 +73,7 @@ const TOKEN_TTL: Duration = Duration::from_secs(60);
 /// Tuning of the cache layer (from the `CACHE_*` settings).
 #[derive(Clone, Debug)]
 pub struct CacheSettings {
-    /// Deadline of one Redis call, checkout included.
+    /// Deadline of one Redis call, waiting for a connection included.
     pub timeout: Duration,
     /// Consecutive failures that open the breaker.
     pub breaker_threshold: u32,
@@ -76,6 +83,8 @@ pub struct CacheSettings {
     pub negative_ttl: Duration,
     /// Shared loads that may run at once; past it misses load unshared.
     pub max_inflight_loads: usize,
+    /// The in-process tier; `None` turns it off.
+    pub l1: Option<L1Settings>,
 }
 
 /// A test hook run between the PostgreSQL read and the fill, with the key being filled.
@@ -101,6 +110,9 @@ struct Inner {
     metrics: Arc<CacheMetrics>,
     flights: Flights,
     hooks: CacheHooks,
+    l1: Option<Arc<L1>>,
+    /// Where every invalidation is pushed to the replicas' L1.
+    channel: String,
     /// Bumped whenever an invalidation is left to the outbox; reads bypass Redis
     /// until the drainer has emptied the outbox of everything up to this epoch.
     failed_epoch: AtomicU64,
@@ -132,6 +144,13 @@ fn decode_entry<T: prost::Message + Default>(bytes: &[u8]) -> Option<Entry<T>> {
     }
 }
 
+/// Fills L1 (when this read has a ticket) with an entry Redis answered.
+fn fill_l1(l1: Option<(Arc<L1>, l1::Ticket)>, key: String, bytes: Option<Vec<u8>>) {
+    if let (Some((l1, ticket)), Some(bytes)) = (l1, bytes) {
+        l1.fill(key, Arc::new(bytes), ticket);
+    }
+}
+
 /// `base` ± 10 %, at least one millisecond.
 pub fn jitter(base: Duration) -> Duration {
     let factor = rand::thread_rng().gen_range(0.9..=1.1);
@@ -150,9 +169,12 @@ impl Cache {
             metrics.breaker_state.clone(),
         );
         let flights = Flights::new(settings.max_inflight_loads, metrics.clone());
+        let l1 = settings.l1.map(|l1| Arc::new(L1::new(l1, metrics.clone())));
         Self {
             inner: Arc::new(Inner {
                 keys: Keys::new(redis.prefix()),
+                channel: l1::channel(redis.prefix()),
+                l1,
                 redis,
                 settings,
                 breaker,
@@ -173,6 +195,27 @@ impl Cache {
 
     pub fn metrics(&self) -> Arc<CacheMetrics> {
         self.inner.metrics.clone()
+    }
+
+    /// The in-process tier, when it is on.
+    pub fn l1(&self) -> Option<&Arc<L1>> {
+        self.inner.l1.as_ref()
+    }
+
+    /// The pub/sub channel of this deployment's invalidations.
+    pub fn invalidation_channel(&self) -> &str {
+        &self.inner.channel
+    }
+
+    /// Applies an invalidation pushed by a replica (or echoed to this one): new readers
+    /// of the keys stop joining loads in flight (they may have read PostgreSQL before
+    /// the write), then L1 drops the keys. Runs on the subscription's task; no I/O.
+    pub fn apply_pushed_invalidation(&self, payload: &[u8]) {
+        let keys = l1::decode_message(payload);
+        self.inner.flights.forget(keys.iter().copied());
+        if let Some(l1) = &self.inner.l1 {
+            l1.invalidate(keys);
+        }
     }
 
     /// One Redis call under the breaker and the per-call deadline. `None` means
@@ -227,12 +270,27 @@ impl Cache {
         Fut: Future<Output = Result<Option<T>>> + Send + 'static,
     {
         let metrics = &self.inner.metrics;
+        let l1 = self.l1_ticket(&key);
+        if let Some((l1, ticket)) = &l1 {
+            let cached = l1.get(&key, *ticket);
+            match cached.as_deref().and_then(|bytes| decode_entry::<T>(bytes)) {
+                Some(Entry::Value(value)) if fresh(&value) => {
+                    inc(&metrics.l1_hits);
+                    return Ok(Some(value));
+                }
+                Some(Entry::Missing) => {
+                    inc(&metrics.l1_hits);
+                    return Ok(None);
+                }
+                _ => inc(&metrics.l1_misses),
+            }
+        }
         if self.invalidations_pending() {
             inc(&metrics.bypassed);
         } else {
             let cached = {
                 let key = key.clone();
-                self.call(|mut connection| async move {
+                self.call(move |mut connection| async move {
                     redis::cmd("GET")
                         .arg(&key)
                         .query_async::<Option<Vec<u8>>>(&mut connection)
@@ -245,10 +303,12 @@ impl Cache {
                 Some(bytes) => match bytes.as_deref().and_then(decode_entry::<T>) {
                     Some(Entry::Value(value)) if fresh(&value) => {
                         inc(&metrics.hits);
+                        fill_l1(l1, key, bytes);
                         return Ok(Some(value));
                     }
                     Some(Entry::Missing) => {
                         inc(&metrics.hits);
+                        fill_l1(l1, key, bytes);
                         return Ok(None);
                     }
                     _ => inc(&metrics.misses),
@@ -256,11 +316,30 @@ impl Cache {
             }
         }
 
+        let l1_key = l1.as_ref().map(|_| key.clone());
         let bytes = self.single_flight(key, ttl, cap, fresh, load).await?;
+        if let (Some(key), Some((l1, ticket))) = (l1_key, l1) {
+            l1.fill(
+                key,
+                Arc::new(encode_entry(bytes.as_deref().map(Vec::as_slice))),
+                ticket,
+            );
+        }
         Ok(match bytes {
             Some(bytes) => Some(T::decode(bytes.as_slice()).map_err(Error::internal)?),
             None => None,
         })
+    }
+
+    /// L1 with the ticket of `key`'s read, when L1 may be used now: it is on, no
+    /// invalidation waits in the outbox, and the subscription is confirmed.
+    fn l1_ticket(&self, key: &str) -> Option<(Arc<L1>, l1::Ticket)> {
+        let l1 = self.inner.l1.as_ref()?;
+        if self.invalidations_pending() {
+            inc(&self.inner.metrics.l1_bypassed);
+            return None;
+        }
+        Some((l1.clone(), l1.ticket(key)?))
     }
 
     /// Joins the in-flight load of `key`, or starts one (see [`flight`]).
@@ -310,14 +389,12 @@ impl Cache {
                 let (key, generation_key) = (key.clone(), generation_key.clone());
                 let fresh_token = rand::thread_rng().gen_range(1_u64 << 32..1_u64 << 62);
                 self.call(move |mut connection| async move {
-                    redis::cmd("EVAL")
-                        .arg(READ_SCRIPT)
-                        .arg(2)
-                        .arg(&key)
-                        .arg(&generation_key)
+                    READ_SCRIPT
+                        .key(&key)
+                        .key(&generation_key)
                         .arg(fresh_token)
                         .arg(TOKEN_TTL.as_millis() as u64)
-                        .query_async::<(Option<Vec<u8>>, String)>(&mut connection)
+                        .invoke_async::<(Option<Vec<u8>>, String)>(&mut connection)
                         .await
                 })
                 .await
@@ -353,15 +430,13 @@ impl Cache {
             let ttl_ms = ttl.as_millis().max(1) as u64;
             let filled = self
                 .call(move |mut connection| async move {
-                    redis::cmd("EVAL")
-                        .arg(FILL_SCRIPT)
-                        .arg(2)
-                        .arg(&key)
-                        .arg(&generation_key)
+                    FILL_SCRIPT
+                        .key(&key)
+                        .key(&generation_key)
                         .arg(&token)
                         .arg(value)
                         .arg(ttl_ms)
-                        .query_async::<i64>(&mut connection)
+                        .invoke_async::<i64>(&mut connection)
                         .await
                 })
                 .await;
@@ -381,7 +456,12 @@ impl Cache {
         if keys.is_empty() {
             return true;
         }
-        self.inner.flights.forget(keys);
+        self.inner.flights.forget(keys.iter().map(String::as_str));
+        // This process stops serving the old values at once; the other replicas when
+        // the message below reaches them.
+        if let Some(l1) = &self.inner.l1 {
+            l1.invalidate(keys.iter().map(String::as_str));
+        }
         let mut groups: Vec<Vec<&String>> = if self.inner.redis.is_cluster() {
             let mut by_slot: HashMap<Slot, Vec<&String>> = HashMap::new();
             for key in keys {
@@ -392,7 +472,7 @@ impl Cache {
             vec![keys.iter().collect()]
         };
         groups.retain(|group| !group.is_empty());
-        let pipelines: Vec<(redis::Pipeline, usize)> = groups
+        let mut pipelines: Vec<(redis::Pipeline, usize)> = groups
             .iter()
             .map(|group| {
                 let mut pipe = redis::pipe();
@@ -405,6 +485,22 @@ impl Cache {
                 (pipe, group.len())
             })
             .collect();
+        // After the deletions (a replica told of them must find them done), one message
+        // with every key of the write. On a single node it rides in the pipeline (no
+        // extra round trip); a cluster routes a pipeline by its keys, and PUBLISH names a
+        // channel, so there it goes alone (any node broadcasts it to the others).
+        let mut publish = redis::cmd("PUBLISH");
+        publish
+            .arg(&self.inner.channel)
+            .arg(l1::encode_message(keys));
+        let publish = match pipelines.last_mut() {
+            Some((pipe, expected)) if !self.inner.redis.is_cluster() => {
+                pipe.add_command(publish);
+                *expected += 1;
+                None
+            }
+            _ => Some(publish),
+        };
         // Writes may wait longer than reads: a missed invalidation costs every reader
         // the cache until the outbox is drained.
         let deadline = (self.inner.settings.timeout * 10).max(Duration::from_millis(250));
@@ -418,6 +514,9 @@ impl Cache {
                             "short pipeline reply",
                         )));
                     }
+                }
+                if let Some(publish) = publish {
+                    publish.query_async::<i64>(&mut connection).await?;
                 }
                 Ok(())
             })

@@ -143,9 +143,20 @@ impl Reviewed {
     /// A review of quality `quality` today of a card in state `previous`, reviewed
     /// before or not (`first_review`).
     pub fn of(previous: SrsState, first_review: bool, quality: Quality, today: Date) -> Self {
-        let next = review(previous, quality, today);
+        Self::between(
+            previous.status,
+            review(previous, quality, today),
+            first_review,
+            quality,
+        )
+    }
+
+    /// A review of quality `quality` that took a card from status `previous` to `next`
+    /// (computed by [`review`], or by its SQL transcription `sm2_next`, which applies a
+    /// review in one statement: see `store/study.rs`).
+    pub fn between(previous: Status, next: SrsState, first_review: bool, quality: Quality) -> Self {
         let mastered_delta = match (
-            previous.status == Status::Mastered,
+            previous == Status::Mastered,
             next.status == Status::Mastered,
         ) {
             (false, true) => 1,
@@ -153,11 +164,11 @@ impl Reviewed {
             _ => 0,
         };
         Self {
-            previous: previous.status,
+            previous,
             next,
             studied_delta: i32::from(first_review),
             mastered_delta,
-            message: message(previous.status, next.status, quality),
+            message: message(previous, next.status, quality),
         }
     }
 }

@@ -199,8 +199,13 @@ impl DeckApp {
         })
     }
 
-    /// Applies one review in one transaction, the user's cache keys owed by `owed`;
-    /// `None` when the card is not in an active deck (or not in `deck`).
+    /// Applies one review (one statement, its own transaction), the user's cache keys
+    /// owed by `owed`; `None` when the card is not in an active deck (or not in `deck`).
+    ///
+    /// The statement runs in a task of its own that owes its own invalidation: a caller
+    /// that goes away while PostgreSQL applies the review cannot leave a committed
+    /// review's outbox row unowed (the task's invalidation then runs when it ends);
+    /// otherwise `owed` takes the row over.
     async fn review_one(
         &self,
         owed: &mut PendingInvalidation,
@@ -209,23 +214,22 @@ impl DeckApp {
         review: NewReview,
     ) -> Result<Option<Reviewed>> {
         let now = self.now();
-        let Some(locked) = self
-            .store
-            .begin_review(user, review.card, deck, now)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let reviewed = Reviewed::of(
-            locked.previous,
-            locked.first_review,
-            review.quality,
-            now.date(),
-        );
-        self.store
-            .finish_review(locked, owed, user, review, &reviewed, now)
-            .await?;
-        Ok(Some(reviewed))
+        let store = self.store.clone();
+        let mut own = self.store.user_invalidation(user);
+        let task = tokio::spawn(async move {
+            let applied = store.review(&mut own, user, deck, review, now).await;
+            (applied, own)
+        });
+        let (applied, own) = task.await.map_err(Error::internal)?;
+        owed.absorb(own);
+        Ok(applied?.map(|applied| {
+            Reviewed::between(
+                applied.previous.status,
+                applied.next,
+                applied.first_review,
+                review.quality,
+            )
+        }))
     }
 
     /// The caller's own reviews within `days`, newest first.

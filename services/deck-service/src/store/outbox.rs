@@ -178,9 +178,21 @@ impl PendingInvalidation {
         &self.keys
     }
 
-    /// The `cache_outbox` row (holding these keys) of a transaction about to commit.
-    fn record(&mut self, outbox_id: i64) {
+    /// The `cache_outbox` row (holding these keys) of a transaction about to commit, or
+    /// of a statement that committed it.
+    pub(super) fn record(&mut self, outbox_id: i64) {
         self.outbox_ids.push(outbox_id);
+    }
+
+    /// Takes over what `other` owes (its rows, and its keys when they differ), so that
+    /// one invalidation covers both.
+    pub fn absorb(&mut self, mut other: PendingInvalidation) {
+        for key in std::mem::take(&mut other.keys) {
+            if !self.keys.contains(&key) {
+                self.keys.push(key);
+            }
+        }
+        self.outbox_ids.append(&mut other.outbox_ids);
     }
 
     /// Invalidates the keys of the recorded rows (nothing when none was recorded) and

@@ -1,17 +1,18 @@
 //! Study: the rows of the study queue, starting study of a deck, and reviews (the SRS
-//! row, the review log and the per-deck counters, in one transaction per review).
+//! row, the review log, the per-deck counters and the outbox row, in one statement per
+//! review).
 
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
-use super::{Store, db::Tx, outbox::PendingInvalidation};
+use super::{Store, outbox::PendingInvalidation};
 use crate::{
     domain::{
-        CardId, DeckId, UserId,
+        DeckId, UserId,
         requests::{CardSelection, NewReview},
-        sm2::{Reviewed, SrsState, Status},
+        sm2::{SrsState, Status},
     },
-    error::Result,
+    error::{Error, Result},
 };
 
 /// A card joined with one user's SRS row (absent for new cards).
@@ -49,14 +50,58 @@ pub struct Initialized {
     pub already: u32,
 }
 
-/// A review under way: its transaction, with the card's SRS row locked.
-pub struct ReviewTx {
-    tx: Tx,
-    deck_id: Uuid,
-    /// The card's state before this review.
+/// One review as PostgreSQL applied it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AppliedReview {
+    /// The card's state before the review.
     pub previous: SrsState,
-    /// Whether the card has never been reviewed.
+    /// Whether the card had never been reviewed.
     pub first_review: bool,
+    /// The state the review stored.
+    pub next: SrsState,
+}
+
+/// The row `apply_review` answers with.
+#[derive(sqlx::FromRow)]
+struct AppliedRow {
+    previous_easiness_factor: f64,
+    previous_interval_days: i32,
+    previous_repetitions: i32,
+    previous_status: String,
+    previous_next_review_date: Date,
+    first_review: bool,
+    easiness_factor: f64,
+    interval_days: i32,
+    repetitions: i32,
+    status: String,
+    next_review_date: Date,
+    outbox_id: i64,
+}
+
+impl AppliedRow {
+    fn into_applied(self) -> Result<AppliedReview> {
+        let status = |value: &str| {
+            Status::parse(value)
+                .ok_or_else(|| Error::internal(anyhow::anyhow!("unknown SRS status {value:?}")))
+        };
+        Ok(AppliedReview {
+            previous: SrsState {
+                easiness_factor: self.previous_easiness_factor,
+                interval: self.previous_interval_days,
+                repetitions: self.previous_repetitions,
+                status: status(&self.previous_status)?,
+                next_review_date: self.previous_next_review_date,
+            },
+            first_review: self.first_review,
+            next: SrsState {
+                easiness_factor: self.easiness_factor,
+                interval: self.interval_days,
+                repetitions: self.repetitions,
+                status: status(&self.status)?,
+                next_review_date: self.next_review_date,
+            },
+        })
+    }
 }
 
 impl Store {
@@ -189,138 +234,38 @@ impl Store {
         }))
     }
 
-    /// Starts the review of `card` by `user`: the card must be in an active deck, and
-    /// in `deck` when it is given (`None` otherwise). Creates the card's SRS row if
-    /// needed (as InitializeStudy would) and locks it, so two concurrent reviews of one
-    /// card apply one after the other instead of both starting from the same state.
-    pub async fn begin_review(
+    /// Applies one review of `review.card` by `user` at `now`, in one statement (one
+    /// round trip, its own transaction: `apply_review` in the migrations, where its rules
+    /// are commented). The card must be in an active deck, and in `deck` when it is given
+    /// (`None` otherwise, and nothing changes). The statement also records the user's
+    /// cache keys (`owed`'s) in the outbox; its row is owed by `owed` from then on.
+    pub async fn review(
         &self,
-        user: UserId,
-        card: CardId,
-        deck: Option<DeckId>,
-        now: OffsetDateTime,
-    ) -> Result<Option<ReviewTx>> {
-        let mut tx = self.db.begin().await?;
-        // A card of a soft-deleted deck is gone for learners (HTTP_API.md).
-        let card_deck: Option<(Uuid,)> = sqlx::query_as(
-            "SELECT deck_id FROM cards WHERE id = $1 \
-             AND deck_id IN (SELECT id FROM decks WHERE is_active)",
-        )
-        .bind(card.0)
-        .fetch_optional(tx.conn())
-        .await?;
-        let deck_id = match (card_deck, deck) {
-            (Some((actual,)), Some(expected)) if actual != expected.0 => None,
-            (found, _) => found.map(|(id,)| id),
-        };
-        let Some(deck_id) = deck_id else {
-            return Ok(None);
-        };
-        sqlx::query(
-            "INSERT INTO card_srs (user_id, card_id, deck_id, next_review_date, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (user_id, card_id) DO NOTHING",
-        )
-        .bind(user.0)
-        .bind(card.0)
-        .bind(deck_id)
-        .bind(now.date())
-        .bind(now)
-        .execute(tx.conn())
-        .await?;
-        let (ef, interval, repetitions, status, next_review_date, last_reviewed_at): (
-            f64,
-            i32,
-            i32,
-            String,
-            Date,
-            Option<OffsetDateTime>,
-        ) = sqlx::query_as(
-            "SELECT easiness_factor, interval_days, repetitions, status, next_review_date, last_reviewed_at \
-             FROM card_srs WHERE user_id = $1 AND card_id = $2 FOR UPDATE",
-        )
-        .bind(user.0)
-        .bind(card.0)
-        .fetch_one(tx.conn())
-        .await?;
-        Ok(Some(ReviewTx {
-            tx,
-            deck_id,
-            previous: SrsState {
-                easiness_factor: ef,
-                interval,
-                repetitions,
-                status: Status::parse(&status).unwrap_or(Status::New),
-                next_review_date,
-            },
-            first_review: last_reviewed_at.is_none(),
-        }))
-    }
-
-    /// Writes what `review` did (`reviewed`): the new SRS state, the review-log row and
-    /// the deck's counters; then commits, with the user's cache keys owed by `owed`
-    /// (from [`Store::user_invalidation`]).
-    pub async fn finish_review(
-        &self,
-        review_tx: ReviewTx,
         owed: &mut PendingInvalidation,
         user: UserId,
+        deck: Option<DeckId>,
         review: NewReview,
-        reviewed: &Reviewed,
         now: OffsetDateTime,
-    ) -> Result<()> {
-        let ReviewTx {
-            mut tx, deck_id, ..
-        } = review_tx;
-        let card = review.card;
-        let next = reviewed.next;
-        sqlx::query(
-            "UPDATE card_srs SET easiness_factor = $3, interval_days = $4, repetitions = $5, status = $6, \
-             next_review_date = $7, last_reviewed_at = $8, updated_at = $8 WHERE user_id = $1 AND card_id = $2",
-        )
-        .bind(user.0)
-        .bind(card.0)
-        .bind(next.easiness_factor)
-        .bind(next.interval)
-        .bind(next.repetitions)
-        .bind(next.status.as_str())
-        .bind(next.next_review_date)
-        .bind(now)
-        .execute(tx.conn())
-        .await?;
-        sqlx::query(
-            "INSERT INTO reviews (id, user_id, card_id, deck_id, quality, time_taken, previous_status, new_status, \
-             reviewed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(Uuid::new_v4())
-        .bind(user.0)
-        .bind(card.0)
-        .bind(deck_id)
-        .bind(i16::from(review.quality.get()))
-        .bind(review.time_taken)
-        .bind(reviewed.previous.as_str())
-        .bind(next.status.as_str())
-        .bind(now)
-        .execute(tx.conn())
-        .await?;
-        sqlx::query(
-            "INSERT INTO deck_progress (user_id, deck_id, cards_studied, cards_mastered, first_studied_at, \
-             last_studied_at, created_at) VALUES ($1, $2, $3, GREATEST($4, 0), $5, $5, $5) \
-             ON CONFLICT (user_id, deck_id) DO UPDATE SET \
-               cards_studied = deck_progress.cards_studied + EXCLUDED.cards_studied, \
-               cards_mastered = GREATEST(0, deck_progress.cards_mastered + $4), \
-               first_studied_at = COALESCE(deck_progress.first_studied_at, EXCLUDED.first_studied_at), \
-               last_studied_at = GREATEST(deck_progress.last_studied_at, EXCLUDED.last_studied_at)",
-        )
-        .bind(user.0)
-        .bind(deck_id)
-        .bind(reviewed.studied_delta)
-        .bind(reviewed.mastered_delta)
-        .bind(now)
-        .execute(tx.conn())
-        .await?;
-        self.outbox.commit_owing(tx, owed).await
+    ) -> Result<Option<AppliedReview>> {
+        let row: Option<AppliedRow> =
+            sqlx::query_as("SELECT * FROM apply_review($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+                .bind(user.0)
+                .bind(review.card.0)
+                .bind(deck.map(|d| d.0))
+                .bind(i16::from(review.quality.get()))
+                .bind(review.time_taken)
+                .bind(now)
+                .bind(now.date())
+                .bind(Uuid::new_v4())
+                .bind(owed.keys())
+                .fetch_optional(self.db.pool())
+                .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        owed.record(row.outbox_id);
+        Ok(Some(row.into_applied()?))
     }
-
     /// The user's reviews in `[from, to)`, newest first, and how many there are in all.
     pub async fn list_reviews(
         &self,

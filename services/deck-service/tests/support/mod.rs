@@ -34,6 +34,12 @@ pub struct Spawn {
     pub cache_timeout_ms: u64,
     /// `CACHE_OUTBOX_INTERVAL_MS`: short by default, so tests see the drainer soon.
     pub outbox_interval_ms: u64,
+    /// The in-process L1 tier. Off by default: these tests observe the Redis tier
+    /// (its hits, fills and keys); `tests/l1.rs` tests L1 on real processes.
+    pub l1: bool,
+    /// `SESSION_REDIS_URL`, where revocations are followed: the shared test Redis, which
+    /// stays up while a test stops or pauses its cache Redis.
+    pub session_redis_url: String,
     pub extra_args: Vec<String>,
 }
 
@@ -45,6 +51,8 @@ impl Default for Spawn {
             now: OffsetDateTime::now_utc(),
             cache_timeout_ms: 1000,
             outbox_interval_ms: 100,
+            l1: false,
+            session_redis_url: test_support::redis_url(),
             extra_args: Vec::new(),
         }
     }
@@ -90,6 +98,8 @@ impl TestApp {
             &database_url,
             "--cache-redis-url",
             &spawn.redis_url,
+            "--session-redis-url",
+            &spawn.session_redis_url,
             "--redis-key-prefix",
             &prefix,
             "--jwt-public-keys-file",
@@ -104,6 +114,9 @@ impl TestApp {
             "--cache-outbox-interval-ms".to_owned(),
             spawn.outbox_interval_ms.to_string(),
         ]);
+        if !spawn.l1 {
+            args.extend(["--cache-l1-max-bytes".to_owned(), "0".to_owned()]);
+        }
         args.extend(spawn.extra_args);
         let cli = Cli::try_parse_from(args).expect("test configuration parses");
         let clock = ManualClock::new(spawn.now);
@@ -128,7 +141,7 @@ impl TestApp {
             .await
             .expect("connect to deck-service");
         let user_id = Uuid::new_v4();
-        Self {
+        let app = Self {
             client: DeckServiceClient::new(channel),
             addr,
             metrics_addr,
@@ -141,7 +154,17 @@ impl TestApp {
             user_id,
             tokens,
             shutdown,
+        };
+        // The test tokens name no real session: until the revocation snapshot is in,
+        // the per-request session lookup would refuse them. A dead Redis never gets
+        // there; its tests take the fallback path.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while app.metric("revocation_push_live").await != Some(1.0)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+        app
     }
 
     /// A client on a connection of its own.
@@ -210,13 +233,11 @@ impl TestApp {
         (deck, created.cards)
     }
 
-    /// A Redis pool on this test's Redis (single node or cluster alike).
+    /// A Redis client of its own on this test's Redis (single node or cluster alike).
     pub fn redis(&self) -> common::redis::RedisPool {
         let config = common::config::RedisConfig {
             redis_connect_timeout: std::time::Duration::from_secs(2),
             redis_response_timeout: std::time::Duration::from_secs(2),
-            redis_pool_wait_timeout: std::time::Duration::from_secs(2),
-            redis_pool_size: 2,
             redis_key_prefix: self.prefix.clone(),
         };
         common::redis::RedisPool::new(&self.redis_url, &config).unwrap()
@@ -271,8 +292,8 @@ impl TestApp {
         metric_value(&self.scrape_metrics().await, name)
     }
 
-    /// Connections in use right now (open minus idle) of the PostgreSQL and the cache
-    /// Redis pool, and the cache's in-flight loads, as `/metrics` shows them.
+    /// PostgreSQL connections in use right now (open minus idle), cache Redis calls in
+    /// flight, and the cache's in-flight loads, as `/metrics` shows them.
     pub async fn pools_in_use(&self) -> PoolsInUse {
         let body = self.scrape_metrics().await;
         let value = |name: &str| {
@@ -280,8 +301,7 @@ impl TestApp {
         };
         PoolsInUse {
             postgres: value("db_pool_connections") - value("db_pool_idle_connections"),
-            redis: value("redis_cache_pool_connections")
-                - value("redis_cache_pool_idle_connections"),
+            redis: value("redis_cache_calls_in_flight"),
             inflight_loads: metric_value(&body, "deck_cache_inflight_loads"),
         }
     }
@@ -295,6 +315,7 @@ impl TestApp {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PoolsInUse {
     pub postgres: f64,
+    /// Redis calls in flight (one multiplexed connection: nothing to check out).
     pub redis: f64,
     pub inflight_loads: Option<f64>,
 }

@@ -4,7 +4,10 @@
 //! of one user lives in one Redis Cluster slot:
 //! - `session:refresh:{<user_id>}:<session_id>`: hash of one session (see `lua/create.lua`);
 //! - `session:user_sessions:{<user_id>}`: set of the user's session ids (at most the
-//!   cap of live ones: `lua/create.lua` ends the least recently used beyond it).
+//!   cap of live ones: `lua/create.lua` ends the least recently used beyond it);
+//! - `session:issued:{<user_id>}:<session_id>`: the pair the session's last rotation
+//!   issued, kept only for the grace window (its TTL) so that a replay gets those very
+//!   tokens back (see `lua/rotate.lua`).
 //!
 //! Every change that touches both is one Lua script (the `lua/` files, Redis 7.0 compatible).
 //!
@@ -16,7 +19,11 @@ use common::redis::RedisPool;
 use redis::Script;
 use uuid::Uuid;
 
-use crate::{domain::ClientInfo, error::Error, tokens::PairSpec};
+use crate::{
+    domain::ClientInfo,
+    error::Error,
+    tokens::{PairSpec, TokenPair},
+};
 
 /// How often logout-all and list re-read the set when logins keep adding sessions.
 const SET_READ_ATTEMPTS: usize = 5;
@@ -45,9 +52,16 @@ impl Keys {
         }
     }
 
-    /// `{prefix}session:refresh:{<user_id>}:<session_id>`
+    /// `{prefix}session:refresh:{<user_id>}:<session_id>`: defined in common, since the
+    /// gateway and deck-service look it up to check a token while revocation pushes are
+    /// down.
     pub fn session(&self, user_id: Uuid, session_id: Uuid) -> String {
-        format!("{}session:refresh:{{{user_id}}}:{session_id}", self.prefix)
+        common::revocation::session_key(&self.prefix, user_id, session_id)
+    }
+
+    /// `{prefix}session:issued:{<user_id>}:<session_id>`
+    pub fn issued(&self, user_id: Uuid, session_id: Uuid) -> String {
+        format!("{}session:issued:{{{user_id}}}:{session_id}", self.prefix)
     }
 
     /// `{prefix}session:user_sessions:{<user_id>}`
@@ -61,6 +75,14 @@ impl Keys {
         match Uuid::parse_str(id) {
             Ok(session_id) => self.session(user_id, session_id),
             Err(_) => format!("{}session:refresh:{{{user_id}}}:{id}", self.prefix),
+        }
+    }
+
+    /// The issued-pair key of an id read from the user's set (see [`Keys::member`]).
+    fn member_issued(&self, user_id: Uuid, id: &str) -> String {
+        match Uuid::parse_str(id) {
+            Ok(session_id) => self.issued(user_id, session_id),
+            Err(_) => format!("{}session:issued:{{{user_id}}}:{id}", self.prefix),
         }
     }
 }
@@ -78,8 +100,12 @@ pub struct Lifetimes {
 pub enum Rotation {
     /// The new pair is now the session's.
     Rotated,
-    /// A replay within the grace window: this is the pair to sign again.
-    Grace(PairSpec),
+    /// A replay within the grace window: the pair issued by the rotation it replays.
+    Grace(TokenPair),
+    /// A replay within the grace window whose issued pair has already expired from
+    /// Redis (TTLs run on Redis's clock, the window on the service's): refused, and the
+    /// session goes on.
+    GraceLapsed,
     /// The session does not exist (ended, or past its lifetime).
     Missing,
     /// An old token was reused; the session has been revoked.
@@ -165,19 +191,21 @@ impl Sessions {
             .collect())
     }
 
-    /// Makes `next` the session's pair if the token (`generation`, `jti`) is its current
-    /// one; see `lua/rotate.lua` for the other outcomes.
+    /// Makes `next` (signed as `issued`) the session's pair if the token (`generation`,
+    /// `jti`) is its current one; see `lua/rotate.lua` for the other outcomes.
     pub async fn rotate(
         &self,
         generation: u64,
         jti: Uuid,
         next: &PairSpec,
+        issued: &TokenPair,
         now_ms: u64,
     ) -> Result<Rotation, Error> {
         let mut invocation = ROTATE.prepare_invoke();
         invocation
             .key(self.keys.session(next.user_id, next.session_id))
             .key(self.keys.user_sessions(next.user_id))
+            .key(self.keys.issued(next.user_id, next.session_id))
             .arg(next.session_id.to_string())
             .arg(generation)
             .arg(jti.to_string())
@@ -190,32 +218,38 @@ impl Sessions {
             .arg(next.issued_at)
             .arg(next.access_expires_at)
             .arg(next.refresh_expires_at)
-            .arg(u8::from(next.is_superuser));
-        let reply: Vec<String> = self
+            .arg(u8::from(next.is_superuser))
+            .arg(&issued.access_token)
+            .arg(&issued.refresh_token)
+            .arg(issued.expires_in);
+        let mut reply: Vec<String> = self
             .redis
             .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
             .await?;
-        let bad_reply = || Error::Internal(format!("unexpected rotate reply {reply:?}"));
+        // Never the reply itself in an error: a grace reply holds live tokens.
+        let bad_reply = |reply: &[String]| {
+            Error::Internal(format!(
+                "unexpected rotate reply ({} items, first {:?})",
+                reply.len(),
+                reply.first().filter(|first| first.len() <= 16)
+            ))
+        };
         match reply.first().map(String::as_str) {
             Some("rotated") => Ok(Rotation::Rotated),
             Some("missing") => Ok(Rotation::Missing),
             Some("reused") => Ok(Rotation::Reused),
-            Some("grace") if reply.len() == 8 => {
-                let number = |i: usize| reply[i].parse::<u64>().map_err(|_| bad_reply());
-                let uuid = |i: usize| Uuid::parse_str(&reply[i]).map_err(|_| bad_reply());
-                Ok(Rotation::Grace(PairSpec {
-                    user_id: next.user_id,
-                    session_id: next.session_id,
-                    generation: number(1)?,
-                    refresh_jti: uuid(2)?,
-                    access_jti: uuid(3)?,
-                    issued_at: number(4)?,
-                    access_expires_at: number(5)?,
-                    refresh_expires_at: number(6)?,
-                    is_superuser: reply[7] == "1",
+            Some("gone") => Ok(Rotation::GraceLapsed),
+            Some("grace") if reply.len() == 4 => {
+                let expires_in = reply[3].parse::<u64>().map_err(|_| bad_reply(&reply))?;
+                let refresh_token = std::mem::take(&mut reply[2]);
+                let access_token = std::mem::take(&mut reply[1]);
+                Ok(Rotation::Grace(TokenPair {
+                    access_token,
+                    refresh_token,
+                    expires_in,
                 }))
             }
-            _ => Err(bad_reply()),
+            _ => Err(bad_reply(&reply)),
         }
     }
 
@@ -230,6 +264,7 @@ impl Sessions {
         invocation
             .key(self.keys.session(user_id, session_id))
             .key(self.keys.user_sessions(user_id))
+            .key(self.keys.issued(user_id, session_id))
             .arg(session_id.to_string())
             .arg(now_ms);
         let ended: i64 = self
@@ -243,7 +278,13 @@ impl Sessions {
     pub async fn revoke_all(&self, user_id: Uuid, now_ms: u64) -> Result<u32, Error> {
         for _ in 0..SET_READ_ATTEMPTS {
             let ids = self.members(user_id).await?;
-            let invocation = self.over_members(&REVOKE_ALL, user_id, &ids, now_ms);
+            let mut invocation = REVOKE_ALL.prepare_invoke();
+            invocation.key(self.keys.user_sessions(user_id)).arg(now_ms);
+            for id in &ids {
+                invocation.key(self.keys.member(user_id, id));
+                invocation.key(self.keys.member_issued(user_id, id));
+                invocation.arg(id.as_str());
+            }
             let ended: i64 = self
                 .redis
                 .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })

@@ -103,13 +103,16 @@ pub async fn upgrade_password_hash(
     Ok(result.rows_affected() == 1)
 }
 
+/// The statement of [`standing`]: one constant text with a bind, so sqlx prepares it
+/// once per connection and every later refresh on that connection only executes it.
+pub const STANDING: &str = "SELECT is_active, is_superuser FROM users WHERE id = $1";
+
+/// Whether the user may go on refreshing (every refresh asks): one prepared statement.
 pub async fn standing(pool: &PgPool, user_id: Uuid) -> Result<Option<Standing>, Error> {
-    Ok(
-        sqlx::query_as("SELECT is_active, is_superuser FROM users WHERE id = $1")
-            .bind(user_id)
-            .fetch_optional(pool)
-            .await?,
-    )
+    Ok(sqlx::query_as(STANDING)
+        .bind(user_id)
+        .fetch_optional(pool)
+        .await?)
 }
 
 const PROFILE: &str = "SELECT u.id, u.email, u.full_name, u.is_active, u.is_superuser, u.email_verified_at,
@@ -176,13 +179,34 @@ pub async fn update_profile(
     Ok(profile)
 }
 
-/// Sets `is_superuser` for the user with this e-mail; false when there is none.
-pub async fn make_superuser(pool: &PgPool, email: &Email) -> Result<bool, Error> {
-    let result = sqlx::query(
-        "UPDATE users SET is_superuser = true, updated_at = now() WHERE lower(email) = lower($1)",
+/// Sets `is_superuser` for the user with this e-mail; their id, or `None` when there is
+/// no such user.
+pub async fn set_superuser(
+    pool: &PgPool,
+    email: &Email,
+    is_superuser: bool,
+) -> Result<Option<Uuid>, Error> {
+    Ok(sqlx::query_scalar(
+        "UPDATE users SET is_superuser = $2, updated_at = now() WHERE lower(email) = lower($1) RETURNING id",
     )
     .bind(email.as_str())
-    .execute(pool)
-    .await?;
-    Ok(result.rows_affected() > 0)
+    .bind(is_superuser)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Sets `is_active` for the user with this e-mail; their id, or `None` when there is no
+/// such user.
+pub async fn set_active(
+    pool: &PgPool,
+    email: &Email,
+    is_active: bool,
+) -> Result<Option<Uuid>, Error> {
+    Ok(sqlx::query_scalar(
+        "UPDATE users SET is_active = $2, updated_at = now() WHERE lower(email) = lower($1) RETURNING id",
+    )
+    .bind(email.as_str())
+    .bind(is_active)
+    .fetch_optional(pool)
+    .await?)
 }

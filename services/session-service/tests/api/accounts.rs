@@ -368,18 +368,15 @@ async fn make_superuser_promotes_an_existing_user_and_fails_for_an_unknown_one()
     app.register(&email).await;
     let url = app.database_url.clone();
 
-    let (promoted, stdout, stderr) = run_to_exit(
-        BINARY,
-        &["make-superuser", &email.to_uppercase()],
-        &[("DATABASE_URL", url.clone())],
-    )
-    .await;
-    let (unknown, _, unknown_stderr) = run_to_exit(
-        BINARY,
-        &["make-superuser", "nobody@example.com"],
-        &[("DATABASE_URL", url)],
-    )
-    .await;
+    let env = [
+        ("DATABASE_URL", url),
+        ("SESSION_REDIS_URL", test_support::redis_url()),
+        ("REDIS_KEY_PREFIX", app.prefix.clone()),
+    ];
+    let (promoted, stdout, stderr) =
+        run_to_exit(BINARY, &["make-superuser", &email.to_uppercase()], &env).await;
+    let (unknown, _, unknown_stderr) =
+        run_to_exit(BINARY, &["make-superuser", "nobody@example.com"], &env).await;
 
     assert_eq!(promoted, Some(0), "{stdout}{stderr}");
     assert_eq!(unknown, Some(1));

@@ -131,8 +131,6 @@ fn test_redis_pool(url: &str) -> common::redis::RedisPool {
     let config = common::config::RedisConfig {
         redis_connect_timeout: Duration::from_secs(2),
         redis_response_timeout: Duration::from_secs(2),
-        redis_pool_wait_timeout: Duration::from_secs(2),
-        redis_pool_size: 2,
         redis_key_prefix: String::new(),
     };
     common::redis::RedisPool::new(url, &config).expect("test Redis URL")
@@ -331,13 +329,33 @@ impl TestApp {
         self.tokens.access_token(user_id, false)
     }
 
-    /// Every Redis key of this test's prefix (on every master of a cluster).
+    /// Every Redis key of this test's prefix (on every master of a cluster), but the
+    /// revocation snapshot, which outlives the sessions it names by design (see
+    /// [`TestApp::revocations`]).
     pub async fn redis_keys(&self) -> Vec<String> {
+        let snapshot = common::revocation::snapshot_key(&self.prefix);
         let mut keys: Vec<String> = self
-            .redis_command(redis::cmd("KEYS").arg(format!("{}*", self.prefix)))
-            .await;
+            .redis_command::<Vec<String>>(redis::cmd("KEYS").arg(format!("{}*", self.prefix)))
+            .await
+            .into_iter()
+            .filter(|key| *key != snapshot)
+            .collect();
         keys.sort();
         keys
+    }
+
+    /// The revocations in the snapshot, oldest first.
+    pub async fn revocations(&self) -> Vec<common::revocation::Revocation> {
+        let key = common::revocation::snapshot_key(&self.prefix);
+        let members: Vec<String> = self
+            .redis_command(redis::cmd("ZRANGE").arg(key).arg(0).arg(-1))
+            .await;
+        let mut revocations: Vec<common::revocation::Revocation> = members
+            .iter()
+            .map(|member| serde_json::from_str(member).expect("a revocation"))
+            .collect();
+        revocations.sort_by_key(|revocation| revocation.at_ms);
+        revocations
     }
 
     /// Runs one command on the service's Redis.

@@ -30,8 +30,11 @@ async fn abandoned_logins_are_skipped_and_past_the_queue_bound_calls_are_refused
                 client: None,
             });
             request.set_timeout(deadline);
+            // The caller waits past the deadline it sent, so what the server answered is
+            // seen even on a loaded machine (a refusal instead of DEADLINE_EXCEEDED: it
+            // was refused before the server gave up on it).
             let started = Instant::now();
-            let answer = tokio::time::timeout(deadline, client.login(request)).await;
+            let answer = tokio::time::timeout(deadline * 10, client.login(request)).await;
             (answer, started.elapsed())
         }
     });
@@ -56,17 +59,13 @@ async fn abandoned_logins_are_skipped_and_past_the_queue_bound_calls_are_refused
     // At most 1 running + 32 queued at any moment, so most of the burst was refused
     // (how many exactly depends on how fast places freed up on a loaded machine).
     assert!(!refused.is_empty(), "the burst overflowed the queue");
-    for (status, elapsed) in &refused {
+    for (status, _) in &refused {
         assert_eq!(
             refusal_details(status),
             (
                 Some(common::status::reason::OVERLOADED.into()),
                 Some(Duration::from_secs(1))
             )
-        );
-        assert!(
-            *elapsed < deadline,
-            "refused before the caller gave up: {elapsed:?}"
         );
     }
     // The next login waited for at most the hash already running, not for the queue.

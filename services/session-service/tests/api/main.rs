@@ -6,6 +6,8 @@ mod helpers;
 mod load_shedding;
 mod login_throttle;
 mod rejected_tokens;
+mod revocations;
 mod rotation;
+mod round_trips;
 mod session_cap;
 mod sessions;

@@ -70,6 +70,87 @@ async fn a_replay_inside_the_grace_window_returns_the_identical_pair_a_bounded_n
 }
 
 #[tokio::test]
+async fn a_grace_replay_answers_the_pair_kept_by_the_rotation_which_lives_only_for_the_window() {
+    // Arrange: a rotation, and the copy of its pair that it keeps.
+    let app = spawn_app_with(&["--refresh-grace-seconds=1"], None).await;
+    let first = app.register(&unique_email()).await;
+    let rotated = app.refresh(&first.refresh_token).await.unwrap();
+    let issued = format!(
+        "{}session:issued:{{{}}}:{}",
+        app.prefix,
+        user_id_of(&first),
+        session_id_of(&first)
+    );
+    let kept: Vec<String> = app
+        .redis_command(
+            redis::cmd("HMGET")
+                .arg(&issued)
+                .arg("access")
+                .arg("refresh"),
+        )
+        .await;
+    let ttl_ms: i64 = app.redis_command(redis::cmd("PTTL").arg(&issued)).await;
+    // Mark the kept copy, so the replay shows where its answer comes from.
+    let _: i64 = app
+        .redis_command(
+            redis::cmd("HSET")
+                .arg(&issued)
+                .arg("access")
+                .arg("kept-copy"),
+        )
+        .await;
+
+    // Act: a replay inside the window; then the window passes on Redis's clock.
+    let replay = app.refresh(&first.refresh_token).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let exists_after: i64 = app.redis_command(redis::cmd("EXISTS").arg(&issued)).await;
+
+    // Assert: the rotation kept the pair it issued, for the grace window only, and the
+    // replay answered that copy instead of signing again.
+    assert_eq!(
+        kept,
+        [rotated.access_token.clone(), rotated.refresh_token.clone()]
+    );
+    assert!(
+        (1..=1000).contains(&ttl_ms),
+        "TTL of the kept pair: {ttl_ms} ms"
+    );
+    assert_eq!(replay.access_token, "kept-copy");
+    assert_eq!(replay.refresh_token, rotated.refresh_token);
+    assert_eq!(replay.expires_in, rotated.expires_in);
+    assert_eq!(exists_after, 0, "the kept pair is gone after the window");
+}
+
+#[tokio::test]
+async fn the_standing_check_of_a_refresh_is_one_statement_prepared_once_per_connection() {
+    // Arrange: a one-connection pool on the service's database, and a user.
+    use session_service::store::users;
+    let app = spawn_app().await;
+    let user = user_id_of(&app.register(&unique_email()).await);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&app.database_url)
+        .await
+        .unwrap();
+
+    // Act: the check, three times on that one connection.
+    for _ in 0..3 {
+        let standing = users::standing(&pool, user).await.unwrap().unwrap();
+        assert!(standing.is_active);
+    }
+    let prepared: Vec<(String,)> =
+        sqlx::query_as("SELECT statement FROM pg_prepared_statements WHERE statement = $1")
+            .bind(users::STANDING)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+
+    // Assert: prepared once (a text query built per call would leave none; one prepared
+    // per call, three).
+    assert_eq!(prepared.len(), 1, "{prepared:?}");
+}
+
+#[tokio::test]
 async fn replaying_a_rotated_token_after_the_grace_window_revokes_the_session() {
     let app = spawn_app_with(&["--refresh-grace-seconds=1"], None).await;
     let first = app.register(&unique_email()).await;
@@ -184,13 +265,15 @@ async fn a_session_past_its_lifetime_cannot_refresh() {
 
 #[tokio::test]
 async fn each_refresh_slides_the_session_lifetime_and_advances_last_used() {
-    let app = spawn_app_with(&["--refresh-token-ttl-seconds=3"], None).await;
+    // Redis's own TTL runs on the wall clock: a lifetime far longer than the test takes,
+    // so only the injected clock decides.
+    let app = spawn_app_with(&["--refresh-token-ttl-seconds=60"], None).await;
     let mut pair = app.register(&unique_email()).await;
     let created = app.list_sessions(&pair.access_token).await.remove(0);
 
-    // Four seconds in all, longer than the lifetime, but never more than one second apart.
+    // 80 s in all, longer than the lifetime, but never more than 20 s apart.
     for _ in 0..4 {
-        app.clock.advance(time::Duration::seconds(1));
+        app.clock.advance(time::Duration::seconds(20));
         pair = app
             .refresh(&pair.refresh_token)
             .await
@@ -199,8 +282,8 @@ async fn each_refresh_slides_the_session_lifetime_and_advances_last_used() {
 
     let session = app.list_sessions(&pair.access_token).await.remove(0);
     assert_eq!(session.created_at, created.created_at);
-    assert!(session.last_used_at.unwrap().seconds >= created.last_used_at.unwrap().seconds + 3);
-    assert!(session.expires_at.unwrap().seconds > created.expires_at.unwrap().seconds + 2);
+    assert!(session.last_used_at.unwrap().seconds >= created.last_used_at.unwrap().seconds + 60);
+    assert!(session.expires_at.unwrap().seconds > created.expires_at.unwrap().seconds + 59);
 }
 
 #[tokio::test]

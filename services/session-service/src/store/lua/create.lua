@@ -51,8 +51,8 @@ end)
 
 -- The new session is the first write: on a full Redis (maxmemory, noeviction) the
 -- script fails right here, before it has changed anything.
--- gen/jti identify the one refresh token that may rotate; ajti/iat/aexp/rexp/su are
--- what re-signing needs to give a grace-window replay the identical pair.
+-- gen/jti identify the one refresh token that may rotate; ajti/iat/aexp/rexp/su
+-- describe the current pair (what it was signed from).
 redis.call('HSET', KEYS[1],
   'gen', 0, 'jti', ARGV[4], 'ajti', ARGV[5], 'iat', ARGV[6], 'aexp', ARGV[7], 'rexp', ARGV[8], 'su', ARGV[9],
   'prev_jti', '', 'rotated_at', 0, 'replays', 0,
