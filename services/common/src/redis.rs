@@ -317,7 +317,12 @@ impl RedisPool {
         outcome
     }
 
-    /// The deadline of one [`RedisPool::run`]: pool wait plus response timeout.
+    /// Calls waiting for a connection or an answer now (the `_calls_in_flight` gauge).
+    pub fn calls_in_flight(&self) -> i64 {
+        self.usage.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The deadline of one [`RedisPool::run`]: connect plus response timeout.
     pub fn deadline(&self) -> Duration {
         self.deadline
     }
