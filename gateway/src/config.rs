@@ -107,7 +107,7 @@ pub struct Config {
 }
 
 /// How long the HTTP listener waits for slow or silent clients, and how many it serves
-/// at once (HTTP_API.md, "Connections"; enforced by [`crate::server`]).
+/// at once (HTTP_API.md, "Connections"; enforced by [`common::http`]).
 #[derive(Clone, Debug, clap::Args)]
 pub struct ConnectionLimits {
     /// Longest time, in milliseconds, a client may take to send a request's complete
@@ -131,6 +131,18 @@ pub struct ConnectionLimits {
     #[arg(long = "http-max-connections", env = "HTTP_MAX_CONNECTIONS", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
+}
+
+impl ConnectionLimits {
+    /// These limits as the HTTP server takes them.
+    pub fn limits(&self) -> common::http::Limits {
+        common::http::Limits {
+            header_read_timeout: self.header_read_timeout,
+            body_read_timeout: self.body_read_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+        }
+    }
 }
 
 /// A duration of at least one millisecond (clap value parser): a zero timeout would

@@ -11,7 +11,6 @@
 //! - [`wire`]: the HTTP contract as types (every request and response body, every query),
 //!   built from and into the proto messages; [`openapi`]: the OpenAPI document generated
 //!   from them and the router; [`metrics`]: the gateway's Prometheus series;
-//! - [`server`]: the HTTP listener and its connection rules (timeouts, cap, drain);
 //! - [`caching`]: ETags and 304s, `Cache-Control`, `Vary` (compression is tower-http's).
 
 pub mod caching;
@@ -24,7 +23,6 @@ pub mod middleware;
 pub mod openapi;
 pub mod rate_limit;
 pub mod routes;
-pub mod server;
 pub mod startup;
 pub mod state;
 pub mod wire;

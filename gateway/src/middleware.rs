@@ -8,7 +8,10 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use common::auth::{AuthError, Caller, bearer_token};
+use common::{
+    auth::{AuthError, Caller, bearer_token},
+    http::BodyTimedOut,
+};
 use http::{HeaderValue, StatusCode, Version, header};
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -17,7 +20,6 @@ use crate::{
     error::{ApiError, Unrendered, problem_response},
     metrics::{MethodLabel, RouteLabel},
     rate_limit::Policy,
-    server::BodyTimedOut,
     state::{AppState, SharedState},
 };
 

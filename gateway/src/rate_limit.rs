@@ -1,9 +1,15 @@
 //! GCRA rate limits in Redis (HTTP_API.md, "Rate limits"): auth routes per client IP,
 //! the other authenticated routes per user and endpoint. When Redis is unavailable the
 //! limiter fails open — an outage of the limiter must not become an outage of the API —
-//! and counts each such call in [`RateLimiter::fail_open_total`]. After a failure the
-//! limiter skips Redis for [`BREAKER_COOLDOWN`], so a Redis that hangs (rather than
-//! refuses) costs one timeout per cooldown, not one per request.
+//! and counts each such call in [`RateLimiter::fail_open_total`].
+//!
+//! Redis is called through the shared circuit breaker ([`common::breaker`],
+//! [`BREAKER`]): one failure, or no answer within the pool's deadline, opens it for a
+//! second, during which calls fail open without asking Redis; then one probe call
+//! decides, the others still failing open. The check runs to its verdict even when its
+//! caller is cut before the deadline, so a Redis that hangs costs one deadline per
+//! cooldown, not one per request, whoever gives up first. A client hanging up during
+//! its check does not count against Redis, so clients cannot switch the limiter off.
 
 use std::{
     net::{IpAddr, Ipv6Addr},
@@ -12,7 +18,10 @@ use std::{
 };
 
 use axum::response::Response;
-use common::redis::RedisPool;
+use common::{
+    breaker::{Breaker, BreakerSettings, BreakerState, CallError},
+    redis::RedisPool,
+};
 use http::{HeaderName, HeaderValue};
 use prometheus_client::metrics::counter::Counter;
 
@@ -20,8 +29,11 @@ use crate::error::ApiError;
 
 /// The window every limit is expressed in.
 const WINDOW: Duration = Duration::from_secs(60);
-/// How long the limiter fails open without asking Redis after Redis failed.
-pub const BREAKER_COOLDOWN: Duration = Duration::from_secs(1);
+/// The breaker in front of the rate-limit Redis: open after one failure, for a second.
+pub const BREAKER: BreakerSettings = BreakerSettings {
+    threshold: 1,
+    cooldown: Duration::from_secs(1),
+};
 
 /// Which limit a route falls under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,8 +61,7 @@ pub struct RateLimiter {
     auth_per_minute: u32,
     api_per_minute: u32,
     fail_open: Counter,
-    /// Until when Redis is not asked (set after a failure).
-    skip_until: Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
+    breaker: Breaker,
 }
 
 impl std::fmt::Debug for RateLimiter {
@@ -76,8 +87,19 @@ impl RateLimiter {
             auth_per_minute,
             api_per_minute,
             fail_open,
-            skip_until: Arc::new(std::sync::Mutex::new(None)),
+            breaker: Breaker::new("rate-limit Redis", BREAKER, Arc::default()),
         }
+    }
+
+    /// The same limiter behind a breaker with other settings (tests use long cooldowns).
+    pub fn with_breaker(mut self, settings: BreakerSettings) -> Self {
+        self.breaker = Breaker::new("rate-limit Redis", settings, Arc::default());
+        self
+    }
+
+    /// The state of the breaker in front of Redis (for the gauge).
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker.state()
     }
 
     /// Calls let through without a check because Redis was unavailable.
@@ -107,21 +129,10 @@ impl RateLimiter {
             Policy::Auth => self.auth_per_minute,
             Policy::Api => self.api_per_minute,
         };
-        let now = tokio::time::Instant::now();
-        let skipping = self
-            .skip_until
-            .lock()
-            .expect("breaker lock poisoned")
-            .is_some_and(|until| now < until);
-        if skipping {
-            self.fail_open.inc();
-            return None;
-        }
         let interval_us = (WINDOW.as_micros() / u128::from(limit)).max(1) as u64;
-        let script = self.script.clone();
-        let outcome = self
-            .pool
-            .run(move |mut connection| async move {
+        let (pool, script) = (self.pool.clone(), self.script.clone());
+        let check = async move {
+            pool.run(move |mut connection| async move {
                 script
                     .key(key)
                     .arg(interval_us)
@@ -129,8 +140,9 @@ impl RateLimiter {
                     .invoke_async::<Vec<i64>>(&mut connection)
                     .await
             })
-            .await;
-        match outcome {
+            .await
+        };
+        match self.breaker.call(self.pool.deadline(), check).await {
             Ok(values) if values.len() == 4 => Some(Decision {
                 allowed: values[0] == 1,
                 limit,
@@ -148,11 +160,13 @@ impl RateLimiter {
                 );
                 None
             }
+            Err(CallError::Open) => {
+                self.fail_open.inc();
+                None
+            }
             Err(error) => {
                 self.fail_open.inc();
-                *self.skip_until.lock().expect("breaker lock poisoned") =
-                    Some(tokio::time::Instant::now() + BREAKER_COOLDOWN);
-                tracing::warn!(%error, cooldown = ?BREAKER_COOLDOWN, "rate-limit Redis unavailable; failing open");
+                tracing::warn!(%error, cooldown = ?BREAKER.cooldown, "rate-limit Redis unavailable; failing open");
                 None
             }
         }

@@ -9,11 +9,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::Context;
 use axum::Router;
 use common::{
-    auth::{AccessVerifier, PublicJwk},
-    balance::BalancedChannel,
-    grpc::GrpcApp,
-    health::Dependency,
-    redis::RedisPool,
+    balance::BalancedChannel, grpc::GrpcApp, health::Dependency, redis::RedisPool,
     shutdown::Shutdown,
 };
 use proto::{
@@ -24,7 +20,7 @@ use tokio::{net::TcpListener, time::Instant};
 use tonic::service::Routes;
 
 use crate::{
-    config::{Config, ConnectionLimits, DEFAULT_GRPC_PORT},
+    config::{Config, DEFAULT_GRPC_PORT},
     metrics::HttpMetrics,
     rate_limit::RateLimiter,
     routes::health::CHECK_TIMEOUT,
@@ -36,13 +32,8 @@ pub struct Application {
     grpc: GrpcApp,
     http: TcpListener,
     router: Router,
-    connections: ConnectionLimits,
+    connections: common::http::Limits,
     shutdown_timeout: Duration,
-}
-
-#[derive(serde::Deserialize)]
-struct JwksFile {
-    keys: Vec<PublicJwk>,
 }
 
 impl Application {
@@ -59,30 +50,9 @@ impl Application {
         let session_health = ServiceHealth::new(session_channel.clone());
         let deck_health = ServiceHealth::new(deck_channel.clone());
 
-        let (verifier, static_jwks) = match &config.token.jwt_public_keys_file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| {
-                    format!("JWT_PUBLIC_KEYS_FILE {} cannot be read", path.display())
-                })?;
-                let file: JwksFile = serde_json::from_str(&text).with_context(|| {
-                    format!("JWT_PUBLIC_KEYS_FILE {} is not a JWKS", path.display())
-                })?;
-                let verifier = AccessVerifier::with_keys(
-                    file.keys.clone(),
-                    &config.token.jwt_issuer,
-                    &config.token.jwt_audience,
-                );
-                (verifier, Some(Arc::new(file.keys)))
-            }
-            None => (
-                AccessVerifier::from_session_service(
-                    session_channel.clone(),
-                    &config.token.jwt_issuer,
-                    &config.token.jwt_audience,
-                ),
-                None,
-            ),
-        };
+        let verifier = common::jwks::access_verifier(&config.token, || session_channel.clone());
+        let static_jwks =
+            (config.token.jwt_public_keys_file.as_ref()).map(|file| Arc::new(file.keys().to_vec()));
         let grpc = GrpcApp::bind(
             &config.grpc,
             ([0, 0, 0, 0], DEFAULT_GRPC_PORT).into(),
@@ -125,6 +95,14 @@ impl Application {
             config.rate_limit_api_per_minute,
             metrics.rate_limit_fail_open.clone(),
         );
+        grpc.metrics().register_gauge_fn(
+            "gateway_rate_limit_breaker_state",
+            "Rate-limit Redis circuit breaker: 0 closed, 1 open (failing open), 2 half-open.",
+            {
+                let limiter = limiter.clone();
+                move || limiter.breaker_state() as i64
+            },
+        );
         let state = Arc::new(AppState {
             session: SessionServiceClient::new(session_channel),
             deck: DeckServiceClient::new(deck_channel),
@@ -143,7 +121,7 @@ impl Application {
             grpc,
             http,
             router,
-            connections: config.connections,
+            connections: config.connections.limits(),
             shutdown_timeout: config.grpc.shutdown_timeout,
         })
     }
@@ -166,10 +144,10 @@ impl Application {
     /// Serves HTTP and gRPC health until the shutdown signal fires and both drain
     /// (each for at most `SHUTDOWN_TIMEOUT_MS`).
     pub async fn run(self) -> anyhow::Result<()> {
-        let http = crate::server::serve(
+        let http = common::http::serve(
             self.http,
             self.router,
-            &self.connections,
+            self.connections,
             self.grpc.shutdown().clone(),
             self.shutdown_timeout,
         );

@@ -118,29 +118,10 @@ pub async fn wait_for_health(
     }
 }
 
-/// Redis Cluster hash slot of `key` (CRC16/XMODEM of the hash tag, or of the whole
-/// key when it has none, modulo 16384), as `CLUSTER KEYSLOT` computes it.
-pub fn key_slot(key: &str) -> u16 {
-    let bytes = key.as_bytes();
-    let hashed = match key.find('{') {
-        Some(open) => match key[open + 1..].find('}') {
-            Some(len) if len > 0 => &bytes[open + 1..open + 1 + len],
-            _ => bytes,
-        },
-        None => bytes,
-    };
-    let mut crc: u16 = 0;
-    for &byte in hashed {
-        crc ^= u16::from(byte) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc % 16384
+/// Redis Cluster hash slot of `key`, as `CLUSTER KEYSLOT` computes it (redis's own
+/// function: CRC16 of the hash tag, or of the whole key when it has none).
+pub fn key_slot(key: &str) -> redis::cluster_routing::Slot {
+    redis::cluster_routing::Slot::for_key(key)
 }
 
 /// A plain HTTP/1.1 GET (no client crate needed): returns the status code and body.
@@ -174,21 +155,24 @@ pub async fn http_get(addr: &str, path: &str) -> (u16, String) {
 
 #[cfg(test)]
 mod tests {
+    use redis::cluster_routing::Slot;
+
     use super::key_slot;
 
     #[test]
     fn key_slot_matches_redis_reference_values() {
+        let slot = |number| Slot::new(number).expect("a slot number");
         // Values from the Redis Cluster specification and `CLUSTER KEYSLOT`.
-        assert_eq!(key_slot("123456789"), 12739);
-        assert_eq!(key_slot("foo"), 12182);
+        assert_eq!(key_slot("123456789"), slot(12739));
+        assert_eq!(key_slot("foo"), slot(12182));
         assert_eq!(
             key_slot("{user1000}.following"),
             key_slot("{user1000}.followers")
         );
         // An empty first tag hashes the whole key; only the first tag counts.
-        assert_eq!(key_slot("foo{}{bar}"), 8363);
-        assert_eq!(key_slot("foo{bar}{zap}"), 5061);
-        assert_eq!(key_slot("{user1000}x"), 3443);
-        assert_eq!(key_slot("user1000"), 3443);
+        assert_eq!(key_slot("foo{}{bar}"), slot(8363));
+        assert_eq!(key_slot("foo{bar}{zap}"), slot(5061));
+        assert_eq!(key_slot("{user1000}x"), slot(3443));
+        assert_eq!(key_slot("user1000"), slot(3443));
     }
 }

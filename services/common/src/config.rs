@@ -238,7 +238,9 @@ pub struct TokenVerifyConfig {
     /// The `aud` every token must carry.
     #[arg(long = "jwt-audience", env = "JWT_AUDIENCE", default_value = crate::auth::DEFAULT_AUDIENCE)]
     pub jwt_audience: String,
-    /// A JWKS file (`{"keys": [...]}`) to verify with instead of asking session-service.
-    #[arg(long = "jwt-public-keys-file", env = "JWT_PUBLIC_KEYS_FILE", value_parser = existing_file)]
-    pub jwt_public_keys_file: Option<PathBuf>,
+    /// A JWKS file (`{"keys": [...]}`, EdDSA or ES256 signature keys) to verify with
+    /// instead of asking session-service; read and checked at start.
+    #[arg(long = "jwt-public-keys-file", env = "JWT_PUBLIC_KEYS_FILE",
+          value_parser = crate::jwks::verification_keys)]
+    pub jwt_public_keys_file: Option<crate::jwks::JwksFile>,
 }

@@ -13,6 +13,24 @@ use crate::{health::Health, shutdown::Shutdown};
 /// gRPC metadata key that carries the request id from the gateway to the services.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// Most streams a client may cancel before the server has taken them off its accept
+/// queue (h2's default is 20; one more and the server answers GOAWAY `too_many_resets`
+/// and drops the connection, failing every other call on it). The gateway keeps one
+/// HTTP/2 connection per service endpoint and cancels a call whenever its own client
+/// hangs up, so a burst of hang-ups read at once by a busy server is ordinary
+/// traffic. 1024, the gateway's default `HTTP_MAX_CONNECTIONS`, covers every client of
+/// a full gateway hanging up together. It stays bounded because each such stream
+/// holds its request headers until it is accepted (at most about 16 MiB for a hostile
+/// peer filling the queue with 16 KiB headers; an internal port has none).
+pub const MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 1024;
+
+/// Most streams the server resets because the client broke the protocol on them,
+/// over a connection's life, before it answers GOAWAY. Cancelling a call is not a
+/// protocol error and does not count; this bounds the work a faulty or hostile peer
+/// can make the server do (the CVE-2023-44487 family). h2's own default, stated here
+/// so it is a decision rather than an accident.
+pub const MAX_LOCAL_ERROR_RESET_STREAMS: usize = 1024;
+
 /// Everything [`serve_grpc`] needs besides the application's own services.
 pub struct GrpcServer {
     pub listener: TcpListener,
@@ -88,6 +106,8 @@ pub async fn serve_grpc(server: GrpcServer, routes: Routes) -> Result<(), ServeE
     // per call. `Server::tcp_nodelay` only covers listeners tonic binds itself.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let serve = Server::builder()
+        .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_ACCEPT_RESET_STREAMS))
+        .http2_max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESET_STREAMS))
         .layer(trace)
         .layer(crate::metrics::GrpcMetricsLayer::new(
             metrics,
@@ -289,14 +309,15 @@ impl GrpcApp {
             self.readiness_interval,
             self.server.shutdown.clone(),
         );
+        // Stops on the same signal and drains within the same deadline.
         let metrics = tokio::spawn(crate::metrics::serve_metrics(
             self.metrics_listener,
             self.server.metrics.clone(),
             self.server.shutdown.clone(),
+            self.server.shutdown_timeout,
         ));
         let served = serve_grpc(self.server, routes).await;
-        // The metrics server stops on the same signal; its error is not worth failing for.
-        if let Ok(Err(error)) = metrics.await {
+        if let Err(error) = metrics.await {
             tracing::warn!(%error, "metrics server failed");
         }
         served

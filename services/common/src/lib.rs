@@ -23,6 +23,11 @@
 //!   idempotent reads once on another endpoint.
 //! - [`metrics`]: the Prometheus registry of a process, `/metrics`, and per-RPC series
 //!   with bounded labels.
+//! - [`http`]: hardened HTTP serving (header, body and idle deadlines, a connection
+//!   cap, a bounded drain): the gateway's API port and every `/metrics` port.
+//! - [`breaker`]: the one circuit breaker, in front of every optional Redis.
+//! - [`jwks`]: JWKS files (`JWT_PUBLIC_KEYS_FILE` and the like), checked at start, and
+//!   the verifier of a process that only checks tokens.
 //! - [`status`]: the structured half of gRPC errors (`google.rpc` BadRequest, ErrorInfo,
 //!   RetryInfo): built by the services, read by the gateway; never parsed from messages.
 //! - [`revocation`]: revoked sessions and users, pushed by session-service, held in
@@ -31,10 +36,13 @@
 
 pub mod auth;
 pub mod balance;
+pub mod breaker;
 pub mod clock;
 pub mod config;
 pub mod grpc;
 pub mod health;
+pub mod http;
+pub mod jwks;
 pub mod metrics;
 pub mod postgres;
 pub mod pubsub;

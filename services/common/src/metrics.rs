@@ -16,7 +16,7 @@ use std::{
     collections::HashSet,
     sync::{Arc, RwLock},
     task::{Context, Poll},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use axum::{Router, routing::get};
@@ -356,15 +356,34 @@ impl prometheus_client::collector::Collector for FnMetric {
     }
 }
 
-/// Serves `/metrics` on `listener` until `shutdown` fires.
+/// The connection rules of every `/metrics` port. Only scrapers and operators call
+/// it, on an internal network, each with a request or two a minute: a slow or silent
+/// client is a fault or a probe, never a customer on a bad link, so the deadlines are
+/// short and a handful of connections is plenty. Prometheus keeps its connection open
+/// between scrapes (15 to 60 s apart); the idle timeout outlasts that.
+pub const METRICS_LIMITS: crate::http::Limits = crate::http::Limits {
+    header_read_timeout: Duration::from_secs(5),
+    body_read_timeout: Duration::from_secs(5),
+    idle_timeout: Duration::from_secs(120),
+    max_connections: 64,
+};
+
+/// Serves `/metrics` on `listener` with [`METRICS_LIMITS`] until `shutdown` fires,
+/// then drains its connections for at most `drain_timeout`.
 pub async fn serve_metrics(
     listener: tokio::net::TcpListener,
     metrics: Metrics,
     shutdown: crate::shutdown::Shutdown,
-) -> std::io::Result<()> {
-    axum::serve(listener, metrics.router())
-        .with_graceful_shutdown(async move { shutdown.wait().await })
-        .await
+    drain_timeout: Duration,
+) {
+    crate::http::serve(
+        listener,
+        metrics.router(),
+        METRICS_LIMITS,
+        shutdown,
+        drain_timeout,
+    )
+    .await;
 }
 
 /// Tower layer recording each gRPC call in [`Metrics`], labelled by `methods`.

@@ -317,6 +317,16 @@ impl RedisPool {
         outcome
     }
 
+    /// Calls waiting for a connection or an answer now (the `_calls_in_flight` gauge).
+    pub fn calls_in_flight(&self) -> i64 {
+        self.usage.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The deadline of one [`RedisPool::run`]: connect plus response timeout.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
     /// Whether this role talks to a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
         matches!(self.connection, Connection::Cluster(_))

@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::Context;
 use common::{
-    auth::{AccessVerifier, PublicJwk},
+    auth::AccessVerifier,
     balance::BalancedChannel,
     grpc::GrpcApp,
     health::Dependency,
@@ -67,29 +67,10 @@ pub struct Application {
 
 /// The token verifier: a fixed key set from `JWT_PUBLIC_KEYS_FILE`, or session-service's
 /// published keys (fetched on first use, refetched on an unknown `kid`, throttled).
-pub fn token_verifier(config: &Config, shutdown: &Shutdown) -> anyhow::Result<AccessVerifier> {
-    let tokens = &config.tokens;
-    if let Some(path) = &tokens.jwt_public_keys_file {
-        #[derive(serde::Deserialize)]
-        struct Jwks {
-            keys: Vec<PublicJwk>,
-        }
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("JWT_PUBLIC_KEYS_FILE {}", path.display()))?;
-        let jwks: Jwks = serde_json::from_str(&text)
-            .with_context(|| format!("JWT_PUBLIC_KEYS_FILE {} is not a JWKS", path.display()))?;
-        return Ok(AccessVerifier::with_keys(
-            jwks.keys,
-            &tokens.jwt_issuer,
-            &tokens.jwt_audience,
-        ));
-    }
-    let channel = BalancedChannel::new(&config.session_service_url, &config.grpc_client, shutdown);
-    Ok(AccessVerifier::from_session_service(
-        channel,
-        &tokens.jwt_issuer,
-        &tokens.jwt_audience,
-    ))
+pub fn token_verifier(config: &Config, shutdown: &Shutdown) -> AccessVerifier {
+    common::jwks::access_verifier(&config.tokens, || {
+        BalancedChannel::new(&config.session_service_url, &config.grpc_client, shutdown)
+    })
 }
 
 impl Application {
@@ -104,7 +85,7 @@ impl Application {
         shutdown: Shutdown,
         options: Options,
     ) -> anyhow::Result<Self> {
-        let verifier = token_verifier(&config, &shutdown)?;
+        let verifier = token_verifier(&config, &shutdown);
         let pg = common::postgres::pool(&config.postgres, config.database_url())?;
         common::postgres::migrate(&pg, &MIGRATOR, config.postgres.database_startup_timeout)
             .await

@@ -126,9 +126,10 @@ pub struct TokenConfig {
     )]
     pub jwt_private_key: Option<Secret<String>>,
     /// JWKS file (`{"keys": [...]}`) of older public keys still published by GetPublicKeys, so tokens
-    /// signed before a key rotation keep verifying until they expire.
-    #[arg(long = "jwt-additional-public-keys-file", env = "JWT_ADDITIONAL_PUBLIC_KEYS_FILE", value_parser = existing_file)]
-    pub jwt_additional_public_keys_file: Option<PathBuf>,
+    /// signed before a key rotation keep verifying until they expire; read and checked at start.
+    #[arg(long = "jwt-additional-public-keys-file", env = "JWT_ADDITIONAL_PUBLIC_KEYS_FILE",
+          value_parser = common::jwks::published_keys)]
+    pub jwt_additional_public_keys_file: Option<common::jwks::JwksFile>,
     /// The `iss` of every token.
     #[arg(long = "jwt-issuer", env = "JWT_ISSUER", default_value = common::auth::DEFAULT_ISSUER)]
     pub jwt_issuer: String,

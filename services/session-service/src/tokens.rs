@@ -9,7 +9,7 @@
 //! every binary (`common::auth::TokenValidation`), through the verifier that
 //! [`TokenKeys::verifier`] builds over the published keys.
 
-use std::{path::Path, sync::Arc};
+use std::sync::Arc;
 
 use base64::Engine;
 use common::{
@@ -145,10 +145,8 @@ impl TokenKeys {
             ),
             (None, Some(pem)) => (pem.clone(), "JWT_PRIVATE_KEY"),
         };
-        let additional = match &config.jwt_additional_public_keys_file {
-            Some(path) => read_jwks(path)?,
-            None => Vec::new(),
-        };
+        let additional = (config.jwt_additional_public_keys_file.as_ref())
+            .map_or_else(Vec::new, |file| file.keys().to_vec());
         Self::new(
             &pem,
             variable,
@@ -266,17 +264,6 @@ pub fn ed25519_jwk(public_key: &[u8; 32]) -> PublicJwk {
         x: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(public_key),
         y: None,
     }
-}
-
-fn read_jwks(path: &Path) -> Result<Vec<PublicJwk>, KeyError> {
-    #[derive(Deserialize)]
-    struct Jwks {
-        keys: Vec<PublicJwk>,
-    }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| KeyError::Read("JWT_ADDITIONAL_PUBLIC_KEYS_FILE", e))?;
-    let jwks: Jwks = serde_json::from_str(&text).map_err(|e| KeyError::BadJwks(e.to_string()))?;
-    Ok(jwks.keys)
 }
 
 /// A new random Ed25519 signing key as PKCS#8 PEM (the `generate-key` subcommand).

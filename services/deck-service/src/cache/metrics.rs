@@ -5,7 +5,7 @@ use std::sync::{
     atomic::{AtomicU8, AtomicU64, Ordering},
 };
 
-use super::breaker::BreakerState;
+use common::breaker::BreakerState;
 
 /// Monotonic counters (plus the breaker state gauge).
 #[derive(Debug, Default)]

@@ -21,7 +21,6 @@
 //!   two, trusted only while this process hears every write's invalidation (pushed over
 //!   Redis pub/sub: [`Cache::invalidate`] publishes the keys once Redis deleted them).
 
-mod breaker;
 mod flight;
 pub mod keys;
 mod l1;
@@ -43,15 +42,16 @@ use common::redis::{Connection, RedisPool};
 use futures::future::BoxFuture;
 use rand::Rng;
 use redis::Script;
+use redis::cluster_routing::Slot;
 
-pub use breaker::BreakerState;
+pub use common::breaker::BreakerState;
 pub use keys::Keys;
 pub use l1::{L1, L1Settings};
 pub use metrics::{CacheMetrics, MetricsSnapshot, register as register_metrics};
 pub use views::{Ttls, Views};
 
 use crate::error::{Error, Result};
-use breaker::Breaker;
+use common::breaker::{Breaker, BreakerSettings, CallError};
 use flight::{FlightResult, Flights};
 use metrics::inc;
 
@@ -161,8 +161,11 @@ impl Cache {
     pub fn new(redis: RedisPool, settings: CacheSettings, hooks: CacheHooks) -> Self {
         let metrics = Arc::new(CacheMetrics::default());
         let breaker = Breaker::new(
-            settings.breaker_threshold,
-            settings.breaker_cooldown,
+            "cache Redis",
+            BreakerSettings {
+                threshold: settings.breaker_threshold,
+                cooldown: settings.breaker_cooldown,
+            },
             metrics.breaker_state.clone(),
         );
         let flights = Flights::new(settings.max_inflight_loads, metrics.clone());
@@ -219,34 +222,29 @@ impl Cache {
     /// "Redis unavailable": skipped by the breaker, failed, or too slow.
     async fn call<T, F, Fut>(&self, operation: F) -> Option<T>
     where
-        F: FnOnce(Connection) -> Fut,
-        Fut: Future<Output = std::result::Result<T, redis::RedisError>>,
+        T: Send + 'static,
+        F: FnOnce(Connection) -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<T, redis::RedisError>> + Send + 'static,
     {
         self.call_with(self.inner.settings.timeout, operation).await
     }
 
+    /// The call runs to its verdict in a task of its own even if our caller goes away,
+    /// so a hanging Redis opens the breaker however early callers give up.
     async fn call_with<T, F, Fut>(&self, deadline: Duration, operation: F) -> Option<T>
     where
-        F: FnOnce(Connection) -> Fut,
-        Fut: Future<Output = std::result::Result<T, redis::RedisError>>,
+        T: Send + 'static,
+        F: FnOnce(Connection) -> Fut + Send + 'static,
+        Fut: Future<Output = std::result::Result<T, redis::RedisError>> + Send + 'static,
     {
-        // Dropped unreported if our caller goes away mid-call (see the breaker).
-        let permit = self.inner.breaker.permit()?;
-        match tokio::time::timeout(deadline, self.inner.redis.run(operation)).await {
-            Ok(Ok(value)) => {
-                permit.success();
-                Some(value)
-            }
-            Ok(Err(error)) => {
+        let redis = self.inner.redis.clone();
+        let work = async move { redis.run(operation).await };
+        match self.inner.breaker.call(deadline, work).await {
+            Ok(value) => Some(value),
+            Err(CallError::Open) => None,
+            Err(error) => {
                 tracing::debug!(%error, "cache Redis call failed");
                 inc(&self.inner.metrics.errors);
-                permit.failure();
-                None
-            }
-            Err(_) => {
-                tracing::debug!(?deadline, "cache Redis call timed out");
-                inc(&self.inner.metrics.errors);
-                permit.failure();
                 None
             }
         }
@@ -292,7 +290,7 @@ impl Cache {
         } else {
             let cached = {
                 let key = key.clone();
-                self.call(|mut connection| async move {
+                self.call(move |mut connection| async move {
                     redis::cmd("GET")
                         .arg(&key)
                         .query_async::<Option<Vec<u8>>>(&mut connection)
@@ -390,7 +388,7 @@ impl Cache {
             let read = {
                 let (key, generation_key) = (key.clone(), generation_key.clone());
                 let fresh_token = rand::thread_rng().gen_range(1_u64 << 32..1_u64 << 62);
-                self.call(|mut connection| async move {
+                self.call(move |mut connection| async move {
                     READ_SCRIPT
                         .key(&key)
                         .key(&generation_key)
@@ -431,7 +429,7 @@ impl Cache {
             let value = encode_entry(encoded.as_deref());
             let ttl_ms = ttl.as_millis().max(1) as u64;
             let filled = self
-                .call(|mut connection| async move {
+                .call(move |mut connection| async move {
                     FILL_SCRIPT
                         .key(&key)
                         .key(&generation_key)
@@ -465,9 +463,9 @@ impl Cache {
             l1.invalidate(keys.iter().map(String::as_str));
         }
         let mut groups: Vec<Vec<&String>> = if self.inner.redis.is_cluster() {
-            let mut by_slot: HashMap<u16, Vec<&String>> = HashMap::new();
+            let mut by_slot: HashMap<Slot, Vec<&String>> = HashMap::new();
             for key in keys {
-                by_slot.entry(keys::slot(key)).or_default().push(key);
+                by_slot.entry(Slot::for_key(key)).or_default().push(key);
             }
             by_slot.into_values().collect()
         } else {

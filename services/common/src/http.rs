@@ -1,20 +1,21 @@
-//! The HTTP listener: hyper-util's builder serving HTTP/1.1 and h2c (prior knowledge),
-//! as `axum::serve` does, plus the connection rules of HTTP_API.md ("Connections") that
-//! `axum::serve` lacks, which kept slow and silent clients connected forever:
+//! Hardened HTTP serving: hyper-util's builder serving HTTP/1.1 and h2c (prior
+//! knowledge), as `axum::serve` does, plus the connection rules `axum::serve` lacks,
+//! which would keep slow and silent clients connected forever (STYLE.md, "Pitfalls").
+//! The gateway's API port serves through it with the limits of HTTP_API.md
+//! ("Connections"), every `/metrics` port with [`crate::metrics::METRICS_LIMITS`].
 //!
 //! - a new connection, and each later request on a kept-alive one (from its first
-//!   byte), has [`ConnectionLimits::header_read_timeout`] to deliver complete headers;
-//!   then the connection is closed (no response: the request never arrived);
-//! - a request body must be complete [`ConnectionLimits::body_read_timeout`] after its
-//!   headers; a late one fails the read ([`BodyTimedOut`]), the request is answered 408
-//!   (`middleware::request_context`) and the connection closes;
-//! - a connection with no request in progress for [`ConnectionLimits::idle_timeout`] is
-//!   closed (HTTP/2: GOAWAY);
-//! - at most [`ConnectionLimits::max_connections`] connections are served at once; the
-//!   next one is not accepted (it waits in the listen backlog) until one closes;
+//!   byte), has [`Limits::header_read_timeout`] to deliver complete headers; then the
+//!   connection is closed (no response: the request never arrived);
+//! - a request body must be complete [`Limits::body_read_timeout`] after its headers; a
+//!   late one fails the read ([`BodyTimedOut`]): the gateway answers 408 and the
+//!   connection closes;
+//! - a connection with no request in progress for [`Limits::idle_timeout`] is closed
+//!   (HTTP/2: GOAWAY);
+//! - at most [`Limits::max_connections`] connections are served at once; the next one
+//!   is not accepted (it waits in the listen backlog) until one closes;
 //! - on shutdown the listener closes, every connection finishes the requests it has and
-//!   closes, and whatever is still open after `SHUTDOWN_TIMEOUT_MS` is dropped, the same
-//!   deadline as the gRPC servers'.
+//!   closes, and whatever is still open after the drain deadline is dropped.
 //!
 //! hyper's own `header_read_timeout` is not used: its clock also runs while a kept-alive
 //! connection waits for its next request, so it would close idle connections at the
@@ -40,7 +41,6 @@ use axum::{
     body::{Body, Bytes},
     extract::ConnectInfo,
 };
-use common::shutdown::Shutdown;
 use http::{Request, Version};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
@@ -57,12 +57,26 @@ use tokio::{
 };
 use tower::ServiceExt;
 
-use crate::config::ConnectionLimits;
+use crate::shutdown::Shutdown;
 
 /// HTTP/2 pings on a quiet connection, so a vanished peer is noticed.
 const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(20);
 /// How long an HTTP/2 ping may go unanswered before the connection is closed.
 const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long a listener waits for slow or silent clients, and how many it serves at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest time for a request's complete headers, from accepting the connection or
+    /// from the first byte of a later request on it.
+    pub header_read_timeout: Duration,
+    /// Longest time for a request body to arrive after its headers.
+    pub body_read_timeout: Duration,
+    /// How long a connection may stay open with no request in progress.
+    pub idle_timeout: Duration,
+    /// Most connections served at once.
+    pub max_connections: u32,
+}
 
 /// The timeouts each connection's watchdog applies.
 #[derive(Clone, Copy, Debug)]
@@ -77,7 +91,7 @@ struct Timeouts {
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    limits: &ConnectionLimits,
+    limits: Limits,
     shutdown: Shutdown,
     drain_timeout: Duration,
 ) {
