@@ -26,7 +26,7 @@ use tonic::service::Routes;
 use crate::{
     config::{Config, ConnectionLimits, DEFAULT_GRPC_PORT},
     metrics::HttpMetrics,
-    rate_limit::RateLimiter,
+    rate_limit::{RateLimiter, api::ApiLimiter},
     routes::health::CHECK_TIMEOUT,
     state::{AppState, ServiceHealth},
 };
@@ -119,10 +119,22 @@ impl Application {
             "redis_rate_limit_reachable",
             "redis_rate_limit_calls_in_flight",
         );
+        let api_limiter = ApiLimiter::new(
+            pool.prefix(),
+            config.rate_limit_api_per_minute,
+            config.rate_limit_api_max_buckets,
+            metrics.rate_limit_sync.clone(),
+        );
+        crate::metrics::register_api_limiter(grpc.metrics(), &api_limiter);
+        // Stopped by the shutdown signal, after one last reconciliation.
+        api_limiter.spawn_reconciler(
+            pool.clone(),
+            config.rate_limit_sync_interval,
+            grpc.shutdown().clone(),
+        );
         let limiter = RateLimiter::new(
             pool,
             config.rate_limit_auth_per_minute,
-            config.rate_limit_api_per_minute,
             metrics.rate_limit_fail_open.clone(),
         );
         let state = Arc::new(AppState {
@@ -133,6 +145,7 @@ impl Application {
             verifier,
             static_jwks,
             limiter,
+            api_limiter,
             trusted_proxies: Arc::new(config.trusted_proxies.clone()),
             request_timeout: config.request_timeout,
             started: Instant::now(),
