@@ -193,7 +193,7 @@ impl HttpMetrics {
     }
 }
 
-/// The API limiter's gauges: buckets held and buckets waiting for reconciliation.
+/// The API limiter's gauges: buckets held, and buckets with calls not yet reported.
 pub fn register_api_limiter(registry: &common::metrics::Metrics, limiter: &ApiLimiter) {
     let held = limiter.clone();
     registry.register_gauge_fn(
@@ -201,11 +201,11 @@ pub fn register_api_limiter(registry: &common::metrics::Metrics, limiter: &ApiLi
         "API rate-limit buckets (user and endpoint) held in memory, at most RATE_LIMIT_API_MAX_BUCKETS",
         move || i64::try_from(held.buckets()).unwrap_or(i64::MAX),
     );
-    let queued = limiter.clone();
+    let unreported = limiter.clone();
     registry.register_gauge_fn(
-        "gateway_rate_limit_sync_queued",
-        "API rate-limit buckets with calls not yet reported to Redis",
-        move || i64::try_from(queued.queued()).unwrap_or(i64::MAX),
+        "gateway_rate_limit_sync_unreported",
+        "API rate-limit buckets with calls not yet reported to Redis (queued, or being sent)",
+        move || i64::try_from(unreported.unreported()).unwrap_or(i64::MAX),
     );
 }
 

@@ -40,7 +40,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -201,8 +204,10 @@ struct Inner {
     max_queued: usize,
     script: redis::Script,
     metrics: SyncMetrics,
+    /// Buckets taken from the queue whose script call has not ended.
+    sending: AtomicUsize,
     /// Whether the last reconciliation failed (logs the change only, not every tick).
-    failing: std::sync::atomic::AtomicBool,
+    failing: AtomicBool,
 }
 
 impl std::fmt::Debug for ApiLimiter {
@@ -234,7 +239,8 @@ impl ApiLimiter {
                 max_queued: usize::try_from(max_buckets).unwrap_or(usize::MAX),
                 script: redis::Script::new(include_str!("sync.lua")),
                 metrics,
-                failing: std::sync::atomic::AtomicBool::new(false),
+                sending: AtomicUsize::new(0),
+                failing: AtomicBool::new(false),
             }),
         }
     }
@@ -284,9 +290,11 @@ impl ApiLimiter {
         self.inner.buckets.entry_count()
     }
 
-    /// Buckets waiting for the next reconciliation (for `/metrics`).
-    pub fn queued(&self) -> usize {
-        self.inner.queue.lock().expect("queue lock poisoned").len()
+    /// Buckets with calls not yet reported to Redis: queued, or in a script call now
+    /// (for `/metrics`).
+    pub fn unreported(&self) -> usize {
+        let queue = self.inner.queue.lock().expect("queue lock poisoned");
+        queue.len() + self.inner.sending.load(Ordering::Relaxed)
     }
 
     /// Reconciles with the Redis of `pool` every `every`, in a task of its own (no request
@@ -315,7 +323,13 @@ impl ApiLimiter {
 
     /// Sends every queued count to Redis and adopts the shared state that comes back.
     async fn reconcile(&self, pool: &RedisPool) {
-        let queued = std::mem::take(&mut *self.inner.queue.lock().expect("queue lock poisoned"));
+        let queued = {
+            let mut queue = self.inner.queue.lock().expect("queue lock poisoned");
+            // Counted as sending before they leave the queue, so `unreported` never
+            // reads 0 while they are on their way.
+            self.inner.sending.fetch_add(queue.len(), Ordering::Relaxed);
+            std::mem::take(&mut *queue)
+        };
         if queued.is_empty() {
             return;
         }
@@ -325,7 +339,12 @@ impl ApiLimiter {
             let calls = std::mem::take(&mut state.unsent);
             let since = state.unsent_since;
             drop(state);
-            (calls > 0).then_some(Report {
+            if calls == 0 {
+                // Its count was dropped (the queue was full when a report failed).
+                self.inner.sending.fetch_sub(1, Ordering::Relaxed);
+                return None;
+            }
+            Some(Report {
                 bucket,
                 calls,
                 since,
@@ -376,7 +395,7 @@ impl ApiLimiter {
                 invocation.invoke_async::<Vec<i64>>(&mut connection).await
             })
             .await;
-        let failure = match outcome {
+        match outcome {
             Ok(aheads) if aheads.len() == batch.len() => {
                 inner.metrics.batches.inc();
                 let now = Instant::now();
@@ -384,32 +403,35 @@ impl ApiLimiter {
                     let ahead = u64::try_from(ahead).unwrap_or(0);
                     report.bucket.lock().adopt(ahead, now, inner.rule);
                 }
-                if inner
-                    .failing
-                    .swap(false, std::sync::atomic::Ordering::Relaxed)
-                {
+                if inner.failing.swap(false, Ordering::Relaxed) {
                     tracing::info!("rate-limit reconciliation with Redis resumed");
                 }
-                return;
             }
-            Ok(aheads) => format!(
-                "the script returned {} values for {} keys",
-                aheads.len(),
-                batch.len()
-            ),
-            Err(error) => error.to_string(),
-        };
-        inner.metrics.failures.inc();
-        if !inner
-            .failing
-            .swap(true, std::sync::atomic::Ordering::Relaxed)
-        {
+            outcome => {
+                let failure = match outcome {
+                    Ok(aheads) => format!(
+                        "the script returned {} values for {} keys",
+                        aheads.len(),
+                        batch.len()
+                    ),
+                    Err(error) => error.to_string(),
+                };
+                self.put_back(&batch, &failure);
+            }
+        }
+        inner.sending.fetch_sub(batch.len(), Ordering::Relaxed);
+    }
+
+    /// Counts a failed script call and queues its counts again for the next tick.
+    fn put_back(&self, batch: &[Report], failure: &str) {
+        self.inner.metrics.failures.inc();
+        if !self.inner.failing.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 error = %failure,
                 "rate-limit reconciliation with Redis failed; API limits apply per gateway until it resumes"
             );
         }
-        for report in &batch {
+        for report in batch {
             let mut state = report.bucket.lock();
             state.restore(report);
             if !state.queued {
@@ -494,6 +516,6 @@ mod tests {
         }
 
         assert!(limiter.buckets() <= 50, "{}", limiter.buckets());
-        assert!(limiter.queued() <= 50, "{}", limiter.queued());
+        assert!(limiter.unreported() <= 50, "{}", limiter.unreported());
     }
 }
