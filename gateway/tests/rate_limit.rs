@@ -232,6 +232,10 @@ async fn api_calls_make_no_redis_round_trip_and_reconciliation_is_about_one_batc
         .filter(|command| command.args.iter().any(|arg| arg.starts_with(&api_key)))
         .collect();
 
+    println!(
+        "{CALLS} API calls in {elapsed:?}: {} rate-limit Redis commands",
+        commands.len()
+    );
     // Assert: one script call per reconciliation that had something to report (so at
     // most one per tick, the first at once; one more if the script had to be loaded:
     // an EVALSHA answered NOSCRIPT is sent again), not one per API call.
