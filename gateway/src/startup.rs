@@ -26,7 +26,10 @@ use tonic::service::Routes;
 use crate::{
     config::{Config, ConnectionLimits, DEFAULT_GRPC_PORT},
     metrics::HttpMetrics,
-    rate_limit::{RateLimiter, api::ApiLimiter},
+    rate_limit::{
+        RateLimiter,
+        api::{ApiLimiter, Reconciler},
+    },
     routes::health::CHECK_TIMEOUT,
     state::{AppState, ServiceHealth},
 };
@@ -38,6 +41,8 @@ pub struct Application {
     router: Router,
     connections: ConnectionLimits,
     shutdown_timeout: Duration,
+    /// Reconciles the API limits with Redis until the HTTP server has drained.
+    reconciler: Reconciler,
 }
 
 #[derive(serde::Deserialize)]
@@ -126,12 +131,8 @@ impl Application {
             metrics.rate_limit_sync.clone(),
         );
         crate::metrics::register_api_limiter(grpc.metrics(), &api_limiter);
-        // Stopped by the shutdown signal, after one last reconciliation.
-        api_limiter.spawn_reconciler(
-            pool.clone(),
-            config.rate_limit_sync_interval,
-            grpc.shutdown().clone(),
-        );
+        let reconciler =
+            api_limiter.spawn_reconciler(pool.clone(), config.rate_limit_sync_interval);
         let limiter = RateLimiter::new(
             pool,
             config.rate_limit_auth_per_minute,
@@ -158,6 +159,7 @@ impl Application {
             router,
             connections: config.connections,
             shutdown_timeout: config.grpc.shutdown_timeout,
+            reconciler,
         })
     }
 
@@ -177,7 +179,8 @@ impl Application {
     }
 
     /// Serves HTTP and gRPC health until the shutdown signal fires and both drain
-    /// (each for at most `SHUTDOWN_TIMEOUT_MS`).
+    /// (each for at most `SHUTDOWN_TIMEOUT_MS`), then reports the API calls admitted
+    /// since the last reconciliation (within as long again).
     pub async fn run(self) -> anyhow::Result<()> {
         let http = crate::server::serve(
             self.http,
@@ -187,6 +190,7 @@ impl Application {
             self.shutdown_timeout,
         );
         let ((), grpc) = tokio::join!(http, self.grpc.run(Routes::default()));
+        self.reconciler.stop(self.shutdown_timeout).await;
         grpc.context("gRPC health server")?;
         Ok(())
     }

@@ -325,3 +325,67 @@ async fn many_users_do_not_grow_the_local_buckets_beyond_their_maximum() {
     // Assert
     assert!((1.0..=5.0).contains(&held), "{held} buckets held");
 }
+
+/// A gateway process with test defaults (trusted JWKS file, services nobody listens on,
+/// keys under `prefix`) and `env`; returned once its revocation snapshot is in (the test
+/// tokens name no real session: until then each request would look it up and refuse).
+async fn spawn_gateway(prefix: &str, env: &[(&'static str, String)]) -> ServiceProcess {
+    let mut envs = vec![
+        ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
+        ("GRPC_ADDR", "127.0.0.1:0".to_owned()),
+        ("SESSION_SERVICE_URL", support::nobody()),
+        ("DECK_SERVICE_URL", support::nobody()),
+        ("RATE_LIMIT_REDIS_URL", test_support::redis_url()),
+        ("SESSION_REDIS_URL", test_support::redis_url()),
+        ("REDIS_KEY_PREFIX", prefix.to_owned()),
+        (
+            "JWT_PUBLIC_KEYS_FILE",
+            TestTokens::new().jwks_file().to_string_lossy().into_owned(),
+        ),
+    ];
+    envs.extend(env.iter().cloned());
+    let gateway = test_support::spawn_service(env!("CARGO_BIN_EXE_gateway"), &[], &envs).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&gateway, "revocation_push_live").await != 1.0 {
+        assert!(Instant::now() < deadline, "revocation push not live");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    gateway
+}
+
+#[tokio::test]
+async fn a_gateway_stopped_by_sigterm_reports_the_calls_it_admitted_since_its_last_reconciliation()
+{
+    // Arrange: two gateways on one Redis and prefix; the first reconciles only once a
+    // second, so the calls below fall between two of its ticks.
+    const LIMIT: u32 = 5;
+    let prefix = test_support::key_prefix();
+    let limit = ("RATE_LIMIT_API_PER_MINUTE", LIMIT.to_string());
+    let mut first = spawn_gateway(
+        &prefix,
+        &[
+            limit.clone(),
+            ("RATE_LIMIT_SYNC_INTERVAL_MS", "1000".to_owned()),
+        ],
+    )
+    .await;
+    let second = spawn_gateway(&prefix, &[limit]).await;
+    let token = TestTokens::new().access_token(uuid::Uuid::new_v4(), false);
+    let first_http = HttpClient::new(first.listeners["HTTP"].clone());
+    let second_http = HttpClient::new(second.listeners["HTTP"].clone());
+    for _ in 0..LIMIT {
+        let response = decks(&first_http, &token).await;
+        assert_ne!(response.header("x-ratelimit-remaining"), None);
+    }
+
+    // Act: stop the first gateway at once; then the second one learns the key.
+    first.terminate();
+    assert!(first.wait_exit(Duration::from_secs(15)).await.success());
+    let new_to_second = decks(&second_http, &token).await;
+    wait_reported(&second).await;
+    let after_its_sync = decks(&second_http, &token).await;
+
+    // Assert: the first gateway's calls reached Redis on its way out.
+    assert_eq!(new_to_second.header("x-ratelimit-remaining"), Some("4"));
+    assert_limited(&after_its_sync, LIMIT);
+}

@@ -10,7 +10,8 @@
 //! # Reconciliation
 //!
 //! Calls admitted locally are counted on their bucket, and the bucket is put in a
-//! bounded queue. Every `RATE_LIMIT_SYNC_INTERVAL_MS` one task ([`ApiLimiter::spawn_reconciler`])
+//! bounded queue. Every `RATE_LIMIT_SYNC_INTERVAL_MS` one task ([`ApiLimiter::spawn_reconciler`],
+//! stopped after the HTTP server has drained, with a last round)
 //! takes the queue and, in one script call per batch of keys (per cluster slot on a Redis
 //! Cluster; the keys of one user share the hash tag `{<user_id>}`), adds each bucket's
 //! count to the shared GCRA state in Redis (`sync.lua`) and gets back how far the shared
@@ -297,28 +298,26 @@ impl ApiLimiter {
         queue.len() + self.inner.sending.load(Ordering::Relaxed)
     }
 
-    /// Reconciles with the Redis of `pool` every `every`, in a task of its own (no request
-    /// waits for it), until `shutdown`; then once more, so the calls of the last interval
-    /// still count on the other gateways.
-    pub fn spawn_reconciler(
-        &self,
-        pool: RedisPool,
-        every: Duration,
-        shutdown: Shutdown,
-    ) -> tokio::task::JoinHandle<()> {
+    /// Reconciles with the Redis of `pool` every `every`, in a task of its own: no request
+    /// waits for it, and none can cancel it. Runs until [`Reconciler::stop`].
+    pub fn spawn_reconciler(&self, pool: RedisPool, every: Duration) -> Reconciler {
         let limiter = self.clone();
-        tokio::spawn(async move {
+        let stop = Shutdown::new();
+        let stopped = stop.clone();
+        let task = tokio::spawn(async move {
             let mut ticker = tokio::time::interval(every);
             // A slow Redis delays the next tick rather than causing a burst of them.
             ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = ticker.tick() => limiter.reconcile(&pool).await,
-                    () = shutdown.wait() => break,
+                    () = stopped.wait() => break,
                 }
             }
+            // The calls of the last interval still count on the other gateways.
             limiter.reconcile(&pool).await;
-        })
+        });
+        Reconciler { stop, task }
     }
 
     /// Sends every queued count to Redis and adopts the shared state that comes back.
@@ -437,6 +436,27 @@ impl ApiLimiter {
             if !state.queued {
                 self.enqueue(&report.bucket, &mut state);
             }
+        }
+    }
+}
+
+/// The running reconciliation task.
+#[derive(Debug)]
+pub struct Reconciler {
+    stop: Shutdown,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Reconciler {
+    /// Stops the task after one last reconciliation, waiting for it at most `timeout`.
+    /// Called once no more requests are served, so no admitted call is left unreported.
+    pub async fn stop(self, timeout: Duration) {
+        self.stop.trigger();
+        if tokio::time::timeout(timeout, self.task).await.is_err() {
+            tracing::warn!(
+                ?timeout,
+                "the last rate-limit reconciliation did not finish in time"
+            );
         }
     }
 }
