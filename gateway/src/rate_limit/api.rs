@@ -58,6 +58,10 @@ use super::{Decision, WINDOW};
 
 /// Keys in one script call: bounds the call's size and how long it holds Redis.
 const MAX_KEYS_PER_CALL: usize = 256;
+/// The furthest ahead a shared TAT is taken to be. Real debt stays far below (a burst
+/// on every replica at once puts a bucket a window ahead per replica); a key holding a
+/// wild value must not make the clock arithmetic overflow.
+const MAX_AHEAD: Duration = Duration::from_secs(3600);
 /// Script calls of one reconciliation in flight at once (several slots on a cluster, or
 /// more keys than [`MAX_KEYS_PER_CALL`]).
 const CALLS_IN_FLIGHT: usize = 8;
@@ -162,8 +166,10 @@ impl BucketState {
     /// since the report was taken are not in it yet, so they are added on top.
     fn adopt(&mut self, shared_ahead_us: u64, now: Instant, rule: Rule) {
         let unreported = u64::from(self.unsent) * rule.interval_us;
-        let shared = now + Duration::from_micros(shared_ahead_us.saturating_add(unreported));
-        self.tat = self.tat.max(shared);
+        let ahead = shared_ahead_us
+            .saturating_add(unreported)
+            .min(micros(MAX_AHEAD));
+        self.tat = self.tat.max(now + Duration::from_micros(ahead));
     }
 
     /// Puts back the counts of a report that did not reach Redis.
@@ -525,6 +531,19 @@ mod tests {
             4,
             "2 shared + 3 local + this one"
         );
+    }
+
+    #[test]
+    fn a_wild_shared_value_is_capped_rather_than_overflowing_the_clock() {
+        let rule = Rule::per_minute(10);
+        let now = Instant::now();
+        let mut state = BucketState::new(now);
+
+        state.adopt(u64::MAX, now, rule);
+
+        let refused = state.admit(now, rule);
+        assert!(!refused.allowed);
+        assert_eq!(refused.reset_after, MAX_AHEAD);
     }
 
     #[test]
