@@ -2,8 +2,9 @@
 //! IP by an exact check in Redis, one script call per request ([`RateLimiter::check`]);
 //! the other authenticated routes per user and endpoint from state local to the gateway,
 //! reconciled with Redis in the background ([`api::ApiLimiter`]). When Redis is
-//! unavailable the auth limiter fails open — an outage of the limiter must not become an outage of the API —
-//! and counts each such call in [`RateLimiter::fail_open_total`]. After a failure the
+//! unavailable the auth limiter fails open — an outage of the limiter must not become an
+//! outage of the API — and counts each such call in [`RateLimiter::fail_open_total`]
+//! (the API limiter keeps limiting from its local state). After a failure the
 //! limiter skips Redis for [`BREAKER_COOLDOWN`], so a Redis that hangs (rather than
 //! refuses) costs one timeout per cooldown, not one per request.
 

@@ -10,13 +10,13 @@
 //! # Reconciliation
 //!
 //! Calls admitted locally are counted on their bucket, and the bucket is put in a
-//! bounded queue. Every `RATE_LIMIT_SYNC_INTERVAL_MS` one task ([`ApiLimiter::spawn_reconciler`],
-//! stopped after the HTTP server has drained, with a last round)
-//! takes the queue and, in one script call per batch of keys (per cluster slot on a Redis
-//! Cluster; the keys of one user share the hash tag `{<user_id>}`), adds each bucket's
-//! count to the shared GCRA state in Redis (`sync.lua`) and gets back how far the shared
-//! TAT is ahead. The bucket adopts the later of its own TAT and the shared one, so the
-//! calls other gateways admitted use up this gateway's allowance too.
+//! bounded queue. Every `RATE_LIMIT_SYNC_INTERVAL_MS` one task
+//! ([`ApiLimiter::spawn_reconciler`]; stopped after the HTTP server has drained, with a
+//! last round) takes the queue and, in one script call per batch of keys (per cluster
+//! slot on a Redis Cluster; the keys of one user share the hash tag `{<user_id>}`), adds
+//! each bucket's count to the shared GCRA state in Redis (`sync.lua`) and gets back how
+//! far the shared TAT is ahead. The bucket adopts the later of its own TAT and the shared
+//! one, so the calls other gateways admitted use up this gateway's allowance too.
 //!
 //! # The bound
 //!
