@@ -87,6 +87,18 @@ pub struct Config {
     #[arg(long = "rate-limit-api-per-minute", env = "RATE_LIMIT_API_PER_MINUTE", default_value_t = 100,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub rate_limit_api_per_minute: u32,
+    /// How often, in milliseconds (10-1000), each gateway reconciles its local API limits
+    /// with the rate-limit Redis; across replicas the API limit may be exceeded by what
+    /// the others admit in two such intervals (docs/gateway.md, "Rate limits").
+    #[arg(long = "rate-limit-sync-interval-ms", env = "RATE_LIMIT_SYNC_INTERVAL_MS",
+          default_value = "100", value_parser = sync_interval)]
+    pub rate_limit_sync_interval: Duration,
+    /// Most (user, endpoint) API limit buckets kept in memory (the least recently used
+    /// beyond it are dropped, and rebuilt from Redis at their next use); also bounds the
+    /// buckets waiting for reconciliation.
+    #[arg(long = "rate-limit-api-max-buckets", env = "RATE_LIMIT_API_MAX_BUCKETS", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub rate_limit_api_max_buckets: u64,
     /// Redis of the rate-limit role: `redis://host:port/db`.
     #[arg(
         long = "rate-limit-redis-url",
@@ -154,6 +166,17 @@ fn positive_millis(value: &str) -> Result<Duration, String> {
     }
 }
 
+/// The reconciliation interval: at least 10 ms (more often would cost Redis a call per
+/// bucket per tick for little), at most 1 s (the bound across replicas grows with it).
+fn sync_interval(value: &str) -> Result<Duration, String> {
+    let interval = parse_millis(value)?;
+    if (Duration::from_millis(10)..=Duration::from_secs(1)).contains(&interval) {
+        Ok(interval)
+    } else {
+        Err("must be between 10 and 1000 milliseconds".into())
+    }
+}
+
 /// Allowed CORS origins, each a valid header value.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Origins(pub Vec<http::HeaderValue>);
@@ -186,6 +209,16 @@ fn parse_origins(value: &str) -> Result<Origins, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sync_interval_is_between_10_ms_and_1_s() {
+        assert_eq!(sync_interval("100"), Ok(Duration::from_millis(100)));
+        assert_eq!(sync_interval("10"), Ok(Duration::from_millis(10)));
+        assert_eq!(sync_interval("1000"), Ok(Duration::from_secs(1)));
+        assert!(sync_interval("9").is_err());
+        assert!(sync_interval("1001").is_err());
+        assert!(sync_interval("soon").is_err());
+    }
 
     #[test]
     fn origins_are_a_comma_separated_list_without_wildcards() {

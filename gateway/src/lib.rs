@@ -7,7 +7,8 @@
 //!   [`extract::Ctx`], which builds each gRPC request (token, request id, deadline);
 //! - [`middleware`]: request ids and problem rendering, authentication, rate limits;
 //! - [`error`]: the one status → HTTP table and the RFC 9457 problem body;
-//! - [`rate_limit`]: GCRA in Redis, fail-open; [`client_ip`]: trusted proxies;
+//! - [`rate_limit`]: GCRA, exact in Redis for the auth routes (fail-open), local and
+//!   reconciled in the background for the others; [`client_ip`]: trusted proxies;
 //! - [`wire`]: the HTTP contract as types (every request and response body, every query),
 //!   built from and into the proto messages; [`openapi`]: the OpenAPI document generated
 //!   from them and the router; [`metrics`]: the gateway's Prometheus series;

@@ -1,6 +1,7 @@
 //! The gateway's own series in the process registry, served on the metrics port
 //! (`METRICS_ADDR`) with every other series, never on the API port: HTTP requests by
-//! route template, method and status, their latency, and rate-limit fail-opens.
+//! route template, method and status, their latency, rate-limit fail-opens, and the
+//! reconciliation of the API limits with Redis.
 //!
 //! Every label has a fixed set of values whatever the clients send: methods outside
 //! [`MethodLabel`]'s set count as `OTHER`, a route is one of the router's templates or
@@ -13,6 +14,8 @@ use prometheus_client::{
     encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder},
     metrics::{counter::Counter, family::Family, histogram::Histogram},
 };
+
+use crate::rate_limit::api::{ApiLimiter, SyncMetrics};
 
 /// The `route` label of a request whose path matched no route.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -119,6 +122,7 @@ pub struct HttpMetrics {
     requests: Family<RequestLabels, Counter>,
     duration: Family<RouteLabels, Histogram>,
     pub rate_limit_fail_open: Counter,
+    pub rate_limit_sync: SyncMetrics,
 }
 
 impl std::fmt::Debug for HttpMetrics {
@@ -150,10 +154,27 @@ impl HttpMetrics {
             "Calls let through unchecked because the rate-limit Redis was unavailable",
             rate_limit_fail_open.clone(),
         );
+        let rate_limit_sync = SyncMetrics::default();
+        registry.register(
+            "gateway_rate_limit_sync_batches",
+            "Script calls that reported locally admitted API calls to the rate-limit Redis and brought back the shared state",
+            rate_limit_sync.batches.clone(),
+        );
+        registry.register(
+            "gateway_rate_limit_sync_failures",
+            "Reconciliation script calls that failed; their counts are sent again with the next tick",
+            rate_limit_sync.failures.clone(),
+        );
+        registry.register(
+            "gateway_rate_limit_sync_dropped",
+            "Locally admitted API calls never reported to Redis because the reconciliation queue was full",
+            rate_limit_sync.dropped.clone(),
+        );
         Self {
             requests,
             duration,
             rate_limit_fail_open,
+            rate_limit_sync,
         }
     }
 
@@ -170,6 +191,22 @@ impl HttpMetrics {
             .get_or_create(&RouteLabels { method, route })
             .observe(seconds);
     }
+}
+
+/// The API limiter's gauges: buckets held, and buckets with calls not yet reported.
+pub fn register_api_limiter(registry: &common::metrics::Metrics, limiter: &ApiLimiter) {
+    let held = limiter.clone();
+    registry.register_gauge_fn(
+        "gateway_rate_limit_api_buckets",
+        "API rate-limit buckets (user and endpoint) held in memory, at most RATE_LIMIT_API_MAX_BUCKETS",
+        move || i64::try_from(held.buckets()).unwrap_or(i64::MAX),
+    );
+    let unreported = limiter.clone();
+    registry.register_gauge_fn(
+        "gateway_rate_limit_sync_unreported",
+        "API rate-limit buckets with calls not yet reported to Redis (queued, or being sent)",
+        move || i64::try_from(unreported.unreported()).unwrap_or(i64::MAX),
+    );
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use tracing::Instrument;
 use crate::{
     error::{ApiError, Unrendered, problem_response},
     metrics::{MethodLabel, RouteLabel},
-    rate_limit::Policy,
+    rate_limit::Decision,
     state::{AppState, SharedState},
 };
 
@@ -241,12 +241,12 @@ pub async fn limit_auth(
         .extensions()
         .get::<ClientIp>()
         .map_or(IpAddr::from([127, 0, 0, 1]), |ip| ip.0);
-    let key = state.limiter.auth_key(ip);
-    limited(&state, Policy::Auth, key, request, next).await
+    let decision = state.limiter.check(state.limiter.auth_key(ip)).await;
+    limited(decision, request, next).await
 }
 
-/// The per-user, per-endpoint limit of the other authenticated routes; runs after
-/// [`authenticate`].
+/// The per-user, per-endpoint limit of the other authenticated routes, from the
+/// gateway's own state (no Redis round trip); runs after [`authenticate`].
 pub async fn limit_api(State(state): State<SharedState>, request: Request, next: Next) -> Response {
     let Some(auth) = request.extensions().get::<Auth>() else {
         return ApiError::unauthorized("Not authenticated").into_response();
@@ -260,18 +260,14 @@ pub async fn limit_api(State(state): State<SharedState>, request: Request, next:
         request.method(),
         template.strip_prefix("/api/v1").unwrap_or(template)
     );
-    let key = state.limiter.api_key(auth.caller.user_id, &endpoint);
-    limited(&state, Policy::Api, key, request, next).await
+    let decision = state.api_limiter.check(auth.caller.user_id, &endpoint);
+    limited(Some(decision), request, next).await
 }
 
-async fn limited(
-    state: &AppState,
-    policy: Policy,
-    key: String,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(decision) = state.limiter.check(policy, key).await else {
+/// Runs the request if `decision` admits it (or, `None`, if no check could be made) and
+/// writes the limit's headers.
+async fn limited(decision: Option<Decision>, request: Request, next: Next) -> Response {
+    let Some(decision) = decision else {
         return next.run(request).await;
     };
     let mut response = if decision.allowed {

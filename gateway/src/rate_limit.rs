@@ -1,9 +1,12 @@
-//! GCRA rate limits in Redis (HTTP_API.md, "Rate limits"): auth routes per client IP,
-//! the other authenticated routes per user and endpoint. When Redis is unavailable the
-//! limiter fails open — an outage of the limiter must not become an outage of the API —
-//! and counts each such call in [`RateLimiter::fail_open_total`].
+//! GCRA rate limits (HTTP_API.md, "Rate limits"). The auth routes are limited per client
+//! IP by an exact check in Redis, one script call per request ([`RateLimiter::check`]);
+//! the other authenticated routes per user and endpoint from state local to the gateway,
+//! reconciled with Redis in the background ([`api::ApiLimiter`]). When Redis is
+//! unavailable the auth limiter fails open — an outage of the limiter must not become an
+//! outage of the API — and counts each such call in [`RateLimiter::fail_open_total`]
+//! (the API limiter keeps limiting from its local state).
 //!
-//! Redis is called through the shared circuit breaker ([`common::breaker`],
+//! The auth check calls Redis through the shared circuit breaker ([`common::breaker`],
 //! [`BREAKER`]): one failure, or no answer within the pool's deadline, opens it for a
 //! second, during which calls fail open without asking Redis; then one probe call
 //! decides, the others still failing open. The check runs to its verdict even when its
@@ -27,6 +30,8 @@ use prometheus_client::metrics::counter::Counter;
 
 use crate::error::ApiError;
 
+pub mod api;
+
 /// The window every limit is expressed in.
 const WINDOW: Duration = Duration::from_secs(60);
 /// The breaker in front of the rate-limit Redis: open after one failure, for a second.
@@ -34,15 +39,6 @@ pub const BREAKER: BreakerSettings = BreakerSettings {
     threshold: 1,
     cooldown: Duration::from_secs(1),
 };
-
-/// Which limit a route falls under.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Policy {
-    /// register, login, google, refresh: per client IP.
-    Auth,
-    /// Every other authenticated route: per user and endpoint.
-    Api,
-}
 
 /// The outcome of one check, enough to write the headers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,7 +55,6 @@ pub struct RateLimiter {
     pool: RedisPool,
     script: Arc<redis::Script>,
     auth_per_minute: u32,
-    api_per_minute: u32,
     fail_open: Counter,
     breaker: Breaker,
 }
@@ -68,24 +63,17 @@ impl std::fmt::Debug for RateLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RateLimiter")
             .field("auth_per_minute", &self.auth_per_minute)
-            .field("api_per_minute", &self.api_per_minute)
             .finish_non_exhaustive()
     }
 }
 
 impl RateLimiter {
     /// `fail_open` counts the calls let through unchecked (registered by the caller).
-    pub fn new(
-        pool: RedisPool,
-        auth_per_minute: u32,
-        api_per_minute: u32,
-        fail_open: Counter,
-    ) -> Self {
+    pub fn new(pool: RedisPool, auth_per_minute: u32, fail_open: Counter) -> Self {
         Self {
             pool,
             script: Arc::new(redis::Script::new(include_str!("rate_limit.gcra.lua"))),
             auth_per_minute,
-            api_per_minute,
             fail_open,
             breaker: Breaker::new("rate-limit Redis", BREAKER, Arc::default()),
         }
@@ -117,18 +105,10 @@ impl RateLimiter {
         format!("{}rate:auth:{{{}}}", self.pool.prefix(), auth_client(ip))
     }
 
-    /// `{prefix}rate:api:{<user_id>}:<METHOD route>`, e.g. `...:GET /decks/{id}`.
-    pub fn api_key(&self, user_id: uuid::Uuid, endpoint: &str) -> String {
-        format!("{}rate:api:{{{user_id}}}:{endpoint}", self.pool.prefix())
-    }
-
-    /// Checks and counts one call against `key`. `None` means Redis was unavailable
-    /// and the call is let through (fail open).
-    pub async fn check(&self, policy: Policy, key: String) -> Option<Decision> {
-        let limit = match policy {
-            Policy::Auth => self.auth_per_minute,
-            Policy::Api => self.api_per_minute,
-        };
+    /// Checks and counts one auth call against `key` ([`Self::auth_key`]). `None` means
+    /// Redis was unavailable and the call is let through (fail open).
+    pub async fn check(&self, key: String) -> Option<Decision> {
+        let limit = self.auth_per_minute;
         let interval_us = (WINDOW.as_micros() / u128::from(limit)).max(1) as u64;
         let (pool, script) = (self.pool.clone(), self.script.clone());
         let check = async move {

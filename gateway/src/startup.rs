@@ -22,7 +22,10 @@ use tonic::service::Routes;
 use crate::{
     config::{Config, DEFAULT_GRPC_PORT},
     metrics::HttpMetrics,
-    rate_limit::RateLimiter,
+    rate_limit::{
+        RateLimiter,
+        api::{ApiLimiter, Reconciler},
+    },
     routes::health::CHECK_TIMEOUT,
     state::{AppState, ServiceHealth},
 };
@@ -34,6 +37,8 @@ pub struct Application {
     router: Router,
     connections: common::http::Limits,
     shutdown_timeout: Duration,
+    /// Reconciles the API limits with Redis until the HTTP server has drained.
+    reconciler: Reconciler,
 }
 
 impl Application {
@@ -89,10 +94,18 @@ impl Application {
             "redis_rate_limit_reachable",
             "redis_rate_limit_calls_in_flight",
         );
+        let api_limiter = ApiLimiter::new(
+            pool.prefix(),
+            config.rate_limit_api_per_minute,
+            config.rate_limit_api_max_buckets,
+            metrics.rate_limit_sync.clone(),
+        );
+        crate::metrics::register_api_limiter(grpc.metrics(), &api_limiter);
+        let reconciler =
+            api_limiter.spawn_reconciler(pool.clone(), config.rate_limit_sync_interval);
         let limiter = RateLimiter::new(
             pool,
             config.rate_limit_auth_per_minute,
-            config.rate_limit_api_per_minute,
             metrics.rate_limit_fail_open.clone(),
         );
         grpc.metrics().register_gauge_fn(
@@ -111,6 +124,7 @@ impl Application {
             verifier,
             static_jwks,
             limiter,
+            api_limiter,
             trusted_proxies: Arc::new(config.trusted_proxies.clone()),
             request_timeout: config.request_timeout,
             started: Instant::now(),
@@ -123,6 +137,7 @@ impl Application {
             router,
             connections: config.connections.limits(),
             shutdown_timeout: config.grpc.shutdown_timeout,
+            reconciler,
         })
     }
 
@@ -142,7 +157,8 @@ impl Application {
     }
 
     /// Serves HTTP and gRPC health until the shutdown signal fires and both drain
-    /// (each for at most `SHUTDOWN_TIMEOUT_MS`).
+    /// (each for at most `SHUTDOWN_TIMEOUT_MS`), then reports the API calls admitted
+    /// since the last reconciliation (within as long again).
     pub async fn run(self) -> anyhow::Result<()> {
         let http = common::http::serve(
             self.http,
@@ -152,6 +168,7 @@ impl Application {
             self.shutdown_timeout,
         );
         let ((), grpc) = tokio::join!(http, self.grpc.run(Routes::default()));
+        self.reconciler.stop(self.shutdown_timeout).await;
         grpc.context("gRPC health server")?;
         Ok(())
     }

@@ -1,4 +1,4 @@
-//! What every handler shares: the service clients, the token verifier, the limiter.
+//! What every handler shares: the service clients, the token verifier, the limiters.
 
 use std::{sync::Arc, time::Duration};
 
@@ -12,7 +12,10 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-use crate::{client_ip::TrustedProxies, rate_limit::RateLimiter};
+use crate::{
+    client_ip::TrustedProxies,
+    rate_limit::{RateLimiter, api::ApiLimiter},
+};
 
 /// The state every handler and layer shares, behind one `Arc`: extracting it costs a
 /// reference count, not a copy of every client.
@@ -28,7 +31,10 @@ pub struct AppState {
     pub verifier: AccessVerifier,
     /// The key set of `JWT_PUBLIC_KEYS_FILE`, served as the JWKS when configured.
     pub static_jwks: Option<Arc<Vec<common::auth::PublicJwk>>>,
+    /// The auth routes' exact limit in Redis.
     pub limiter: RateLimiter,
+    /// The other authenticated routes' limit, local and reconciled in the background.
+    pub api_limiter: ApiLimiter,
     pub trusted_proxies: Arc<TrustedProxies>,
     pub request_timeout: Duration,
     pub started: Instant,

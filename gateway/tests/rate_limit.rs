@@ -1,150 +1,391 @@
-//! The rate limiter's circuit breaker (`common::breaker`) against a Redis of the test's
-//! own that hangs (SIGSTOP) or is gone: the two flaws of the limiter's former
-//! `skip_until` stay fixed (docs/resilience.md, "Circuit breakers").
+//! The API rate limit from state local to each gateway, reconciled through the shared
+//! rate-limit Redis in the background (docs/gateway.md, "Rate limits"): real gateways
+//! (processes, or in this process) on a real Redis. The Redis Cluster pass of `make test`
+//! runs this binary too.
 
-use std::time::Duration;
+mod support;
 
-use common::{
-    breaker::{BreakerSettings, BreakerState},
-    config::RedisConfig,
-    redis::RedisPool,
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use test_support::{
+    RedisMonitor, RedisServer, ServiceProcess, TestTokens,
+    http::{HttpClient, HttpResponse},
+    http_get,
+    redis_monitor::SCRIPT_CLIENT,
+    stack::{StackOptions, spawn_stack_with},
 };
-use gateway::rate_limit::{Policy, RateLimiter};
-use prometheus_client::metrics::counter::Counter;
-use test_support::RedisServer;
 
-/// A limiter on `redis` whose breaker opens at the first failure for `cooldown`.
-fn limiter(redis: &RedisServer, cooldown: Duration) -> RateLimiter {
-    let config = RedisConfig {
-        redis_connect_timeout: Duration::from_secs(1),
-        redis_response_timeout: Duration::from_secs(1),
-        redis_key_prefix: test_support::key_prefix(),
-    };
-    let pool = RedisPool::new(&redis.url(), &config).expect("pool");
-    RateLimiter::new(pool, 10, 100, Counter::default()).with_breaker(BreakerSettings {
-        threshold: 1,
-        cooldown,
-    })
+use support::{Gateway, assert_problem, start_gateway};
+
+const DECKS: &str = "/api/v1/decks";
+const PASSWORD: &str = "correct horse 42";
+const BATCHES: &str = "gateway_rate_limit_sync_batches_total";
+const UNREPORTED: &str = "gateway_rate_limit_sync_unreported";
+
+fn unique_email() -> String {
+    format!(
+        "u{}@example.com",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
 }
 
-fn key(limiter: &RateLimiter) -> String {
-    limiter.auth_key("203.0.113.9".parse().unwrap())
+/// The value of `series` on a gateway process's metrics port (0 when absent).
+async fn metric(process: &ServiceProcess, series: &str) -> f64 {
+    let (status, body) = http_get(&process.listeners["metrics"], "/metrics").await;
+    assert_eq!(status, 200);
+    series_value(&body, series)
 }
 
-async fn wait_for_state(limiter: &RateLimiter, expected: BreakerState) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while limiter.breaker_state() != expected {
+/// The value of `series` on an in-process gateway's metrics port (0 when absent).
+async fn local_metric(gateway: &Gateway, series: &str) -> f64 {
+    series_value(&gateway.metrics.get("/metrics").send().await.text(), series)
+}
+
+fn series_value(body: &str, series: &str) -> f64 {
+    body.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |value| value.trim().parse().unwrap())
+}
+
+/// Waits (up to 10 s) until `series` of `process` is above `floor`; its value then.
+async fn wait_above(process: &ServiceProcess, series: &str, floor: f64) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let value = metric(process, series).await;
+        if value > floor {
+            return value;
+        }
         assert!(
-            tokio::time::Instant::now() < deadline,
-            "the breaker is {:?}, not {expected:?}",
-            limiter.breaker_state()
+            Instant::now() < deadline,
+            "{series} stayed at {value}, not above {floor}, for 10 s"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
-#[tokio::test]
-async fn a_hung_redis_opens_the_breaker_even_when_every_caller_is_cut_before_the_deadline() {
-    // Arrange: a limiter that works, then a Redis that stops answering.
-    test_support::init();
-    let redis = RedisServer::start();
-    let limiter = limiter(&redis, Duration::from_secs(600));
-    assert!(limiter.check(Policy::Auth, key(&limiter)).await.is_some());
-    redis.pause();
+async fn decks(http: &HttpClient, token: &str) -> HttpResponse {
+    http.get(DECKS).bearer(token).send().await
+}
 
-    // Act: callers that give up long before the Redis deadline (a client hanging up,
-    // a shorter request timeout).
-    for _ in 0..5 {
-        let cut = tokio::time::timeout(
-            Duration::from_millis(20),
-            limiter.check(Policy::Auth, key(&limiter)),
-        )
-        .await;
-        assert!(cut.is_err(), "the caller was cut first");
+/// A refusal as the contract has it: 429 RATE_LIMIT_EXCEEDED, `Retry-After`, nothing left.
+fn assert_limited(response: &HttpResponse, limit: u32) {
+    assert_problem(response, 429, "RATE_LIMIT_EXCEEDED");
+    let retry_after: u64 = response
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1, "{retry_after}");
+    assert_eq!(response.header("x-ratelimit-remaining"), Some("0"));
+    assert_eq!(
+        response.header("x-ratelimit-limit"),
+        Some(limit.to_string().as_str())
+    );
+}
+
+/// Waits (up to 10 s) until `process` has reported every call it admitted to Redis.
+async fn wait_reported(process: &ServiceProcess) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(process, UNREPORTED).await > 0.0 {
+        assert!(Instant::now() < deadline, "calls stay unreported");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
 
-    // Assert: the abandoned checks still ran into the deadline and opened the breaker;
-    // the next call fails open.
-    wait_for_state(&limiter, BreakerState::Open).await;
-    let next = limiter.check(Policy::Auth, key(&limiter)).await;
-    redis.resume();
-    assert_eq!(next, None);
-    assert_eq!(
-        limiter.fail_open_total(),
-        1,
-        "only the uncut call was answered"
-    );
+/// One API call on `gateway`; when admitted, also waits until the gateway has reported
+/// it (and so taken in the shared state). `true` if admitted.
+async fn call_and_sync(
+    http: &HttpClient,
+    process: &ServiceProcess,
+    token: &str,
+    limit: u32,
+) -> bool {
+    let response = decks(http, token).await;
+    if response.status == 429 {
+        assert_limited(&response, limit);
+        return false;
+    }
+    assert_eq!(response.status, 200, "{}", response.text());
+    wait_reported(process).await;
+    true
 }
 
 #[tokio::test]
-async fn after_the_cooldown_one_probe_goes_to_redis_while_the_other_calls_fail_open() {
-    // Arrange: the breaker opened by a Redis that was gone; it is back, but hung.
-    test_support::init();
-    let mut redis = RedisServer::start();
-    let cooldown = Duration::from_secs(1);
-    let limiter = limiter(&redis, cooldown);
-    redis.kill();
-    assert_eq!(limiter.check(Policy::Auth, key(&limiter)).await, None);
-    assert_eq!(limiter.breaker_state(), BreakerState::Open);
-    redis.restart();
-    redis.pause();
-    tokio::time::sleep(cooldown + Duration::from_millis(500)).await;
-
-    // Act: ten concurrent calls once the cooldown is over (polled together, as
-    // requests arriving at once), watching how many wait on Redis meanwhile.
-    let calls = (0..10).map(|_| limiter.check(Policy::Auth, key(&limiter)));
-    let calls = futures::future::join_all(calls);
-    let mut most_waiting = 0;
-    let watch = async {
-        loop {
-            most_waiting = most_waiting.max(limiter.pool().calls_in_flight());
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    let answers = tokio::time::timeout(Duration::from_secs(20), async {
-        tokio::select! {
-            answers = calls => answers,
-            _ = watch => unreachable!("the watch never ends"),
-        }
+async fn api_calls_spread_over_two_gateways_sharing_redis_are_limited_at_the_documented_bound() {
+    // Arrange: two gateways on one rate-limit Redis, 20 calls per minute (one per 3 s).
+    const LIMIT: u32 = 20;
+    let env = vec![
+        ("RATE_LIMIT_API_PER_MINUTE", LIMIT.to_string()),
+        ("RATE_LIMIT_SYNC_INTERVAL_MS", "100".to_owned()),
+    ];
+    let stack = spawn_stack_with(StackOptions {
+        gateway_env: env.clone(),
+        ..StackOptions::default()
     })
-    .await
-    .expect("every call answers");
-    redis.resume();
+    .await;
+    let replica = stack.spawn_gateway_replica(&env).await;
+    let gateways = [
+        (stack.http.clone(), &stack.gateway),
+        (HttpClient::new(replica.listeners["HTTP"].clone()), &replica),
+    ];
+    let alternating = stack.register(&unique_email(), PASSWORD, "Ελένη").await;
+    let alternating = alternating["access_token"].as_str().unwrap().to_owned();
+    let one_sided = stack.register(&unique_email(), PASSWORD, "Νίκος").await;
+    let one_sided = one_sided["access_token"].as_str().unwrap().to_owned();
 
-    // Assert: every call failed open, and only one of them, the probe, went to the
-    // hung Redis.
-    assert!(answers.iter().all(Option::is_none), "{answers:?}");
-    assert_eq!(limiter.fail_open_total(), 11);
-    assert_eq!(
-        most_waiting, 1,
-        "calls that waited on the hung Redis at once"
+    // Act 1: calls alternated over both, each gateway reconciling after each call it
+    // admits, until both refuse.
+    let started = Instant::now();
+    let mut admitted = 0;
+    let mut refused = [false; 2];
+    for call in 0..3 * LIMIT as usize {
+        let (http, process) = &gateways[call % 2];
+        if call_and_sync(http, process, &alternating, LIMIT).await {
+            admitted += 1;
+        } else {
+            refused[call % 2] = true;
+        }
+        if refused == [true; 2] {
+            break;
+        }
+    }
+    let elapsed = started.elapsed();
+
+    // Assert 1: the limit, plus what drained meanwhile, plus the bound: each gateway
+    // decides without the other's calls since its own last reconciliation, here the
+    // other's one latest call. Without the reconciliation each gateway admits 20.
+    assert_eq!(refused, [true; 2], "both gateways refuse in the end");
+    let drained = (elapsed.as_secs_f64() * f64::from(LIMIT) / 60.0).ceil() as u32;
+    assert!(admitted >= LIMIT, "stricter than the limit: {admitted}");
+    assert!(
+        admitted <= LIMIT + 1 + drained,
+        "{admitted} admitted, more than {LIMIT} + 1 + {drained} drained in {elapsed:?}"
     );
-    assert_eq!(
-        limiter.breaker_state(),
-        BreakerState::Open,
-        "the probe failed"
+
+    // Act 2: the whole burst at once on the first gateway, then calls on the second,
+    // which holds no bucket for this user yet.
+    let (first, second) = (&gateways[0], &gateways[1]);
+    let burst: Vec<_> = (0..LIMIT)
+        .map(|_| {
+            let (http, token) = (first.0.clone(), one_sided.clone());
+            tokio::spawn(async move { decks(&http, &token).await.status })
+        })
+        .collect();
+    for call in burst {
+        assert_eq!(call.await.unwrap(), 200, "the burst is admitted");
+    }
+    wait_reported(first.1).await;
+    let new_to_second = call_and_sync(&second.0, second.1, &one_sided, LIMIT).await;
+    let after_its_sync = decks(&second.0, &one_sided).await;
+
+    // Assert 2: a key new to a gateway is admitted until its first reconciliation (here
+    // one call); then the first gateway's calls count there too.
+    assert!(
+        new_to_second,
+        "admitted before the second gateway knows the key"
+    );
+    assert_limited(&after_its_sync, LIMIT);
+}
+
+#[tokio::test]
+async fn api_calls_make_no_redis_round_trip_and_reconciliation_is_about_one_batch_per_interval() {
+    // Arrange: a gateway in this process with keys under a prefix of this test's own.
+    const CALLS: usize = 60;
+    let interval = Duration::from_millis(100);
+    let prefix = test_support::key_prefix();
+    let gateway = start_gateway(&[
+        ("--redis-key-prefix", prefix.clone()),
+        (
+            "--rate-limit-sync-interval-ms",
+            interval.as_millis().to_string(),
+        ),
+    ])
+    .await;
+    let token = TestTokens::new().access_token(uuid::Uuid::new_v4(), false);
+    let mut monitor = RedisMonitor::start(&test_support::redis_url()).await;
+
+    // Act: calls one after another, then until the last one is reconciled.
+    let started = Instant::now();
+    for _ in 0..CALLS {
+        let response = decks(&gateway.http, &token).await;
+        assert_eq!(
+            response.header("x-ratelimit-limit"),
+            Some("100"),
+            "{}",
+            response.text()
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while local_metric(&gateway, UNREPORTED).await > 0.0 {
+        assert!(Instant::now() < deadline, "never reconciled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let elapsed = started.elapsed();
+    let api_key = format!("{prefix}rate:api:");
+    let commands: Vec<_> = monitor
+        .collect()
+        .await
+        .into_iter()
+        // Sent by the gateway, not run by its scripts (MONITOR shows those as "lua").
+        .filter(|command| command.client != SCRIPT_CLIENT)
+        .filter(|command| command.args.iter().any(|arg| arg.starts_with(&api_key)))
+        .collect();
+
+    println!(
+        "{CALLS} API calls in {elapsed:?}: {} rate-limit Redis commands",
+        commands.len()
+    );
+    // Assert: one script call per reconciliation that had something to report (so at
+    // most one per tick, the first at once; one more if the script had to be loaded:
+    // an EVALSHA answered NOSCRIPT is sent again), not one per API call.
+    let ticks = (elapsed.as_secs_f64() / interval.as_secs_f64()).ceil() as usize + 2;
+    assert!(!commands.is_empty(), "the calls were reported");
+    assert!(
+        commands.len() < CALLS / 2 && commands.len() <= ticks,
+        "{} Redis commands for {CALLS} calls in {elapsed:?}: {commands:#?}",
+        commands.len()
+    );
+    assert!(
+        commands.iter().all(|command| command.name == "EVALSHA"),
+        "{commands:#?}"
     );
 }
 
 #[tokio::test]
-async fn a_successful_probe_closes_the_breaker_and_checks_count_again() {
-    // Arrange: the breaker opened by a Redis that was gone, and is back.
-    test_support::init();
+async fn with_the_rate_limit_redis_down_api_calls_are_limited_locally_and_auth_calls_fail_open() {
+    // Arrange: a rate-limit Redis of this test's own, 5 API calls per minute; one call
+    // reconciled while Redis is up.
+    const LIMIT: u32 = 5;
     let mut redis = RedisServer::start();
-    let cooldown = Duration::from_millis(500);
-    let limiter = limiter(&redis, cooldown);
-    redis.kill();
-    assert_eq!(limiter.check(Policy::Auth, key(&limiter)).await, None);
-    redis.restart();
-    tokio::time::sleep(cooldown + Duration::from_millis(200)).await;
+    let stack = spawn_stack_with(StackOptions {
+        gateway_env: vec![
+            ("RATE_LIMIT_REDIS_URL", redis.url()),
+            ("RATE_LIMIT_API_PER_MINUTE", LIMIT.to_string()),
+        ],
+        ..StackOptions::default()
+    })
+    .await;
+    let email = unique_email();
+    let pair = stack.register(&email, PASSWORD, "Ελένη").await;
+    let token = pair["access_token"].as_str().unwrap().to_owned();
+    assert!(call_and_sync(&stack.http, &stack.gateway, &token, LIMIT).await);
+    let batches_before = metric(&stack.gateway, BATCHES).await;
+    let fail_open_before = metric(&stack.gateway, "gateway_rate_limit_fail_open_total").await;
 
-    // Act
-    let probe = limiter.check(Policy::Auth, key(&limiter)).await;
-    let next = limiter.check(Policy::Auth, key(&limiter)).await;
+    // Act 1: Redis gone.
+    redis.kill();
+    let mut statuses = Vec::new();
+    for _ in 0..LIMIT {
+        statuses.push(decks(&stack.http, &token).await);
+    }
+    let login = stack
+        .http
+        .post("/api/v1/auth/login")
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await;
+
+    // Assert 1: API calls answered and still limited (4 more, then 429); the login
+    // let through unchecked and counted; the failed reconciliations counted.
+    let codes: Vec<u16> = statuses.iter().map(|response| response.status).collect();
+    assert_eq!(codes, [200, 200, 200, 200, 429], "{codes:?}");
+    assert_limited(statuses.last().unwrap(), LIMIT);
+    assert_eq!(login.status, 200, "{}", login.text());
+    assert!(login.header("x-ratelimit-limit").is_none(), "unchecked");
+    assert!(metric(&stack.gateway, "gateway_rate_limit_fail_open_total").await > fail_open_before);
+    wait_above(
+        &stack.gateway,
+        "gateway_rate_limit_sync_failures_total",
+        0.0,
+    )
+    .await;
+    assert_eq!(metric(&stack.gateway, BATCHES).await, batches_before);
+
+    // Act 2 / Assert 2: Redis back; the calls counted during the outage are reported.
+    redis.restart();
+    wait_above(&stack.gateway, BATCHES, batches_before).await;
+    wait_reported(&stack.gateway).await;
+}
+
+#[tokio::test]
+async fn many_users_do_not_grow_the_local_buckets_beyond_their_maximum() {
+    // Arrange
+    let gateway = start_gateway(&[("--rate-limit-api-max-buckets", "5".to_owned())]).await;
+    let tokens = TestTokens::new();
+
+    // Act: one call each from 40 users.
+    for _ in 0..40 {
+        let token = tokens.access_token(uuid::Uuid::new_v4(), false);
+        let response = decks(&gateway.http, &token).await;
+        assert_eq!(response.header("x-ratelimit-remaining"), Some("99"));
+    }
+    let held = local_metric(&gateway, "gateway_rate_limit_api_buckets").await;
 
     // Assert
-    assert_eq!(probe.map(|decision| decision.remaining), Some(9));
-    assert_eq!(next.map(|decision| decision.remaining), Some(8));
-    assert_eq!(limiter.breaker_state(), BreakerState::Closed);
-    assert_eq!(limiter.fail_open_total(), 1);
+    assert!((1.0..=5.0).contains(&held), "{held} buckets held");
+}
+
+/// A gateway process with test defaults (trusted JWKS file, services nobody listens on,
+/// keys under `prefix`) and `env`; returned once its revocation snapshot is in (the test
+/// tokens name no real session: until then each request would look it up and refuse).
+async fn spawn_gateway(prefix: &str, env: &[(&'static str, String)]) -> ServiceProcess {
+    let mut envs = vec![
+        ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
+        ("GRPC_ADDR", "127.0.0.1:0".to_owned()),
+        ("SESSION_SERVICE_URL", support::nobody()),
+        ("DECK_SERVICE_URL", support::nobody()),
+        ("RATE_LIMIT_REDIS_URL", test_support::redis_url()),
+        ("SESSION_REDIS_URL", test_support::redis_url()),
+        ("REDIS_KEY_PREFIX", prefix.to_owned()),
+        (
+            "JWT_PUBLIC_KEYS_FILE",
+            TestTokens::new().jwks_file().to_string_lossy().into_owned(),
+        ),
+    ];
+    envs.extend(env.iter().cloned());
+    let gateway = test_support::spawn_service(env!("CARGO_BIN_EXE_gateway"), &[], &envs).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&gateway, "revocation_push_live").await != 1.0 {
+        assert!(Instant::now() < deadline, "revocation push not live");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    gateway
+}
+
+#[tokio::test]
+async fn a_gateway_stopped_by_sigterm_reports_the_calls_it_admitted_since_its_last_reconciliation()
+{
+    // Arrange: two gateways on one Redis and prefix; the first reconciles only once a
+    // second, so the calls below fall between two of its ticks.
+    const LIMIT: u32 = 5;
+    let prefix = test_support::key_prefix();
+    let limit = ("RATE_LIMIT_API_PER_MINUTE", LIMIT.to_string());
+    let mut first = spawn_gateway(
+        &prefix,
+        &[
+            limit.clone(),
+            ("RATE_LIMIT_SYNC_INTERVAL_MS", "1000".to_owned()),
+        ],
+    )
+    .await;
+    let second = spawn_gateway(&prefix, &[limit]).await;
+    let token = TestTokens::new().access_token(uuid::Uuid::new_v4(), false);
+    let first_http = HttpClient::new(first.listeners["HTTP"].clone());
+    let second_http = HttpClient::new(second.listeners["HTTP"].clone());
+    for _ in 0..LIMIT {
+        let response = decks(&first_http, &token).await;
+        assert_ne!(response.header("x-ratelimit-remaining"), None);
+    }
+
+    // Act: stop the first gateway at once; then the second one learns the key.
+    first.terminate();
+    assert!(first.wait_exit(Duration::from_secs(15)).await.success());
+    let new_to_second = decks(&second_http, &token).await;
+    wait_reported(&second).await;
+    let after_its_sync = decks(&second_http, &token).await;
+
+    // Assert: the first gateway's calls reached Redis on its way out.
+    assert_eq!(new_to_second.header("x-ratelimit-remaining"), Some("4"));
+    assert_limited(&after_its_sync, LIMIT);
 }
