@@ -20,6 +20,7 @@
 pub mod auth;
 pub mod decks;
 pub mod health;
+pub mod page;
 pub mod study;
 
 use std::borrow::Cow;
