@@ -4,10 +4,7 @@ use proto::deck::v1 as pb;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{
-    Breach, Choice, Difficulty, Level, Timestamp,
-    page::Page,
-};
+use super::{Breach, Choice, Difficulty, Level, Timestamp, page::Page};
 use crate::extract::{Params, Validator, nullable};
 
 /// The largest `order_index` (it travels as a proto `uint32`, stored as an `int4`).

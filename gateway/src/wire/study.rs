@@ -5,8 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    Breach, CardStatus, Difficulty, Failed, Level, Spelled, Succeeded, Timestamp,
-    page::Page,
+    Breach, CardStatus, Difficulty, Failed, Level, Spelled, Succeeded, Timestamp, page::Page,
 };
 use crate::{
     extract::{Params, Validator, parse_uuid},
