@@ -66,7 +66,7 @@ pub async fn change_standing(
     .map_err(|e| anyhow::anyhow!("{e}"))?
     .ok_or_else(|| anyhow::anyhow!("no user with e-mail {}", email.as_str()))?;
 
-    let redis = RedisPool::new(config.session_redis_url.expose(), &config.redis)
+    let redis = RedisPool::new(config.session_redis_url.expose(), &config.process.redis)
         .context("SESSION_REDIS_URL")?;
     let tokens = &config.tokens;
     let store = Sessions::new(

@@ -74,7 +74,7 @@ impl Application {
         common::postgres::migrate(&pg, &MIGRATOR, config.postgres.database_startup_timeout)
             .await
             .context("session-service database")?;
-        let redis = RedisPool::new(config.session_redis_url.expose(), &config.redis)
+        let redis = RedisPool::new(config.session_redis_url.expose(), &config.process.redis)
             .context("SESSION_REDIS_URL")?;
         let hasher = Hasher::new(
             config.password_hash_concurrency(),
@@ -119,7 +119,7 @@ impl Application {
         };
 
         let app = GrpcApp::bind(
-            &config.grpc,
+            &config.process.grpc,
             ([0, 0, 0, 0], DEFAULT_PORT).into(),
             &[proto::SESSION_SERVICE_NAME],
             shutdown,
