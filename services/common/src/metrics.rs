@@ -14,7 +14,10 @@
 
 use std::{
     collections::HashSet,
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
     task::{Context, Poll},
     time::Instant,
 };
@@ -64,6 +67,10 @@ impl Default for Metrics {
     }
 }
 
+/// A counter kept in an atomic field of a component's struct: the series name (exported
+/// with the `_total` suffix), its help, and the field.
+pub type AtomicCounter<T> = (&'static str, &'static str, fn(&T) -> &AtomicU64);
+
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
@@ -110,6 +117,19 @@ impl Metrics {
             gauge: false,
             read: Box::new(move || read() as i64),
         });
+    }
+
+    /// Adds a counter for each of `counters`, read at each scrape from its atomic field of
+    /// `source` (a component's struct of counts, shared with the code that counts).
+    pub fn register_atomic_counters<T: Send + Sync + 'static>(
+        &self,
+        source: &Arc<T>,
+        counters: &[AtomicCounter<T>],
+    ) {
+        for &(name, help, field) in counters {
+            let source = Arc::clone(source);
+            self.register_counter_fn(name, help, move || field(&source).load(Ordering::Relaxed));
+        }
     }
 
     /// Adds a gauge whose value is read from `read` at each scrape (a state, a pool size).

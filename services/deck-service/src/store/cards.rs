@@ -27,8 +27,10 @@ pub struct CardRow {
     pub updated_at: OffsetDateTime,
 }
 
-const CARD_COLUMNS: &str = "id, deck_id, front_text, back_text, example_sentence, pronunciation, difficulty, \
-                            order_index, created_at, updated_at";
+/// The columns of a [`CardRow`], of the `cards` table named `c` (so the study queue's
+/// joins select the same list).
+pub(super) const CARD_COLUMNS: &str = "c.id, c.deck_id, c.front_text, c.back_text, c.example_sentence, \
+                                       c.pronunciation, c.difficulty, c.order_index, c.created_at, c.updated_at";
 
 impl Store {
     /// Every card of an active deck in order; `None` when the deck is missing or inactive.
@@ -41,7 +43,7 @@ impl Store {
             return Ok(None);
         }
         let cards = sqlx::query_as(&format!(
-            "SELECT {CARD_COLUMNS} FROM cards WHERE deck_id = $1 ORDER BY order_index, id"
+            "SELECT {CARD_COLUMNS} FROM cards c WHERE deck_id = $1 ORDER BY order_index, id"
         ))
         .bind(deck.0)
         .fetch_all(self.db.pool())
@@ -68,7 +70,7 @@ impl Store {
                 .fetch_one(self.db.pool())
                 .await?;
         let cards = sqlx::query_as(&format!(
-            "SELECT {CARD_COLUMNS} FROM cards WHERE {filter} ORDER BY deck_id, order_index, id LIMIT $3 OFFSET $4"
+            "SELECT {CARD_COLUMNS} FROM cards c WHERE {filter} ORDER BY deck_id, order_index, id LIMIT $3 OFFSET $4"
         ))
         .bind(&pattern)
         .bind(deck.map(|d| d.0))
@@ -82,7 +84,7 @@ impl Store {
     /// A card of an active deck: a soft-deleted deck takes its cards with it.
     pub async fn card(&self, card: CardId) -> Result<Option<CardRow>> {
         Ok(sqlx::query_as(&format!(
-            "SELECT {CARD_COLUMNS} FROM cards WHERE id = $1 \
+            "SELECT {CARD_COLUMNS} FROM cards c WHERE id = $1 \
              AND deck_id IN (SELECT id FROM decks WHERE is_active)"
         ))
         .bind(card.0)
@@ -110,7 +112,7 @@ impl Store {
         let mut created = Vec::with_capacity(cards.len());
         for card in cards {
             let row: CardRow = sqlx::query_as(&format!(
-                "INSERT INTO cards (id, deck_id, front_text, back_text, example_sentence, pronunciation, \
+                "INSERT INTO cards AS c (id, deck_id, front_text, back_text, example_sentence, pronunciation, \
                  difficulty, order_index, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING {CARD_COLUMNS}"
             ))
@@ -159,7 +161,7 @@ impl Store {
             }
         }
         let row: CardRow = sqlx::query_as(&format!(
-            "UPDATE cards SET \
+            "UPDATE cards c SET \
                deck_id = COALESCE($2, deck_id), \
                front_text = COALESCE($3, front_text), \
                back_text = COALESCE($4, back_text), \
