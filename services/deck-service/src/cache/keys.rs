@@ -54,33 +54,9 @@ pub fn generation_key(key: &str) -> String {
     format!("{key}:gen")
 }
 
-/// Redis Cluster hash slot of `key` (CRC16/XMODEM of its hash tag, modulo 16384), so
-/// invalidations can batch the keys of one slot into one pipeline.
-pub fn slot(key: &str) -> u16 {
-    let bytes = key.as_bytes();
-    let hashed = match key.find('{') {
-        Some(open) => match key[open + 1..].find('}') {
-            Some(len) if len > 0 => &bytes[open + 1..open + 1 + len],
-            _ => bytes,
-        },
-        None => bytes,
-    };
-    let mut crc: u16 = 0;
-    for &byte in hashed {
-        crc ^= u16::from(byte) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc % 16384
-}
-
 #[cfg(test)]
 mod tests {
+    use redis::cluster_routing::Slot;
     use uuid::Uuid;
 
     use super::*;
@@ -103,8 +79,8 @@ mod tests {
     }
 
     #[test]
-    fn slots_match_redis_and_hash_tags_group_a_deck_and_a_user() {
-        assert_eq!(slot("123456789"), 12739);
+    fn hash_tags_put_a_deck_and_a_user_each_in_one_slot() {
+        let slot = Slot::for_key;
         let keys = Keys::new("p:");
         let (deck, user) = (DeckId(Uuid::new_v4()), UserId(Uuid::new_v4()));
         let [a, b] = keys.of_deck(deck);

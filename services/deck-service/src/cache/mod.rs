@@ -42,7 +42,7 @@ use std::{
 use common::redis::{Connection, RedisPool};
 use futures::future::BoxFuture;
 use rand::Rng;
-use redis::Script;
+use redis::{Script, cluster_routing::Slot};
 
 pub use breaker::BreakerState;
 pub use keys::Keys;
@@ -465,9 +465,9 @@ impl Cache {
             l1.invalidate(keys.iter().map(String::as_str));
         }
         let mut groups: Vec<Vec<&String>> = if self.inner.redis.is_cluster() {
-            let mut by_slot: HashMap<u16, Vec<&String>> = HashMap::new();
+            let mut by_slot: HashMap<Slot, Vec<&String>> = HashMap::new();
             for key in keys {
-                by_slot.entry(keys::slot(key)).or_default().push(key);
+                by_slot.entry(Slot::for_key(key)).or_default().push(key);
             }
             by_slot.into_values().collect()
         } else {

@@ -100,13 +100,7 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<Option<Vec<CardRow>>> {
         let mut tx = self.db.begin().await?;
-        // Lock the deck row so a concurrent delete cannot interleave.
-        let exists: Option<(Uuid,)> =
-            sqlx::query_as("SELECT id FROM decks WHERE id = $1 FOR SHARE")
-                .bind(deck.0)
-                .fetch_optional(tx.conn())
-                .await?;
-        if exists.is_none() {
+        if !lock_deck(&mut tx, deck.0).await? {
             return Ok(None);
         }
         let mut created = Vec::with_capacity(cards.len());
@@ -142,21 +136,11 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<CardRow> {
         let mut tx = self.db.begin().await?;
-        let current: Option<(Uuid,)> =
-            sqlx::query_as("SELECT deck_id FROM cards WHERE id = $1 FOR UPDATE")
-                .bind(card.0)
-                .fetch_optional(tx.conn())
-                .await?;
-        let Some((old_deck,)) = current else {
+        let Some(old_deck) = lock_card(&mut tx, card.0).await? else {
             return Err(Error::card_not_found(card));
         };
         if let Some(new_deck) = patch.deck_id {
-            let exists: Option<(Uuid,)> =
-                sqlx::query_as("SELECT id FROM decks WHERE id = $1 FOR SHARE")
-                    .bind(new_deck.0)
-                    .fetch_optional(tx.conn())
-                    .await?;
-            if exists.is_none() {
+            if !lock_deck(&mut tx, new_deck.0).await? {
                 return Err(Error::deck_not_found(new_deck));
             }
         }
@@ -198,12 +182,7 @@ impl Store {
     /// `false` when the card does not exist.
     pub async fn delete_card(&self, card: CardId) -> Result<bool> {
         let mut tx = self.db.begin().await?;
-        let current: Option<(Uuid,)> =
-            sqlx::query_as("SELECT deck_id FROM cards WHERE id = $1 FOR UPDATE")
-                .bind(card.0)
-                .fetch_optional(tx.conn())
-                .await?;
-        let Some((deck,)) = current else {
+        let Some(deck) = lock_card(&mut tx, card.0).await? else {
             return Ok(false);
         };
         // Take the card out of every user's per-deck counters before its SRS rows go.
@@ -216,6 +195,27 @@ impl Store {
         self.outbox.commit(tx, keys).await?;
         Ok(true)
     }
+}
+
+/// Locks deck `deck` against a concurrent delete until `tx` ends; `false` when it does
+/// not exist.
+async fn lock_deck(tx: &mut Tx, deck: Uuid) -> Result<bool> {
+    let exists: Option<(Uuid,)> = sqlx::query_as("SELECT id FROM decks WHERE id = $1 FOR SHARE")
+        .bind(deck)
+        .fetch_optional(tx.conn())
+        .await?;
+    Ok(exists.is_some())
+}
+
+/// Locks card `card` for a write until `tx` ends: its deck, or `None` when it does not
+/// exist.
+async fn lock_card(tx: &mut Tx, card: Uuid) -> Result<Option<Uuid>> {
+    let deck: Option<(Uuid,)> =
+        sqlx::query_as("SELECT deck_id FROM cards WHERE id = $1 FOR UPDATE")
+            .bind(card)
+            .fetch_optional(tx.conn())
+            .await?;
+    Ok(deck.map(|(deck,)| deck))
 }
 
 /// Takes `card` out of the `deck_progress` counters of deck `from` for every user who
