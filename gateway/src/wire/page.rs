@@ -115,3 +115,51 @@ paged_answers!(
     proto::deck::v1::ListReviewsResponse,
     proto::deck::v1::ListDeckProgressResponse,
 );
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[derive(Debug, Serialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    #[schema(as = ThingList)]
+    struct Things {
+        query: String,
+        things: Vec<u32>,
+    }
+
+    #[test]
+    fn a_page_is_one_object_header_first_on_the_wire_and_in_its_schema() {
+        let page = Page {
+            total: 7,
+            page: 2,
+            page_size: 5,
+            items: Things {
+                query: "q".into(),
+                things: vec![1],
+            },
+        };
+
+        let wire = serde_json::to_string(&page).unwrap();
+        let schema = serde_json::to_value(Page::<Things>::schema()).unwrap();
+
+        assert_eq!(
+            wire,
+            r#"{"total":7,"page":2,"page_size":5,"query":"q","things":[1]}"#
+        );
+        assert_eq!(Page::<Things>::name(), "ThingList");
+        assert_eq!(
+            schema["required"],
+            json!(["total", "page", "page_size", "query", "things"])
+        );
+        let properties: Vec<&String> = schema["properties"].as_object().unwrap().keys().collect();
+        assert_eq!(
+            properties,
+            ["total", "page", "page_size", "query", "things"]
+        );
+        assert_eq!(schema["additionalProperties"], json!(false));
+        assert!(schema.get("allOf").is_none(), "{schema}");
+    }
+}

@@ -503,6 +503,11 @@ fn format_code(code: tonic::Code) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    };
+
     use super::{GrpcMethods, GrpcMetricsLayer, Metrics, openmetrics_to_prometheus_text};
 
     #[test]
@@ -520,6 +525,31 @@ mod tests {
 
         assert!(text.contains("cache_hits_total 7"), "{text}");
         assert!(text.contains("breaker_state 2"), "{text}");
+    }
+
+    #[test]
+    fn atomic_counters_export_each_field_live_under_its_own_name() {
+        #[derive(Default)]
+        struct Counts {
+            hits: AtomicU64,
+            misses: AtomicU64,
+        }
+        let metrics = Metrics::new();
+        let counts = Arc::new(Counts::default());
+        metrics.register_atomic_counters(
+            &counts,
+            &[
+                ("test_hits", "Hits", |c| &c.hits),
+                ("test_misses", "Misses", |c| &c.misses),
+            ],
+        );
+
+        counts.hits.store(3, Ordering::Relaxed);
+        counts.misses.store(5, Ordering::Relaxed);
+        let text = metrics.render();
+
+        assert!(text.contains("test_hits_total 3"), "{text}");
+        assert!(text.contains("test_misses_total 5"), "{text}");
     }
 
     #[test]
