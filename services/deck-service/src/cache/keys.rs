@@ -80,7 +80,7 @@ mod tests {
 
     #[test]
     fn hash_tags_put_a_deck_and_a_user_each_in_one_slot() {
-        let slot = Slot::for_key;
+        let slot = |key: &str| Slot::for_key(key);
         let keys = Keys::new("p:");
         let (deck, user) = (DeckId(Uuid::new_v4()), UserId(Uuid::new_v4()));
         let [a, b] = keys.of_deck(deck);

@@ -139,10 +139,10 @@ impl Store {
         let Some(old_deck) = lock_card(&mut tx, card.0).await? else {
             return Err(Error::card_not_found(card));
         };
-        if let Some(new_deck) = patch.deck_id {
-            if !lock_deck(&mut tx, new_deck.0).await? {
-                return Err(Error::deck_not_found(new_deck));
-            }
+        if let Some(new_deck) = patch.deck_id
+            && !lock_deck(&mut tx, new_deck.0).await?
+        {
+            return Err(Error::deck_not_found(new_deck));
         }
         let row: CardRow = sqlx::query_as(&format!(
             "UPDATE cards c SET \
