@@ -2,11 +2,10 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 use common::balance::{ClientConfig, ServiceUrl};
 use common::config::{
-    GrpcServerConfig, HealthcheckArgs, LogConfig, RedisConfig, Secret, TokenVerifyConfig,
-    parse_millis,
+    Binary, HealthcheckArgs, ProcessConfig, Secret, TokenVerifyConfig, parse_millis,
 };
 
 use crate::client_ip::TrustedProxies;
@@ -17,19 +16,7 @@ pub const DEFAULT_HTTP_PORT: u16 = 8000;
 pub const DEFAULT_GRPC_PORT: u16 = 50050;
 
 /// Command line of the `gateway` binary.
-#[derive(Debug, Parser)]
-#[command(
-    name = "gateway",
-    version,
-    about,
-    args_conflicts_with_subcommands = true
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    #[command(flatten)]
-    pub config: Config,
-}
+pub type Cli = common::config::Cli<Command, Config>;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -42,11 +29,11 @@ pub enum Command {
 /// Settings of the gateway.
 #[derive(Clone, Debug, clap::Args)]
 pub struct Config {
+    #[command(flatten)]
+    pub process: ProcessConfig,
     /// Address the HTTP API binds; port 0 picks a free port.
     #[arg(long = "http-addr", env = "HTTP_ADDR", default_value = "0.0.0.0:8000")]
     pub http_addr: SocketAddr,
-    #[command(flatten)]
-    pub grpc: GrpcServerConfig,
     /// session-service gRPC URL: `http://host:port`, or several separated by commas; calls
     /// are balanced over every address (DNS names re-resolved, see GRPC_RESOLVE_INTERVAL_MS).
     #[arg(
@@ -109,13 +96,14 @@ pub struct Config {
     #[command(flatten)]
     pub connections: ConnectionLimits,
     #[command(flatten)]
-    pub redis: RedisConfig,
-    #[command(flatten)]
     pub revocation: common::revocation::RevocationConfig,
     #[command(flatten)]
     pub token: TokenVerifyConfig,
-    #[command(flatten)]
-    pub log: LogConfig,
+}
+
+impl Binary for Config {
+    const NAME: &'static str = "gateway";
+    const ABOUT: &'static str = env!("CARGO_PKG_DESCRIPTION");
 }
 
 /// How long the HTTP listener waits for slow or silent clients, and how many it serves

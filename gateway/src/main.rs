@@ -13,10 +13,11 @@ async fn main() -> ExitCode {
     let cli: Cli = common::config::parse();
     match cli.command {
         Some(Command::Healthcheck(args)) => {
-            common::grpc::healthcheck_command(args, &cli.config.grpc, DEFAULT_GRPC_PORT).await
+            common::grpc::healthcheck_command(args, &cli.config.process.grpc, DEFAULT_GRPC_PORT)
+                .await
         }
         None | Some(Command::Serve) => {
-            common::telemetry::init(&cli.config.log);
+            common::telemetry::init(&cli.config.process.log);
             common::grpc::exit_code("gateway", serve(cli.config).await)
         }
     }

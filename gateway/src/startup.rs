@@ -59,7 +59,7 @@ impl Application {
         let static_jwks =
             (config.token.jwt_public_keys_file.as_ref()).map(|file| Arc::new(file.keys().to_vec()));
         let grpc = GrpcApp::bind(
-            &config.grpc,
+            &config.process.grpc,
             ([0, 0, 0, 0], DEFAULT_GRPC_PORT).into(),
             &[],
             shutdown,
@@ -80,14 +80,14 @@ impl Application {
         common::revocation::enforce(
             &verifier,
             &config.revocation,
-            &config.redis,
+            &config.process.redis,
             grpc.metrics(),
             &common::pubsub::PubsubMetrics::register(grpc.metrics()),
             grpc.shutdown(),
         )
         .map_err(|error| anyhow::anyhow!(error))?;
         let metrics = HttpMetrics::register(grpc.metrics());
-        let pool = RedisPool::new(config.rate_limit_redis_url.expose(), &config.redis)
+        let pool = RedisPool::new(config.rate_limit_redis_url.expose(), &config.process.redis)
             .context("RATE_LIMIT_REDIS_URL")?;
         pool.register_metrics(
             grpc.metrics(),
@@ -136,7 +136,7 @@ impl Application {
             http,
             router,
             connections: config.connections.limits(),
-            shutdown_timeout: config.grpc.shutdown_timeout,
+            shutdown_timeout: config.process.grpc.shutdown_timeout,
             reconciler,
         })
     }

@@ -18,6 +18,7 @@ use crate::{
         DeckPatch, DeckSearch, ListCardsQuery, ListDecksQuery, NewDeck, NewDeckCard,
         SearchCardsQuery, SearchDecksQuery,
     },
+    wire::page::Page,
 };
 
 const DECKS: &str = "decks";
@@ -38,7 +39,7 @@ pub async fn list_decks(
     let response = ctx
         .call(state.deck().list_decks(ctx.grpc(query.into_proto())))
         .await?;
-    Ok(Json(response.try_into()?))
+    Ok(Json(Page::of(response)?))
 }
 
 /// Search active decks by name or description
@@ -54,7 +55,7 @@ pub async fn search_decks(
     let response = ctx
         .call(state.deck().search_decks(ctx.grpc(query.into_proto())))
         .await?;
-    Ok(Json(response.try_into()?))
+    Ok(Json(Page::of(response)?))
 }
 
 /// One active deck with its card count
@@ -151,7 +152,7 @@ pub async fn list_cards(
     let response = ctx
         .call(state.deck().list_cards(ctx.grpc(query.into_proto())))
         .await?;
-    Ok(Json(response.try_into()?))
+    Ok(Json(Page::of(response)?))
 }
 
 /// Search cards by front, back or example
@@ -167,7 +168,7 @@ pub async fn search_cards(
     let response = ctx
         .call(state.deck().search_cards(ctx.grpc(query.into_proto())))
         .await?;
-    Ok(Json(response.try_into()?))
+    Ok(Json(Page::of(response)?))
 }
 
 /// One card

@@ -12,6 +12,7 @@ use crate::{
     extract::{ApiJson, Ctx, Params, Validator, path_id},
     openapi::{Invalid, NotFound},
     state::SharedState,
+    wire::page::Page,
     wire::study::{
         BulkReviewResults, BulkReviews, Dashboard, DeckProgressDetail, DeckProgressList,
         DeckProgressQuery, Initialize, Initialized, ListReviewsQuery, NewReview, ReviewList,
@@ -171,7 +172,7 @@ pub async fn list_reviews(
     let response = ctx
         .call(state.deck().list_reviews(ctx.grpc(query.into_proto())))
         .await?;
-    Ok(Json(response.try_into()?))
+    Ok(Json(Page::of(response)?))
 }
 
 /// Dashboard
@@ -217,7 +218,7 @@ pub async fn deck_progress_list(
     let response = ctx
         .call(state.deck().list_deck_progress(ctx.grpc(request)))
         .await?;
-    Ok(Json(response.try_into()?))
+    Ok(Json(Page::of(response)?))
 }
 
 /// Progress of one started deck

@@ -4,7 +4,7 @@ use proto::deck::v1 as pb;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{Breach, Choice, Difficulty, Level, Timestamp};
+use super::{Breach, Choice, Difficulty, Level, Timestamp, page::Page};
 use crate::extract::{Params, Validator, nullable};
 
 /// The largest `order_index` (it travels as a proto `uint32`, stored as an `int4`).
@@ -429,46 +429,42 @@ impl TryFrom<pb::Deck> for DeckDetail {
     }
 }
 
+/// `GET /decks`.
+pub type DeckList = Page<DeckItems>;
+
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct DeckList {
-    pub total: u64,
-    pub page: u32,
-    pub page_size: u32,
+#[schema(as = DeckList)]
+pub struct DeckItems {
     pub decks: Vec<Deck>,
 }
 
-impl TryFrom<pb::ListDecksResponse> for DeckList {
+impl TryFrom<pb::ListDecksResponse> for DeckItems {
     type Error = Breach;
 
     fn try_from(response: pb::ListDecksResponse) -> Result<Self, Breach> {
         Ok(Self {
-            total: response.total,
-            page: response.page,
-            page_size: response.page_size,
             decks: all(response.decks)?,
         })
     }
 }
 
+/// `GET /decks/search`.
+pub type DeckSearch = Page<DeckSearchItems>;
+
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct DeckSearch {
-    pub total: u64,
-    pub page: u32,
-    pub page_size: u32,
+#[schema(as = DeckSearch)]
+pub struct DeckSearchItems {
     pub query: String,
     pub decks: Vec<Deck>,
 }
 
-impl TryFrom<pb::SearchDecksResponse> for DeckSearch {
+impl TryFrom<pb::SearchDecksResponse> for DeckSearchItems {
     type Error = Breach;
 
     fn try_from(response: pb::SearchDecksResponse) -> Result<Self, Breach> {
         Ok(Self {
-            total: response.total,
-            page: response.page,
-            page_size: response.page_size,
             query: response.query,
             decks: all(response.decks)?,
         })
@@ -513,51 +509,47 @@ impl TryFrom<pb::Card> for Card {
     }
 }
 
+/// `GET /cards`.
+pub type CardList = Page<CardItems>;
+
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CardList {
-    pub total: u64,
-    pub page: u32,
-    pub page_size: u32,
+#[schema(as = CardList)]
+pub struct CardItems {
     #[schema(format = Uuid)]
     pub deck_id: String,
     pub cards: Vec<Card>,
 }
 
-impl TryFrom<pb::ListCardsResponse> for CardList {
+impl TryFrom<pb::ListCardsResponse> for CardItems {
     type Error = Breach;
 
     fn try_from(response: pb::ListCardsResponse) -> Result<Self, Breach> {
         Ok(Self {
-            total: response.total,
-            page: response.page,
-            page_size: response.page_size,
             deck_id: response.deck_id,
             cards: all(response.cards)?,
         })
     }
 }
 
+/// `GET /cards/search`.
+pub type CardSearch = Page<CardSearchItems>;
+
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CardSearch {
-    pub total: u64,
-    pub page: u32,
-    pub page_size: u32,
+#[schema(as = CardSearch)]
+pub struct CardSearchItems {
     pub query: String,
     #[schema(required = true, format = Uuid)]
     pub deck_id: Option<String>,
     pub cards: Vec<Card>,
 }
 
-impl TryFrom<pb::SearchCardsResponse> for CardSearch {
+impl TryFrom<pb::SearchCardsResponse> for CardSearchItems {
     type Error = Breach;
 
     fn try_from(response: pb::SearchCardsResponse) -> Result<Self, Breach> {
         Ok(Self {
-            total: response.total,
-            page: response.page,
-            page_size: response.page_size,
             query: response.query,
             deck_id: response.deck_id,
             cards: all(response.cards)?,

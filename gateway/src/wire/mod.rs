@@ -10,9 +10,12 @@
 //!   not: unknown request fields are ignored, as the legacy API did.
 //! - A nullable response field is `Option<T>` with `#[schema(required = true)]`: it is
 //!   always present, `null` when there is no value.
-//! - A response is built from a service's answer with `TryFrom`; a value the proto
-//!   contract promises but the answer lacks (a timestamp, an enum left unspecified) is a
-//!   [`Breach`], answered 500 (the document never describes a body the gateway sends).
+//! - A paged list is a [`page::Page`] of the resource's part (`Page<DeckItems>` is
+//!   `DeckList`): the page header is written once.
+//! - A response is built from a service's answer with `TryFrom` (a page with
+//!   [`page::Page::of`]); a value the proto contract promises but the answer lacks (a
+//!   timestamp, an enum left unspecified) is a [`Breach`], answered 500 (the document
+//!   never describes a body the gateway sends).
 //! - Request types hold what the client sent (strings, integers); `validate` checks them
 //!   and names every bad field by its full path ([`crate::extract::Validator`]), so one
 //!   answer lists them all. Their `#[schema(...)]` bounds state the same rules.
@@ -20,6 +23,7 @@
 pub mod auth;
 pub mod decks;
 pub mod health;
+pub mod page;
 pub mod study;
 
 use std::borrow::Cow;

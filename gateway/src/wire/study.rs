@@ -4,7 +4,9 @@ use proto::deck::v1 as pb;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{Breach, CardStatus, Difficulty, Failed, Level, Spelled, Succeeded, Timestamp};
+use super::{
+    Breach, CardStatus, Difficulty, Failed, Level, Spelled, Succeeded, Timestamp, page::Page,
+};
 use crate::{
     extract::{Params, Validator, parse_uuid},
     wire::decks::all,
@@ -571,23 +573,21 @@ impl TryFrom<pb::Review> for Review {
     }
 }
 
+/// `GET /reviews`.
+pub type ReviewList = Page<ReviewItems>;
+
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ReviewList {
-    pub total: u64,
-    pub page: u32,
-    pub page_size: u32,
+#[schema(as = ReviewList)]
+pub struct ReviewItems {
     pub reviews: Vec<Review>,
 }
 
-impl TryFrom<pb::ListReviewsResponse> for ReviewList {
+impl TryFrom<pb::ListReviewsResponse> for ReviewItems {
     type Error = Breach;
 
     fn try_from(response: pb::ListReviewsResponse) -> Result<Self, Breach> {
         Ok(Self {
-            total: response.total,
-            page: response.page,
-            page_size: response.page_size,
             reviews: all(response.reviews)?,
         })
     }
@@ -763,23 +763,21 @@ impl Spelled for DeckType {
     const EXPECTED: &'static str = "must be vocabulary";
 }
 
+/// `GET /progress/decks`.
+pub type DeckProgressList = Page<DeckProgressItems>;
+
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct DeckProgressList {
-    pub total: u64,
-    pub page: u32,
-    pub page_size: u32,
+#[schema(as = DeckProgressList)]
+pub struct DeckProgressItems {
     pub decks: Vec<DeckProgressSummary>,
 }
 
-impl TryFrom<pb::ListDeckProgressResponse> for DeckProgressList {
+impl TryFrom<pb::ListDeckProgressResponse> for DeckProgressItems {
     type Error = Breach;
 
     fn try_from(response: pb::ListDeckProgressResponse) -> Result<Self, Breach> {
         Ok(Self {
-            total: response.total,
-            page: response.page,
-            page_size: response.page_size,
             decks: all(response.decks)?,
         })
     }

@@ -8,11 +8,55 @@
 
 use std::{fmt, net::SocketAddr, path::PathBuf, process, time::Duration};
 
-use clap::{Args, Parser, ValueEnum, error::ErrorKind};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum, error::ErrorKind};
 
 /// Exit code for a bad configuration value (`EX_CONFIG` would be 78; the design
 /// fixes 64, `EX_USAGE`, which is what operators' tooling expects).
 pub const EXIT_CONFIG: i32 = 64;
+
+/// The command line of every binary: one of its subcommands (`S`; none means `serve`), or
+/// the server's settings (`C`), which also name the binary.
+#[derive(Debug, Args)]
+pub struct Cli<S: Subcommand, C: Binary> {
+    #[command(subcommand)]
+    pub command: Option<S>,
+    #[command(flatten)]
+    pub config: C,
+}
+
+/// What a binary's settings say about the binary itself, for `--help` and `--version`.
+pub trait Binary: Args {
+    /// The binary's name, e.g. `deck-service`.
+    const NAME: &'static str;
+    /// The first line of `--help`: the package's description.
+    const ABOUT: &'static str;
+}
+
+impl<S: Subcommand, C: Binary> Cli<S, C> {
+    /// Names the command after the binary, over what the derive set (it would take this
+    /// type's doc comment for `about`). The version is the workspace's, which every binary
+    /// shares.
+    fn named(command: clap::Command) -> clap::Command {
+        command
+            .name(C::NAME)
+            .version(env!("CARGO_PKG_VERSION"))
+            .about(C::ABOUT)
+            .long_about(None)
+            .args_conflicts_with_subcommands(true)
+    }
+}
+
+impl<S: Subcommand, C: Binary> CommandFactory for Cli<S, C> {
+    fn command() -> clap::Command {
+        Self::named(Self::augment_args(clap::Command::new(C::NAME)))
+    }
+
+    fn command_for_update() -> clap::Command {
+        Self::named(Self::augment_args_for_update(clap::Command::new(C::NAME)))
+    }
+}
+
+impl<S: Subcommand, C: Binary> Parser for Cli<S, C> {}
 
 /// Parses the command line and environment into `T`, or exits.
 ///
@@ -159,6 +203,15 @@ pub struct PostgresConfig {
     pub database_startup_timeout: Duration,
 }
 
+impl PostgresConfig {
+    /// `DATABASE_URL`, or the binary's development default.
+    pub fn url_or<'a>(&'a self, default: &'a str) -> &'a str {
+        self.database_url
+            .as_ref()
+            .map_or(default, |url| url.expose())
+    }
+}
+
 /// Timeouts and namespace shared by every Redis role a binary uses.
 ///
 /// Each role is one multiplexed connection shared by every task (or one per node of a
@@ -206,6 +259,18 @@ pub struct GrpcServerConfig {
     #[arg(long = "shutdown-timeout-ms", env = "SHUTDOWN_TIMEOUT_MS",
           default_value = "15000", value_parser = parse_millis)]
     pub shutdown_timeout: Duration,
+}
+
+/// The settings every process has, whatever else it does: its gRPC (health) server and
+/// metrics endpoint, its Redis timeouts and key prefix, its log format.
+#[derive(Clone, Debug, Args)]
+pub struct ProcessConfig {
+    #[command(flatten)]
+    pub grpc: GrpcServerConfig,
+    #[command(flatten)]
+    pub redis: RedisConfig,
+    #[command(flatten)]
+    pub log: LogConfig,
 }
 
 /// Arguments of the `healthcheck` subcommand every binary has.

@@ -6,8 +6,10 @@
 //!   shared task).
 //! - [`clock`]: where "now" comes from (the system clock, or a clock tests move) and the
 //!   unix-time conversions.
-//! - [`config`]: typed configuration blocks (each setting an env var and a `--flag`)
-//!   and [`config::parse`], which exits 64 with one line naming a bad value.
+//! - [`config`]: typed configuration blocks (each setting an env var and a `--flag`),
+//!   among them [`config::ProcessConfig`], the settings every process has; the one
+//!   command line shape of every binary ([`config::Cli`]); and [`config::parse`], which
+//!   exits 64 with one line naming a bad value.
 //! - [`telemetry`]: `tracing` setup, pretty or JSON.
 //! - [`postgres`] and [`redis`]: a PostgreSQL pool and multiplexed Redis connections,
 //!   with explicit connect / response / acquire timeouts.
@@ -21,8 +23,8 @@
 //! - [`balance`]: the client side of every gRPC call: a channel that spreads calls over
 //!   every address of a service URL (a comma list or DNS names, re-resolved) and retries
 //!   idempotent reads once on another endpoint.
-//! - [`metrics`]: the Prometheus registry of a process, `/metrics`, and per-RPC series
-//!   with bounded labels.
+//! - [`metrics`]: the Prometheus registry of a process, `/metrics`, per-RPC series
+//!   with bounded labels, and the counters a component keeps as atomics.
 //! - [`http`]: hardened HTTP serving (header, body and idle deadlines, a connection
 //!   cap, a bounded drain): the gateway's API port and every `/metrics` port.
 //! - [`breaker`]: the one circuit breaker, in front of every optional Redis.

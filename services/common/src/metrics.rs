@@ -14,7 +14,10 @@
 
 use std::{
     collections::HashSet,
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
     task::{Context, Poll},
     time::{Duration, Instant},
 };
@@ -64,6 +67,10 @@ impl Default for Metrics {
     }
 }
 
+/// A counter kept in an atomic field of a component's struct: the series name (exported
+/// with the `_total` suffix), its help, and the field.
+pub type AtomicCounter<T> = (&'static str, &'static str, fn(&T) -> &AtomicU64);
+
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
@@ -110,6 +117,19 @@ impl Metrics {
             gauge: false,
             read: Box::new(move || read() as i64),
         });
+    }
+
+    /// Adds a counter for each of `counters`, read at each scrape from its atomic field of
+    /// `source` (a component's struct of counts, shared with the code that counts).
+    pub fn register_atomic_counters<T: Send + Sync + 'static>(
+        &self,
+        source: &Arc<T>,
+        counters: &[AtomicCounter<T>],
+    ) {
+        for &(name, help, field) in counters {
+            let source = Arc::clone(source);
+            self.register_counter_fn(name, help, move || field(&source).load(Ordering::Relaxed));
+        }
     }
 
     /// Adds a gauge whose value is read from `read` at each scrape (a state, a pool size).
@@ -502,6 +522,11 @@ fn format_code(code: tonic::Code) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    };
+
     use super::{GrpcMethods, GrpcMetricsLayer, Metrics, openmetrics_to_prometheus_text};
 
     #[test]
@@ -519,6 +544,31 @@ mod tests {
 
         assert!(text.contains("cache_hits_total 7"), "{text}");
         assert!(text.contains("breaker_state 2"), "{text}");
+    }
+
+    #[test]
+    fn atomic_counters_export_each_field_live_under_its_own_name() {
+        #[derive(Default)]
+        struct Counts {
+            hits: AtomicU64,
+            misses: AtomicU64,
+        }
+        let metrics = Metrics::new();
+        let counts = Arc::new(Counts::default());
+        metrics.register_atomic_counters(
+            &counts,
+            &[
+                ("test_hits", "Hits", |c| &c.hits),
+                ("test_misses", "Misses", |c| &c.misses),
+            ],
+        );
+
+        counts.hits.store(3, Ordering::Relaxed);
+        counts.misses.store(5, Ordering::Relaxed);
+        let text = metrics.render();
+
+        assert!(text.contains("test_hits_total 3"), "{text}");
+        assert!(text.contains("test_misses_total 5"), "{text}");
     }
 
     #[test]

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 use common::config::{
-    GrpcServerConfig, HealthcheckArgs, LogConfig, PostgresConfig, RedisConfig, Secret,
-    TokenVerifyConfig, parse_millis, parse_seconds,
+    Binary, HealthcheckArgs, PostgresConfig, ProcessConfig, Secret, TokenVerifyConfig,
+    parse_millis, parse_seconds,
 };
 
 /// Default gRPC port (ARCHITECTURE.md).
@@ -13,19 +13,7 @@ pub const DEFAULT_PORT: u16 = 50052;
 const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/learngreek_decks";
 
 /// Command line of the `deck-service` binary.
-#[derive(Debug, Parser)]
-#[command(
-    name = "deck-service",
-    version,
-    about,
-    args_conflicts_with_subcommands = true
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    #[command(flatten)]
-    pub config: Config,
-}
+pub type Cli = common::config::Cli<Command, Config>;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -41,7 +29,7 @@ pub enum Command {
 #[derive(Clone, Debug, clap::Args)]
 pub struct Config {
     #[command(flatten)]
-    pub grpc: GrpcServerConfig,
+    pub process: ProcessConfig,
     #[command(flatten)]
     pub postgres: PostgresConfig,
     /// Redis of the cache role (may evict; optional for reads): `redis://host:port/db`.
@@ -51,8 +39,6 @@ pub struct Config {
         default_value = "redis://127.0.0.1:6379"
     )]
     pub cache_redis_url: Secret<String>,
-    #[command(flatten)]
-    pub redis: RedisConfig,
     #[command(flatten)]
     pub revocation: common::revocation::RevocationConfig,
     #[command(flatten)]
@@ -71,8 +57,11 @@ pub struct Config {
     pub grpc_client: common::balance::ClientConfig,
     #[command(flatten)]
     pub tokens: TokenVerifyConfig,
-    #[command(flatten)]
-    pub log: LogConfig,
+}
+
+impl Binary for Config {
+    const NAME: &'static str = "deck-service";
+    const ABOUT: &'static str = env!("CARGO_PKG_DESCRIPTION");
 }
 
 /// Behaviour of the read cache.
@@ -141,9 +130,6 @@ fn parse_l1_ttl(value: &str) -> Result<Duration, String> {
 
 impl Config {
     pub fn database_url(&self) -> &str {
-        self.postgres
-            .database_url
-            .as_ref()
-            .map_or(DEFAULT_DATABASE_URL, |url| url.expose())
+        self.postgres.url_or(DEFAULT_DATABASE_URL)
     }
 }

@@ -13,17 +13,17 @@ async fn main() -> ExitCode {
     let cli: Cli = common::config::parse();
     match cli.command {
         Some(Command::Healthcheck(args)) => {
-            common::grpc::healthcheck_command(args, &cli.config.grpc, DEFAULT_PORT).await
+            common::grpc::healthcheck_command(args, &cli.config.process.grpc, DEFAULT_PORT).await
         }
         Some(Command::Seed) => {
-            common::telemetry::init(&cli.config.log);
+            common::telemetry::init(&cli.config.process.log);
             common::grpc::exit_code(
                 "deck-service seed",
                 deck_service::seed::run(&cli.config).await,
             )
         }
         None | Some(Command::Serve) => {
-            common::telemetry::init(&cli.config.log);
+            common::telemetry::init(&cli.config.process.log);
             common::grpc::exit_code("deck-service", serve(cli.config).await)
         }
     }

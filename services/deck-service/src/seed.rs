@@ -90,7 +90,7 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
     common::postgres::migrate(&pg, &MIGRATOR, config.postgres.database_startup_timeout)
         .await
         .context("deck-service database")?;
-    let keys = Keys::new(&config.redis.redis_key_prefix);
+    let keys = Keys::new(&config.process.redis.redis_key_prefix);
     let rows: Vec<seed::SeedDeck> = decks.iter().map(to_rows).collect();
     let (new_decks, new_cards) = seed::load(&pg, &keys, &rows).await?;
     println!(

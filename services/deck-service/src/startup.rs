@@ -91,7 +91,7 @@ impl Application {
             .await
             .context("deck-service database")?;
         // The cache is optional for reads: readiness does not depend on it.
-        let redis = RedisPool::new(config.cache_redis_url.expose(), &config.redis)
+        let redis = RedisPool::new(config.cache_redis_url.expose(), &config.process.redis)
             .context("CACHE_REDIS_URL")?;
         let cache = Cache::new(
             redis.clone(),
@@ -136,7 +136,7 @@ impl Application {
         let api = DeckGrpc::new(use_cases, verifier.clone());
 
         let app = GrpcApp::bind(
-            &config.grpc,
+            &config.process.grpc,
             ([0, 0, 0, 0], DEFAULT_PORT).into(),
             &[proto::DECK_SERVICE_NAME],
             shutdown.clone(),
@@ -151,7 +151,7 @@ impl Application {
         common::revocation::enforce(
             &verifier,
             &config.revocation,
-            &config.redis,
+            &config.process.redis,
             app.metrics(),
             &pubsub_metrics,
             app.shutdown(),
@@ -171,7 +171,7 @@ impl Application {
                 SubscriptionConfig::new(
                     "cache_invalidation",
                     config.cache_redis_url.expose(),
-                    &config.redis,
+                    &config.process.redis,
                     vec![cache.invalidation_channel().to_owned()],
                 ),
                 move |_, payload| pushed.apply_pushed_invalidation(payload),

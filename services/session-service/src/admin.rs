@@ -20,11 +20,8 @@ use crate::{
     config::{Config, database_url},
     domain::Email,
     service::end_user_sessions,
-    startup::MIGRATOR,
-    store::{
-        sessions::{self, Sessions},
-        users,
-    },
+    startup::{self, MIGRATOR},
+    store::users,
 };
 
 /// What an operator command changes about a user.
@@ -66,22 +63,13 @@ pub async fn change_standing(
     .map_err(|e| anyhow::anyhow!("{e}"))?
     .ok_or_else(|| anyhow::anyhow!("no user with e-mail {}", email.as_str()))?;
 
-    let redis = RedisPool::new(config.session_redis_url.expose(), &config.redis)
+    let redis = RedisPool::new(config.session_redis_url.expose(), &config.process.redis)
         .context("SESSION_REDIS_URL")?;
-    let tokens = &config.tokens;
-    let store = Sessions::new(
-        redis.clone(),
-        sessions::Lifetimes {
-            session_ms: tokens.refresh_token_ttl.as_millis() as u64,
-            grace_ms: tokens.refresh_grace.as_millis() as u64,
-            grace_max_replays: tokens.refresh_grace_max_replays,
-        },
-        config.max_sessions_per_user,
-    );
+    let store = startup::session_store(config, redis.clone());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let ended = end_user_sessions(
         &store,
-        &Publisher::new(redis, tokens.access_token_ttl),
+        &Publisher::new(redis, config.tokens.access_token_ttl),
         &*clock,
         user_id,
     )

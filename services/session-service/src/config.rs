@@ -2,10 +2,9 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 use common::config::{
-    GrpcServerConfig, HealthcheckArgs, LogConfig, PostgresConfig, RedisConfig, Secret,
-    existing_file,
+    Binary, HealthcheckArgs, PostgresConfig, ProcessConfig, Secret, existing_file,
 };
 
 /// Default gRPC port (ARCHITECTURE.md).
@@ -13,19 +12,7 @@ pub const DEFAULT_PORT: u16 = 50051;
 const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/learngreek_sessions";
 
 /// Command line of the `session-service` binary.
-#[derive(Debug, Parser)]
-#[command(
-    name = "session-service",
-    version,
-    about,
-    args_conflicts_with_subcommands = true
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    #[command(flatten)]
-    pub config: Config,
-}
+pub type Cli = common::config::Cli<Command, Config>;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -57,7 +44,7 @@ pub struct UserArgs {
 #[derive(Clone, Debug, clap::Args)]
 pub struct Config {
     #[command(flatten)]
-    pub grpc: GrpcServerConfig,
+    pub process: ProcessConfig,
     #[command(flatten)]
     pub postgres: PostgresConfig,
     /// Redis of the sessions role (must never evict): `redis://host:port/db`.
@@ -67,8 +54,6 @@ pub struct Config {
         default_value = "redis://127.0.0.1:6379"
     )]
     pub session_redis_url: Secret<String>,
-    #[command(flatten)]
-    pub redis: RedisConfig,
     #[command(flatten)]
     pub tokens: TokenConfig,
     /// Most password hashes computed at once (argon2id is CPU- and memory-heavy); default: the number of CPUs.
@@ -86,8 +71,11 @@ pub struct Config {
     pub max_sessions_per_user: u32,
     #[command(flatten)]
     pub login_throttle: LoginThrottleConfig,
-    #[command(flatten)]
-    pub log: LogConfig,
+}
+
+impl Binary for Config {
+    const NAME: &'static str = "session-service";
+    const ABOUT: &'static str = env!("CARGO_PKG_DESCRIPTION");
 }
 
 impl Config {
@@ -105,10 +93,7 @@ impl Config {
 
 /// `DATABASE_URL`, or the development default.
 pub fn database_url(postgres: &PostgresConfig) -> &str {
-    postgres
-        .database_url
-        .as_ref()
-        .map_or(DEFAULT_DATABASE_URL, |url| url.expose())
+    postgres.url_or(DEFAULT_DATABASE_URL)
 }
 
 /// Signing key, claims and lifetimes of the tokens this service issues.

@@ -15,7 +15,7 @@ async fn main() -> ExitCode {
     let cli: Cli = common::config::parse();
     match cli.command {
         Some(Command::Healthcheck(args)) => {
-            common::grpc::healthcheck_command(args, &cli.config.grpc, DEFAULT_PORT).await
+            common::grpc::healthcheck_command(args, &cli.config.process.grpc, DEFAULT_PORT).await
         }
         Some(Command::GenerateKey) => {
             print!("{}", session_service::tokens::generate_key_pem().expose());
@@ -34,7 +34,7 @@ async fn main() -> ExitCode {
             // A missing or unreadable signing key is a configuration error: exit 64.
             let keys = TokenKeys::from_config(&cli.config.tokens)
                 .unwrap_or_else(|error| common::config::exit_config_error(error));
-            common::telemetry::init(&cli.config.log);
+            common::telemetry::init(&cli.config.process.log);
             common::grpc::exit_code("session-service", serve(cli.config, keys).await)
         }
     }
@@ -42,7 +42,7 @@ async fn main() -> ExitCode {
 
 /// Runs one of the subcommands that change a user ([`session_service::admin`]).
 async fn change_standing(config: &Config, email: &str, change: StandingChange) -> ExitCode {
-    common::telemetry::init(&config.log);
+    common::telemetry::init(&config.process.log);
     common::grpc::exit_code(
         "session-service",
         session_service::admin::change_standing(config, email, change).await,

@@ -45,8 +45,7 @@ impl SessionMetrics {
 
     /// Registers every counter (each is exported with the `_total` suffix).
     pub fn register(self: &Arc<Self>, registry: &common::metrics::Metrics) {
-        type Field = fn(&SessionMetrics) -> &AtomicU64;
-        let series: [(&'static str, &'static str, Field); 12] = [
+        registry.register_atomic_counters(self, &[
             (
                 "session_logins",
                 "Successful logins (new sessions, registrations excluded)",
@@ -105,18 +104,12 @@ impl SessionMetrics {
                 "Calls answered UNAVAILABLE because the sessions Redis failed or timed out",
                 |m| &m.store_unavailable,
             ),
-        ];
-        for (name, help, field) in series {
-            let metrics = Arc::clone(self);
-            registry
-                .register_counter_fn(name, help, move || field(&metrics).load(Ordering::Relaxed));
-        }
+        ]);
     }
 
     /// Registers the password hasher's counters.
     pub fn register_hasher(counts: &Arc<HasherCounts>, registry: &common::metrics::Metrics) {
-        type Field = fn(&HasherCounts) -> &AtomicU64;
-        let series: [(&'static str, &'static str, Field); 3] = [
+        registry.register_atomic_counters(counts, &[
             (
                 "session_password_hashes",
                 "Password hashes computed (registrations, logins, upgrades)",
@@ -132,11 +125,6 @@ impl SessionMetrics {
                 "Queued password hashes skipped because their caller had gone",
                 |c| &c.abandoned,
             ),
-        ];
-        for (name, help, field) in series {
-            let counts = Arc::clone(counts);
-            registry
-                .register_counter_fn(name, help, move || field(&counts).load(Ordering::Relaxed));
-        }
+        ]);
     }
 }

@@ -384,6 +384,14 @@ impl Hasher {
 mod tests {
     use super::*;
 
+    /// What `hasher` says of `password` against a stored `hash`.
+    async fn verdict(hasher: &Hasher, password: &str, hash: &str) -> Verified {
+        hasher
+            .verify(Password::new(password.into()), Some(hash.to_owned()))
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn a_hash_verifies_only_its_own_password() {
         let hasher = Hasher::new(2, 8);
@@ -397,19 +405,10 @@ mod tests {
             "{hash}"
         );
         assert_eq!(
-            hasher
-                .verify(Password::new("correct horse 1".into()), Some(hash.clone()))
-                .await
-                .unwrap(),
+            verdict(&hasher, "correct horse 1", &hash).await,
             Verified::Yes
         );
-        assert_eq!(
-            hasher
-                .verify(Password::new("wrong horse 1".into()), Some(hash))
-                .await
-                .unwrap(),
-            Verified::No
-        );
+        assert_eq!(verdict(&hasher, "wrong horse 1", &hash).await, Verified::No);
     }
 
     #[tokio::test]
@@ -418,17 +417,11 @@ mod tests {
         let legacy = bcrypt::hash("legacy pass 1", 4).unwrap();
 
         assert_eq!(
-            hasher
-                .verify(Password::new("legacy pass 1".into()), Some(legacy.clone()))
-                .await
-                .unwrap(),
+            verdict(&hasher, "legacy pass 1", &legacy).await,
             Verified::YesRehash
         );
         assert_eq!(
-            hasher
-                .verify(Password::new("other pass 1".into()), Some(legacy))
-                .await
-                .unwrap(),
+            verdict(&hasher, "other pass 1", &legacy).await,
             Verified::No
         );
     }

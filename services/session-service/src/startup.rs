@@ -74,7 +74,7 @@ impl Application {
         common::postgres::migrate(&pg, &MIGRATOR, config.postgres.database_startup_timeout)
             .await
             .context("session-service database")?;
-        let redis = RedisPool::new(config.session_redis_url.expose(), &config.redis)
+        let redis = RedisPool::new(config.session_redis_url.expose(), &config.process.redis)
             .context("SESSION_REDIS_URL")?;
         let hasher = Hasher::new(
             config.password_hash_concurrency(),
@@ -84,15 +84,7 @@ impl Application {
         hasher.warm_up().await.context("password hasher warm-up")?;
 
         let tokens = &config.tokens;
-        let store = Sessions::new(
-            redis.clone(),
-            sessions::Lifetimes {
-                session_ms: tokens.refresh_token_ttl.as_millis() as u64,
-                grace_ms: tokens.refresh_grace.as_millis() as u64,
-                grace_max_replays: tokens.refresh_grace_max_replays,
-            },
-            config.max_sessions_per_user,
-        );
+        let store = session_store(&config, redis.clone());
         let throttle = &config.login_throttle;
         let login_throttle = LoginThrottle::new(
             redis.clone(),
@@ -119,7 +111,7 @@ impl Application {
         };
 
         let app = GrpcApp::bind(
-            &config.grpc,
+            &config.process.grpc,
             ([0, 0, 0, 0], DEFAULT_PORT).into(),
             &[proto::SESSION_SERVICE_NAME],
             shutdown,
@@ -157,4 +149,19 @@ impl Application {
         self.app.run(self.routes).await?;
         Ok(())
     }
+}
+
+/// The session store the settings describe, on the sessions role `redis`: the server's,
+/// and the operator commands' ([`crate::admin`]).
+pub(crate) fn session_store(config: &Config, redis: RedisPool) -> Sessions {
+    let tokens = &config.tokens;
+    Sessions::new(
+        redis,
+        sessions::Lifetimes {
+            session_ms: tokens.refresh_token_ttl.as_millis() as u64,
+            grace_ms: tokens.refresh_grace.as_millis() as u64,
+            grace_max_replays: tokens.refresh_grace_max_replays,
+        },
+        config.max_sessions_per_user,
+    )
 }

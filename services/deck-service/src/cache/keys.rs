@@ -56,6 +56,7 @@ pub fn generation_key(key: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use redis::cluster_routing::Slot;
     use uuid::Uuid;
 
     use super::*;
@@ -78,8 +79,8 @@ mod tests {
     }
 
     #[test]
-    fn hash_tags_put_the_keys_of_a_deck_and_of_a_user_in_one_slot() {
-        let slot = |key: &str| redis::cluster_routing::Slot::for_key(key);
+    fn hash_tags_put_a_deck_and_a_user_each_in_one_slot() {
+        let slot = |key: &str| Slot::for_key(key);
         let keys = Keys::new("p:");
         let (deck, user) = (DeckId(Uuid::new_v4()), UserId(Uuid::new_v4()));
         let [a, b] = keys.of_deck(deck);

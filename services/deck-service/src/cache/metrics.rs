@@ -94,77 +94,73 @@ pub(crate) fn inc(counter: &AtomicU64) {
 /// Exports the counters (and the breaker state, 0 closed / 1 open / 2 half-open) on
 /// the process's `/metrics`.
 pub fn register(metrics: &common::metrics::Metrics, cache: &Arc<CacheMetrics>) {
-    macro_rules! counter {
-        ($name:literal, $help:literal, $field:ident) => {{
-            let cache = cache.clone();
-            metrics.register_counter_fn($name, $help, move || cache.$field.load(Ordering::Relaxed));
-        }};
-    }
-    counter!(
-        "deck_cache_hits",
-        "Reads answered from the Redis cache.",
-        hits
-    );
-    counter!(
-        "deck_cache_misses",
-        "Reads that found nothing usable in Redis.",
-        misses
-    );
-    counter!(
-        "deck_cache_bypassed",
-        "Reads that skipped Redis (breaker open or invalidations pending).",
-        bypassed
-    );
-    counter!(
-        "deck_cache_l1_hits",
-        "Reads answered from the in-process L1 cache.",
-        l1_hits
-    );
-    counter!(
-        "deck_cache_l1_misses",
-        "Reads that found nothing usable in L1.",
-        l1_misses
-    );
-    counter!(
-        "deck_cache_l1_bypassed",
-        "Reads that skipped L1 (invalidation push not subscribed, or invalidations pending).",
-        l1_bypassed
-    );
-    counter!(
-        "deck_cache_fills",
-        "Cache entries written after a PostgreSQL read.",
-        fills
-    );
-    counter!(
-        "deck_cache_rejected_fills",
-        "Fills refused because the key was invalidated meanwhile.",
-        rejected_fills
-    );
-    counter!(
-        "deck_cache_errors",
-        "Cache Redis calls that failed or timed out.",
-        errors
-    );
-    counter!(
-        "deck_cache_invalidations",
-        "Cache keys deleted by invalidations.",
-        invalidations
-    );
-    counter!(
-        "deck_cache_deferred_invalidations",
-        "Invalidations left to the outbox (Redis unavailable).",
-        deferred_invalidations
-    );
-    counter!(
-        "deck_cache_outbox_drained",
-        "Cache outbox rows drained by the background task.",
-        outbox_drained
-    );
-    counter!(
-        "deck_cache_unshared_loads",
-        "Misses loaded unshared because CACHE_MAX_INFLIGHT_LOADS loads were in flight.",
-        unshared_loads
-    );
+    metrics.register_atomic_counters(cache, &[
+        (
+            "deck_cache_hits",
+            "Reads answered from the Redis cache.",
+            |c| &c.hits,
+        ),
+        (
+            "deck_cache_misses",
+            "Reads that found nothing usable in Redis.",
+            |c| &c.misses,
+        ),
+        (
+            "deck_cache_bypassed",
+            "Reads that skipped Redis (breaker open or invalidations pending).",
+            |c| &c.bypassed,
+        ),
+        (
+            "deck_cache_l1_hits",
+            "Reads answered from the in-process L1 cache.",
+            |c| &c.l1_hits,
+        ),
+        (
+            "deck_cache_l1_misses",
+            "Reads that found nothing usable in L1.",
+            |c| &c.l1_misses,
+        ),
+        (
+            "deck_cache_l1_bypassed",
+            "Reads that skipped L1 (invalidation push not subscribed, or invalidations pending).",
+            |c| &c.l1_bypassed,
+        ),
+        (
+            "deck_cache_fills",
+            "Cache entries written after a PostgreSQL read.",
+            |c| &c.fills,
+        ),
+        (
+            "deck_cache_rejected_fills",
+            "Fills refused because the key was invalidated meanwhile.",
+            |c| &c.rejected_fills,
+        ),
+        (
+            "deck_cache_errors",
+            "Cache Redis calls that failed or timed out.",
+            |c| &c.errors,
+        ),
+        (
+            "deck_cache_invalidations",
+            "Cache keys deleted by invalidations.",
+            |c| &c.invalidations,
+        ),
+        (
+            "deck_cache_deferred_invalidations",
+            "Invalidations left to the outbox (Redis unavailable).",
+            |c| &c.deferred_invalidations,
+        ),
+        (
+            "deck_cache_outbox_drained",
+            "Cache outbox rows drained by the background task.",
+            |c| &c.outbox_drained,
+        ),
+        (
+            "deck_cache_unshared_loads",
+            "Misses loaded unshared because CACHE_MAX_INFLIGHT_LOADS loads were in flight.",
+            |c| &c.unshared_loads,
+        ),
+    ]);
     let inflight = cache.clone();
     metrics.register_gauge_fn(
         "deck_cache_inflight_loads",

@@ -41,8 +41,7 @@ use std::{
 use common::redis::{Connection, RedisPool};
 use futures::future::BoxFuture;
 use rand::Rng;
-use redis::Script;
-use redis::cluster_routing::Slot;
+use redis::{Script, cluster_routing::Slot};
 
 pub use common::breaker::BreakerState;
 pub use keys::Keys;

@@ -56,12 +56,12 @@ pub fn card(row: &CardRow) -> pb::Card {
 pub fn queue_card(row: &QueueRow, is_early_practice: bool) -> pb::StudyQueueCard {
     let is_new = row.status.is_none();
     pb::StudyQueueCard {
-        card_id: row.card_id.to_string(),
-        front_text: row.front_text.clone(),
-        back_text: row.back_text.clone(),
-        example_sentence: row.example_sentence.clone(),
-        pronunciation: row.pronunciation.clone(),
-        difficulty: Difficulty::from_db(&row.difficulty).to_proto(),
+        card_id: row.card.id.to_string(),
+        front_text: row.card.front_text.clone(),
+        back_text: row.card.back_text.clone(),
+        example_sentence: row.card.example_sentence.clone(),
+        pronunciation: row.card.pronunciation.clone(),
+        difficulty: Difficulty::from_db(&row.card.difficulty).to_proto(),
         status: row
             .status
             .as_deref()

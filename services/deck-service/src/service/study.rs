@@ -83,7 +83,7 @@ impl DeckApp {
                 Ok(rows
                     .iter()
                     .map(|row| DueCard {
-                        deck_id: row.deck_id.to_string(),
+                        deck_id: row.card.deck_id.to_string(),
                         card: Some(messages::queue_card(row, false)),
                     })
                     .collect())

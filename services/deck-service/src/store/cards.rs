@@ -27,8 +27,10 @@ pub struct CardRow {
     pub updated_at: OffsetDateTime,
 }
 
-const CARD_COLUMNS: &str = "id, deck_id, front_text, back_text, example_sentence, pronunciation, difficulty, \
-                            order_index, created_at, updated_at";
+/// The columns of a [`CardRow`], of the `cards` table named `c` (so the study queue's
+/// joins select the same list).
+pub(super) const CARD_COLUMNS: &str = "c.id, c.deck_id, c.front_text, c.back_text, c.example_sentence, \
+                                       c.pronunciation, c.difficulty, c.order_index, c.created_at, c.updated_at";
 
 impl Store {
     /// Every card of an active deck in order; `None` when the deck is missing or inactive.
@@ -41,7 +43,7 @@ impl Store {
             return Ok(None);
         }
         let cards = sqlx::query_as(&format!(
-            "SELECT {CARD_COLUMNS} FROM cards WHERE deck_id = $1 ORDER BY order_index, id"
+            "SELECT {CARD_COLUMNS} FROM cards c WHERE deck_id = $1 ORDER BY order_index, id"
         ))
         .bind(deck.0)
         .fetch_all(self.db.pool())
@@ -68,7 +70,7 @@ impl Store {
                 .fetch_one(self.db.pool())
                 .await?;
         let cards = sqlx::query_as(&format!(
-            "SELECT {CARD_COLUMNS} FROM cards WHERE {filter} ORDER BY deck_id, order_index, id LIMIT $3 OFFSET $4"
+            "SELECT {CARD_COLUMNS} FROM cards c WHERE {filter} ORDER BY deck_id, order_index, id LIMIT $3 OFFSET $4"
         ))
         .bind(&pattern)
         .bind(deck.map(|d| d.0))
@@ -82,7 +84,7 @@ impl Store {
     /// A card of an active deck: a soft-deleted deck takes its cards with it.
     pub async fn card(&self, card: CardId) -> Result<Option<CardRow>> {
         Ok(sqlx::query_as(&format!(
-            "SELECT {CARD_COLUMNS} FROM cards WHERE id = $1 \
+            "SELECT {CARD_COLUMNS} FROM cards c WHERE id = $1 \
              AND deck_id IN (SELECT id FROM decks WHERE is_active)"
         ))
         .bind(card.0)
@@ -98,19 +100,13 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<Option<Vec<CardRow>>> {
         let mut tx = self.db.begin().await?;
-        // Lock the deck row so a concurrent delete cannot interleave.
-        let exists: Option<(Uuid,)> =
-            sqlx::query_as("SELECT id FROM decks WHERE id = $1 FOR SHARE")
-                .bind(deck.0)
-                .fetch_optional(tx.conn())
-                .await?;
-        if exists.is_none() {
+        if !lock_deck(&mut tx, deck.0).await? {
             return Ok(None);
         }
         let mut created = Vec::with_capacity(cards.len());
         for card in cards {
             let row: CardRow = sqlx::query_as(&format!(
-                "INSERT INTO cards (id, deck_id, front_text, back_text, example_sentence, pronunciation, \
+                "INSERT INTO cards AS c (id, deck_id, front_text, back_text, example_sentence, pronunciation, \
                  difficulty, order_index, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING {CARD_COLUMNS}"
             ))
@@ -140,26 +136,16 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<CardRow> {
         let mut tx = self.db.begin().await?;
-        let current: Option<(Uuid,)> =
-            sqlx::query_as("SELECT deck_id FROM cards WHERE id = $1 FOR UPDATE")
-                .bind(card.0)
-                .fetch_optional(tx.conn())
-                .await?;
-        let Some((old_deck,)) = current else {
+        let Some(old_deck) = lock_card(&mut tx, card.0).await? else {
             return Err(Error::card_not_found(card));
         };
-        if let Some(new_deck) = patch.deck_id {
-            let exists: Option<(Uuid,)> =
-                sqlx::query_as("SELECT id FROM decks WHERE id = $1 FOR SHARE")
-                    .bind(new_deck.0)
-                    .fetch_optional(tx.conn())
-                    .await?;
-            if exists.is_none() {
-                return Err(Error::deck_not_found(new_deck));
-            }
+        if let Some(new_deck) = patch.deck_id
+            && !lock_deck(&mut tx, new_deck.0).await?
+        {
+            return Err(Error::deck_not_found(new_deck));
         }
         let row: CardRow = sqlx::query_as(&format!(
-            "UPDATE cards SET \
+            "UPDATE cards c SET \
                deck_id = COALESCE($2, deck_id), \
                front_text = COALESCE($3, front_text), \
                back_text = COALESCE($4, back_text), \
@@ -196,12 +182,7 @@ impl Store {
     /// `false` when the card does not exist.
     pub async fn delete_card(&self, card: CardId) -> Result<bool> {
         let mut tx = self.db.begin().await?;
-        let current: Option<(Uuid,)> =
-            sqlx::query_as("SELECT deck_id FROM cards WHERE id = $1 FOR UPDATE")
-                .bind(card.0)
-                .fetch_optional(tx.conn())
-                .await?;
-        let Some((deck,)) = current else {
+        let Some(deck) = lock_card(&mut tx, card.0).await? else {
             return Ok(false);
         };
         // Take the card out of every user's per-deck counters before its SRS rows go.
@@ -214,6 +195,27 @@ impl Store {
         self.outbox.commit(tx, keys).await?;
         Ok(true)
     }
+}
+
+/// Locks deck `deck` against a concurrent delete until `tx` ends; `false` when it does
+/// not exist.
+async fn lock_deck(tx: &mut Tx, deck: Uuid) -> Result<bool> {
+    let exists: Option<(Uuid,)> = sqlx::query_as("SELECT id FROM decks WHERE id = $1 FOR SHARE")
+        .bind(deck)
+        .fetch_optional(tx.conn())
+        .await?;
+    Ok(exists.is_some())
+}
+
+/// Locks card `card` for a write until `tx` ends: its deck, or `None` when it does not
+/// exist.
+async fn lock_card(tx: &mut Tx, card: Uuid) -> Result<Option<Uuid>> {
+    let deck: Option<(Uuid,)> =
+        sqlx::query_as("SELECT deck_id FROM cards WHERE id = $1 FOR UPDATE")
+            .bind(card)
+            .fetch_optional(tx.conn())
+            .await?;
+    Ok(deck.map(|(deck,)| deck))
 }
 
 /// Takes `card` out of the `deck_progress` counters of deck `from` for every user who

@@ -5,7 +5,11 @@
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
-use super::{Store, outbox::PendingInvalidation};
+use super::{
+    Store,
+    cards::{CARD_COLUMNS, CardRow},
+    outbox::PendingInvalidation,
+};
 use crate::{
     domain::{
         DeckId, UserId,
@@ -18,18 +22,20 @@ use crate::{
 /// A card joined with one user's SRS row (absent for new cards).
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct QueueRow {
-    pub card_id: Uuid,
-    pub deck_id: Uuid,
-    pub front_text: String,
-    pub back_text: String,
-    pub example_sentence: Option<String>,
-    pub pronunciation: Option<String>,
-    pub difficulty: String,
+    #[sqlx(flatten)]
+    pub card: CardRow,
     pub status: Option<String>,
     pub next_review_date: Option<Date>,
     pub easiness_factor: Option<f64>,
     pub interval_days: Option<i32>,
 }
+
+/// The SRS columns of a [`QueueRow`], from the user's row `s`.
+const SRS_COLUMNS: &str = "s.status, s.next_review_date, s.easiness_factor, s.interval_days";
+
+/// The user's SRS rows `s` with their cards `c`, of active decks.
+const SRS_OF_ACTIVE_DECKS: &str = "FROM card_srs s JOIN cards c ON c.id = s.card_id \
+                                   JOIN decks d ON d.id = c.deck_id AND d.is_active";
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct ReviewRow {
@@ -107,13 +113,11 @@ impl AppliedRow {
 impl Store {
     /// The user's due SRS rows (next_review_date <= today) of active decks, oldest first.
     pub async fn due_cards(&self, user: UserId, today: Date) -> Result<Vec<QueueRow>> {
-        Ok(sqlx::query_as(
-            "SELECT c.id AS card_id, c.deck_id, c.front_text, c.back_text, c.example_sentence, c.pronunciation, \
-                    c.difficulty, s.status, s.next_review_date, s.easiness_factor, s.interval_days \
-             FROM card_srs s JOIN cards c ON c.id = s.card_id JOIN decks d ON d.id = c.deck_id AND d.is_active \
+        Ok(sqlx::query_as(&format!(
+            "SELECT {CARD_COLUMNS}, {SRS_COLUMNS} {SRS_OF_ACTIVE_DECKS} \
              WHERE s.user_id = $1 AND s.next_review_date <= $2 \
-             ORDER BY s.next_review_date, c.order_index, c.id",
-        )
+             ORDER BY s.next_review_date, c.order_index, c.id"
+        ))
         .bind(user.0)
         .bind(today)
         .fetch_all(self.db.pool())
@@ -130,15 +134,14 @@ impl Store {
         if limit <= 0 {
             return Ok(Vec::new());
         }
-        Ok(sqlx::query_as(
-            "SELECT c.id AS card_id, c.deck_id, c.front_text, c.back_text, c.example_sentence, c.pronunciation, \
-                    c.difficulty, NULL::text AS status, NULL::date AS next_review_date, \
+        Ok(sqlx::query_as(&format!(
+            "SELECT {CARD_COLUMNS}, NULL::text AS status, NULL::date AS next_review_date, \
                     NULL::float8 AS easiness_factor, NULL::int4 AS interval_days \
              FROM cards c JOIN decks d ON d.id = c.deck_id AND d.is_active \
              WHERE ($2::uuid IS NULL OR c.deck_id = $2) \
                AND NOT EXISTS (SELECT 1 FROM card_srs s WHERE s.user_id = $1 AND s.card_id = c.id) \
-             ORDER BY c.order_index, d.created_at, c.id LIMIT $3",
-        )
+             ORDER BY c.order_index, d.created_at, c.id LIMIT $3"
+        ))
         .bind(user.0)
         .bind(deck.map(|d| d.0))
         .bind(limit)
@@ -157,14 +160,12 @@ impl Store {
         if limit <= 0 {
             return Ok(Vec::new());
         }
-        Ok(sqlx::query_as(
-            "SELECT c.id AS card_id, c.deck_id, c.front_text, c.back_text, c.example_sentence, c.pronunciation, \
-                    c.difficulty, s.status, s.next_review_date, s.easiness_factor, s.interval_days \
-             FROM card_srs s JOIN cards c ON c.id = s.card_id JOIN decks d ON d.id = c.deck_id AND d.is_active \
+        Ok(sqlx::query_as(&format!(
+            "SELECT {CARD_COLUMNS}, {SRS_COLUMNS} {SRS_OF_ACTIVE_DECKS} \
              WHERE s.user_id = $1 AND s.next_review_date > $3 AND s.status IN ('learning', 'review') \
                AND ($2::uuid IS NULL OR s.deck_id = $2) \
-             ORDER BY s.next_review_date, c.order_index, c.id LIMIT $4",
-        )
+             ORDER BY s.next_review_date, c.order_index, c.id LIMIT $4"
+        ))
         .bind(user.0)
         .bind(deck.map(|d| d.0))
         .bind(today)
