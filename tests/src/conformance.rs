@@ -128,22 +128,22 @@ pub fn workspace_binary(name: &str) -> String {
 /// ways (every service needs it), reflection, the `healthcheck`
 /// subcommand, SIGTERM draining, and exit 64 on bad configuration.
 ///
-/// `$env` is a `fn(database_url: String, redis_url: String) -> Vec<(&'static str, String)>`
-/// giving the binary's environment (with `GRPC_ADDR=127.0.0.1:0`).
+/// `$config` is a `fn(database_url: &str, redis_url: &str) -> ServiceConfig` giving the
+/// binary's settings (a [`crate::ServiceConfig`] preset, with a free gRPC port).
 #[macro_export]
 macro_rules! service_conformance_tests {
-    (binary: $binary:expr, service: $service:expr, env: $env:expr $(,)?) => {
+    (binary: $binary:expr, service: $service:expr, config: $config:expr $(,)?) => {
         mod service_conformance {
             use std::time::Duration;
 
             #[allow(unused_imports)]
             use super::*;
 
-            use $crate::{ServingStatus, conformance, fresh_database, redis_url, run_to_exit, spawn_service, wait_for_health};
+            use $crate::{ServingStatus, conformance, fresh_database, redis_url, run_to_exit, wait_for_health};
 
             async fn start() -> $crate::ServiceProcess {
                 $crate::init();
-                spawn_service($binary, &[], &($env)(fresh_database().await, redis_url())).await
+                ($config)(&fresh_database().await, &redis_url()).spawn().await
             }
 
             #[tokio::test]
@@ -159,7 +159,7 @@ macro_rules! service_conformance_tests {
                 $crate::init();
                 let mut postgres = $crate::PostgresServer::start();
                 let database_url = $crate::create_database(&postgres.admin_url()).await;
-                let service = spawn_service($binary, &[], &($env)(database_url, redis_url())).await;
+                let service = ($config)(&database_url, &redis_url()).spawn().await;
                 let addr = service.grpc_addr.clone();
                 wait_for_health(&addr, "readiness", ServingStatus::Serving, Duration::from_secs(15)).await;
                 let mut watch = conformance::watch_readiness(&addr).await;
@@ -190,9 +190,8 @@ macro_rules! service_conformance_tests {
                 wait_for_health(&service.grpc_addr, "readiness", ServingStatus::Serving, Duration::from_secs(15)).await;
                 let _ = $crate::health_status(&service.grpc_addr, "no.such.Service").await;
 
-                let (status, body) = $crate::http_get(&service.listeners["metrics"], "/metrics").await;
+                let body = $crate::http::HttpClient::new(service.metrics_addr()).scrape().await.0;
 
-                assert_eq!(status, 200);
                 assert!(
                     body.contains(r#"grpc_server_requests_total{method="/grpc.health.v1.Health/Check",code="OK"}"#),
                     "{body}"
