@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use tokio_stream::StreamExt;
-use tonic::transport::Channel;
 use tonic_health::{
     ServingStatus,
     pb::{HealthCheckRequest, health_client::HealthClient},
@@ -14,13 +13,7 @@ use tonic_reflection::pb::v1::{
     server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
 };
 
-async fn channel(addr: &str) -> Channel {
-    Channel::from_shared(format!("http://{addr}"))
-        .expect("valid address")
-        .connect()
-        .await
-        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
-}
+use crate::grpc_channel as channel;
 
 /// `""`, `liveness`, `readiness` and every service name answer SERVING.
 pub async fn assert_all_names_serving(addr: &str, service_names: &[&str]) {

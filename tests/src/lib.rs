@@ -94,6 +94,15 @@ async fn connect_admin(admin_url: &str) -> sqlx::PgConnection {
     }
 }
 
+/// A gRPC channel connected to `host:port`; panics when nothing answers there.
+pub async fn grpc_channel(addr: &str) -> tonic::transport::Channel {
+    tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .expect("valid address")
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
+}
+
 /// One grpc.health.v1 Check.
 pub async fn health_status(addr: &str, service: &str) -> Result<ServingStatus, String> {
     common::grpc::check_health(addr, service).await

@@ -51,12 +51,7 @@ impl Deployment {
             .set_all(extra.iter().cloned())
             .spawn()
             .await;
-        let channel =
-            tonic::transport::Endpoint::from_shared(format!("http://{}", process.grpc_addr))
-                .unwrap()
-                .connect()
-                .await
-                .expect("connect to deck-service");
+        let channel = test_support::grpc_channel(&process.grpc_addr).await;
         let replica = Replica {
             metrics_addr: process.metrics_addr().to_owned(),
             client: DeckServiceClient::new(channel),

@@ -113,11 +113,7 @@ impl TestApp {
         let handles = app.handles();
         let metrics_addr = app.metrics_addr();
         let running = InProcess::start(shutdown, app.run());
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .expect("connect to deck-service");
+        let channel = test_support::grpc_channel(&addr.to_string()).await;
         let user_id = Uuid::new_v4();
         let app = Self {
             client: DeckServiceClient::new(channel),
@@ -139,12 +135,7 @@ impl TestApp {
 
     /// A client on a connection of its own.
     pub async fn new_client(&self) -> Client {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
-            .unwrap()
-            .connect()
-            .await
-            .expect("connect to deck-service");
-        DeckServiceClient::new(channel)
+        DeckServiceClient::new(test_support::grpc_channel(&self.addr.to_string()).await)
     }
 
     /// A token of another, new, normal user.
