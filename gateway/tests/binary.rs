@@ -2,31 +2,12 @@
 
 use std::time::Duration;
 
-use test_support::{
-    ServingStatus, TestTokens, free_port, health_status, run_to_exit, spawn_service,
-};
+mod support;
+
+use support::gateway_config;
+use test_support::{ServingStatus, health_status, run_to_exit};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_gateway");
-
-fn base_env() -> Vec<(&'static str, String)> {
-    vec![
-        ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
-        ("GRPC_ADDR", "127.0.0.1:0".to_owned()),
-        (
-            "SESSION_SERVICE_URL",
-            format!("http://127.0.0.1:{}", free_port()),
-        ),
-        (
-            "DECK_SERVICE_URL",
-            format!("http://127.0.0.1:{}", free_port()),
-        ),
-        ("RATE_LIMIT_REDIS_URL", test_support::redis_url()),
-        (
-            "JWT_PUBLIC_KEYS_FILE",
-            TestTokens::new().jwks_file().to_string_lossy().into_owned(),
-        ),
-    ]
-}
 
 #[tokio::test]
 async fn a_bad_configuration_value_exits_64_naming_the_variable() {
@@ -49,10 +30,9 @@ async fn a_bad_configuration_value_exits_64_naming_the_variable() {
         ("HTTP_IDLE_TIMEOUT_MS", "0"),
         ("HTTP_MAX_CONNECTIONS", "0"),
     ] {
-        let mut env = base_env();
-        env.push((variable, value.to_owned()));
+        let config = gateway_config().set(variable, value);
 
-        let (code, _, stderr) = run_to_exit(BINARY, &[], &env).await;
+        let (code, _, stderr) = config.run(&[]).await;
 
         assert_eq!(code, Some(64), "{variable}={value}: {stderr}");
         assert!(
@@ -98,7 +78,7 @@ async fn help_documents_every_setting() {
 
 #[tokio::test]
 async fn without_its_services_the_gateway_is_live_but_not_ready_and_sigterm_exits_zero() {
-    let mut gateway = spawn_service(BINARY, &[], &base_env()).await;
+    let mut gateway = gateway_config().spawn().await;
     let addr = gateway.grpc_addr.clone();
     assert!(
         gateway.listeners.contains_key("HTTP"),

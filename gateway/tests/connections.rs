@@ -10,18 +10,13 @@ use std::time::{Duration, Instant};
 use http::{Request, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
-use support::{assert_problem, start_gateway};
-use test_support::{
-    TestTokens, free_port,
-    http::{HttpResponse, parse_response},
-    spawn_service,
-};
+use support::{assert_problem, gateway_config, start_gateway};
+use test_support::http::{HttpResponse, parse_head, parse_response};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
 };
 
-const BINARY: &str = env!("CARGO_BIN_EXE_gateway");
 const LIVE: &[u8] = b"GET /health/live HTTP/1.1\r\nHost: gateway\r\n\r\n";
 
 async fn connect(addr: &str) -> TcpStream {
@@ -56,7 +51,7 @@ async fn exchange(stream: &mut TcpStream, request: &[u8]) -> HttpResponse {
     let mut buffer = [0u8; 4096];
     loop {
         if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = parse_response(&received[..end + 4]);
+            let head = parse_head(&received[..end + 4]);
             let length: usize = head
                 .header("content-length")
                 .map_or(0, |value| value.parse().unwrap());
@@ -290,26 +285,11 @@ async fn h2c_with_prior_knowledge_is_served_and_an_idle_h2_connection_is_closed(
 async fn sigterm_with_a_half_sent_request_connected_exits_within_the_shutdown_deadline() {
     // Arrange: the header deadline is far beyond the shutdown deadline, so only the
     // drain deadline can end the connection.
-    let env = vec![
-        ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
-        ("GRPC_ADDR", "127.0.0.1:0".to_owned()),
-        (
-            "SESSION_SERVICE_URL",
-            format!("http://127.0.0.1:{}", free_port()),
-        ),
-        (
-            "DECK_SERVICE_URL",
-            format!("http://127.0.0.1:{}", free_port()),
-        ),
-        ("RATE_LIMIT_REDIS_URL", test_support::redis_url()),
-        (
-            "JWT_PUBLIC_KEYS_FILE",
-            TestTokens::new().jwks_file().to_string_lossy().into_owned(),
-        ),
-        ("HTTP_HEADER_READ_TIMEOUT_MS", "120000".to_owned()),
-        ("SHUTDOWN_TIMEOUT_MS", "2000".to_owned()),
-    ];
-    let mut gateway = spawn_service(BINARY, &[], &env).await;
+    let mut gateway = gateway_config()
+        .set("HTTP_HEADER_READ_TIMEOUT_MS", 120_000)
+        .set("SHUTDOWN_TIMEOUT_MS", 2000)
+        .spawn()
+        .await;
     let mut stream = connect(&gateway.listeners["HTTP"]).await;
     stream
         .write_all(b"POST /api/v1/auth/login HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n")

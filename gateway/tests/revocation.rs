@@ -14,7 +14,6 @@ use serde_json::{Value, json};
 use test_support::{
     RedisServer, ServiceProcess,
     http::{HttpClient, HttpResponse},
-    http_get,
     stack::{Stack, StackOptions, spawn_stack, spawn_stack_with},
 };
 
@@ -327,11 +326,11 @@ async fn a_revocation_through_one_replica_is_enforced_by_every_replica() {
 /// The value of the series `name` (with its labels, e.g. `x_total{kind="session"}`) on
 /// a process's `/metrics`; 0 when absent.
 async fn metric(process: &ServiceProcess, series: &str) -> f64 {
-    let (status, body) = http_get(&process.listeners["metrics"], "/metrics").await;
-    assert_eq!(status, 200);
-    body.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .map_or(0.0, |value| value.trim().parse().unwrap())
+    HttpClient::new(process.metrics_addr())
+        .scrape()
+        .await
+        .value(series)
+        .unwrap_or(0.0)
 }
 
 /// Waits (up to 10 s) for `revocation_push_live` of `process` to be `value`.

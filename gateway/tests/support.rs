@@ -5,7 +5,6 @@
 #![allow(dead_code)]
 
 use std::{
-    collections::BTreeMap,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -13,7 +12,7 @@ use std::{
 use axum::{Router, body::Bytes, extract::State, http::HeaderMap, response::Response};
 use common::shutdown::Shutdown;
 use gateway::{config::Cli, startup::Application};
-use test_support::{TestTokens, http::HttpClient};
+use test_support::{InProcess, ServiceConfig, http::HttpClient, key_prefix};
 
 /// A gateway running in this test process, stopped on drop.
 pub struct Gateway {
@@ -21,13 +20,8 @@ pub struct Gateway {
     /// Client of the metrics port (`/metrics` is served there only).
     pub metrics: HttpClient,
     pub grpc_addr: String,
-    shutdown: Shutdown,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        self.shutdown.trigger();
-    }
+    /// Shuts the gateway down when the test drops it.
+    _running: InProcess,
 }
 
 /// Address of a port nobody listens on.
@@ -35,32 +29,23 @@ pub fn nobody() -> String {
     format!("http://127.0.0.1:{}", test_support::free_port())
 }
 
-/// Starts the gateway with test defaults (trusted JWKS file, shared Redis with a random
-/// prefix, services at ports nobody listens on), overridden by `flags` (`--flag`, value).
-pub async fn start_gateway(flags: &[(&str, String)]) -> Gateway {
+/// The gateway's test defaults: services at ports nobody listens on, the shared Redis
+/// with a random prefix, and the trusted JWKS file (no key fetch).
+pub fn gateway_config() -> ServiceConfig {
+    let redis_url = test_support::redis_url();
+    ServiceConfig::gateway(&nobody(), &nobody(), &redis_url, &key_prefix())
+        .set("JWT_PUBLIC_KEYS_FILE", test_support::app::test_jwks_file())
+}
+
+/// Starts the gateway in-process with [`gateway_config`], following revocations on the
+/// shared Redis, overridden by `settings` (each an env var name or its `--flag`, and a
+/// value).
+pub async fn start_gateway(settings: &[(&str, String)]) -> Gateway {
     test_support::init();
-    let mut args: BTreeMap<&str, String> = BTreeMap::from([
-        ("--http-addr", "127.0.0.1:0".to_owned()),
-        ("--grpc-addr", "127.0.0.1:0".to_owned()),
-        ("--session-service-url", nobody()),
-        ("--deck-service-url", nobody()),
-        ("--rate-limit-redis-url", test_support::redis_url()),
-        ("--session-redis-url", test_support::redis_url()),
-        ("--redis-key-prefix", test_support::key_prefix()),
-        (
-            "--jwt-public-keys-file",
-            TestTokens::new().jwks_file().to_string_lossy().into_owned(),
-        ),
-        ("--readiness-interval-ms", "200".to_owned()),
-    ]);
-    for (flag, value) in flags {
-        args.insert(flag, value.clone());
-    }
-    let argv = std::iter::once("gateway".to_owned()).chain(
-        args.into_iter()
-            .flat_map(|(flag, value)| [flag.to_owned(), value]),
-    );
-    let cli = <Cli as clap::Parser>::try_parse_from(argv).expect("test configuration parses");
+    let cli: Cli = gateway_config()
+        .set("SESSION_REDIS_URL", test_support::redis_url())
+        .set_all(settings.iter().cloned())
+        .parse();
     let shutdown = Shutdown::new();
     let app = Application::build(cli.config, shutdown.clone())
         .await
@@ -68,25 +53,13 @@ pub async fn start_gateway(flags: &[(&str, String)]) -> Gateway {
     let http = HttpClient::new(app.http_addr().to_string());
     let metrics = HttpClient::new(app.metrics_addr().to_string());
     let grpc_addr = app.grpc_addr().to_string();
-    tokio::spawn(app.run());
-    // The test tokens name no real session: until the revocation snapshot is in, the
-    // per-request session lookup would refuse them (a dead Redis never gets there).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !metrics
-        .get("/metrics")
-        .send()
-        .await
-        .text()
-        .contains("\nrevocation_push_live 1")
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let running = InProcess::start(shutdown, app.run());
+    test_support::app::wait_for_revocations(metrics.addr()).await;
     Gateway {
         http,
         metrics,
         grpc_addr,
-        shutdown,
+        _running: running,
     }
 }
 

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use tokio_stream::StreamExt;
-use tonic::transport::Channel;
 use tonic_health::{
     ServingStatus,
     pb::{HealthCheckRequest, health_client::HealthClient},
@@ -14,13 +13,7 @@ use tonic_reflection::pb::v1::{
     server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
 };
 
-async fn channel(addr: &str) -> Channel {
-    Channel::from_shared(format!("http://{addr}"))
-        .expect("valid address")
-        .connect()
-        .await
-        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
-}
+use crate::grpc_channel as channel;
 
 /// `""`, `liveness`, `readiness` and every service name answer SERVING.
 pub async fn assert_all_names_serving(addr: &str, service_names: &[&str]) {
@@ -128,22 +121,22 @@ pub fn workspace_binary(name: &str) -> String {
 /// ways (every service needs it), reflection, the `healthcheck`
 /// subcommand, SIGTERM draining, and exit 64 on bad configuration.
 ///
-/// `$env` is a `fn(database_url: String, redis_url: String) -> Vec<(&'static str, String)>`
-/// giving the binary's environment (with `GRPC_ADDR=127.0.0.1:0`).
+/// `$config` is a `fn(database_url: &str, redis_url: &str) -> ServiceConfig` giving the
+/// binary's settings (a [`crate::ServiceConfig`] preset, with a free gRPC port).
 #[macro_export]
 macro_rules! service_conformance_tests {
-    (binary: $binary:expr, service: $service:expr, env: $env:expr $(,)?) => {
+    (binary: $binary:expr, service: $service:expr, config: $config:expr $(,)?) => {
         mod service_conformance {
             use std::time::Duration;
 
             #[allow(unused_imports)]
             use super::*;
 
-            use $crate::{ServingStatus, conformance, fresh_database, redis_url, run_to_exit, spawn_service, wait_for_health};
+            use $crate::{ServingStatus, conformance, fresh_database, redis_url, run_to_exit, wait_for_health};
 
             async fn start() -> $crate::ServiceProcess {
                 $crate::init();
-                spawn_service($binary, &[], &($env)(fresh_database().await, redis_url())).await
+                ($config)(&fresh_database().await, &redis_url()).spawn().await
             }
 
             #[tokio::test]
@@ -159,7 +152,7 @@ macro_rules! service_conformance_tests {
                 $crate::init();
                 let mut postgres = $crate::PostgresServer::start();
                 let database_url = $crate::create_database(&postgres.admin_url()).await;
-                let service = spawn_service($binary, &[], &($env)(database_url, redis_url())).await;
+                let service = ($config)(&database_url, &redis_url()).spawn().await;
                 let addr = service.grpc_addr.clone();
                 wait_for_health(&addr, "readiness", ServingStatus::Serving, Duration::from_secs(15)).await;
                 let mut watch = conformance::watch_readiness(&addr).await;
@@ -190,9 +183,8 @@ macro_rules! service_conformance_tests {
                 wait_for_health(&service.grpc_addr, "readiness", ServingStatus::Serving, Duration::from_secs(15)).await;
                 let _ = $crate::health_status(&service.grpc_addr, "no.such.Service").await;
 
-                let (status, body) = $crate::http_get(&service.listeners["metrics"], "/metrics").await;
+                let body = $crate::http::HttpClient::new(service.metrics_addr()).scrape().await.0;
 
-                assert_eq!(status, 200);
                 assert!(
                     body.contains(r#"grpc_server_requests_total{method="/grpc.health.v1.Health/Check",code="OK"}"#),
                     "{body}"

@@ -6,6 +6,7 @@
 //! or pause a dependency start a private one with [`RedisServer::start`] or
 //! [`PostgresServer::start`].
 
+pub mod app;
 pub mod chaos;
 pub mod conformance;
 pub mod http;
@@ -19,6 +20,7 @@ pub mod tools;
 
 use std::time::Duration;
 
+pub use app::{InProcess, ServiceConfig};
 pub use process::{ServiceProcess, run_to_exit, spawn_service};
 pub use redis_monitor::{RedisMonitor, command_names};
 pub use servers::{PostgresServer, RedisServer, free_port};
@@ -92,6 +94,15 @@ async fn connect_admin(admin_url: &str) -> sqlx::PgConnection {
     }
 }
 
+/// A gRPC channel connected to `host:port`; panics when nothing answers there.
+pub async fn grpc_channel(addr: &str) -> tonic::transport::Channel {
+    tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .expect("valid address")
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
+}
+
 /// One grpc.health.v1 Check.
 pub async fn health_status(addr: &str, service: &str) -> Result<ServingStatus, String> {
     common::grpc::check_health(addr, service).await
@@ -122,35 +133,6 @@ pub async fn wait_for_health(
 /// function: CRC16 of the hash tag, or of the whole key when it has none).
 pub fn key_slot(key: &str) -> redis::cluster_routing::Slot {
     redis::cluster_routing::Slot::for_key(key)
-}
-
-/// A plain HTTP/1.1 GET (no client crate needed): returns the status code and body.
-pub async fn http_get(addr: &str, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("send request");
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .await
-        .expect("read response");
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .expect("status line");
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    (status, body)
 }
 
 #[cfg(test)]

@@ -4,12 +4,8 @@
 //! service URLs (`common::balance`). Which replica served a call is read from that
 //! process's own `/metrics`, never from a client's bookkeeping.
 
-use std::time::Duration;
-
 use crate::{
-    ServiceProcess, ServingStatus, TestTokens, chaos::respawn_on, conformance::workspace_binary,
-    fresh_database, http::HttpClient, http_get, key_prefix, redis_url, spawn_service,
-    stack::signing_key_file, wait_for_health,
+    ServiceConfig, ServiceProcess, fresh_database, http::HttpClient, key_prefix, redis_url,
 };
 
 /// The gRPC method a cached deck read reaches deck-service with.
@@ -25,7 +21,7 @@ pub struct ReplicatedStack {
     pub redis_url: String,
     pub redis_prefix: String,
     pub session_database_url: String,
-    deck_env: Vec<(&'static str, String)>,
+    deck_config: ServiceConfig,
     deck_addrs: Vec<String>,
 }
 
@@ -50,54 +46,29 @@ pub async fn spawn_replicated_stack_with(n: usize, options: ReplicaOptions) -> R
     let redis_prefix = key_prefix();
     let session_database_url = fresh_database().await;
     let deck_database_url = fresh_database().await;
-    let jwks_file = TestTokens::new().jwks_file().to_string_lossy().into_owned();
 
-    let mut session_env = vec![
-        ("DATABASE_URL", session_database_url.clone()),
-        ("SESSION_REDIS_URL", redis_url.clone()),
-        ("REDIS_KEY_PREFIX", redis_prefix.clone()),
-        ("JWT_PRIVATE_KEY_FILE", signing_key_file()),
-    ];
-    session_env.extend(options.session_env.iter().cloned());
-    let mut sessions = Vec::new();
-    for _ in 0..n {
-        sessions.push(spawn_on("session-service", "127.0.0.1:0", &session_env).await);
-    }
-
-    let mut deck_env = vec![
-        ("DATABASE_URL", deck_database_url),
-        ("CACHE_REDIS_URL", redis_url.clone()),
-        ("REDIS_KEY_PREFIX", redis_prefix.clone()),
-        ("JWT_PUBLIC_KEYS_FILE", jwks_file),
-    ];
-    deck_env.extend(options.deck_env.iter().cloned());
-    let mut decks = Vec::new();
-    for _ in 0..n {
-        decks.push(spawn_on("deck-service", "127.0.0.1:0", &deck_env).await);
-    }
+    let session_config =
+        ServiceConfig::session_service(&session_database_url, &redis_url, &redis_prefix)
+            .set_all(options.session_env.iter().cloned());
+    let sessions = spawn_n(n, &session_config).await;
+    let deck_config = ServiceConfig::deck_service(&deck_database_url, &redis_url, &redis_prefix)
+        .set_all(options.deck_env.iter().cloned());
+    let decks = spawn_n(n, &deck_config).await;
     let deck_addrs: Vec<String> = decks.iter().map(|d| d.grpc_addr.clone()).collect();
 
-    let mut gateway_env = vec![
-        ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
-        ("SESSION_SERVICE_URL", url_list(&sessions)),
-        ("DECK_SERVICE_URL", url_list(&decks)),
-        ("RATE_LIMIT_REDIS_URL", redis_url.clone()),
-        ("REDIS_KEY_PREFIX", redis_prefix.clone()),
-        ("RATE_LIMIT_API_PER_MINUTE", "1000000".to_owned()),
-        ("READINESS_INTERVAL_MS", "200".to_owned()),
-    ];
-    gateway_env.extend(options.gateway_env.iter().cloned());
+    let gateway_config = ServiceConfig::gateway(
+        &url_list(&sessions),
+        &url_list(&decks),
+        &redis_url,
+        &redis_prefix,
+    )
+    .set("RATE_LIMIT_API_PER_MINUTE", "1000000")
+    .set_all(options.gateway_env.iter().cloned());
     let mut gateways = Vec::new();
     let mut fronts = Vec::new();
     for _ in 0..n {
-        let gateway = spawn_on("gateway", "127.0.0.1:0", &gateway_env).await;
-        wait_for_health(
-            &gateway.grpc_addr,
-            "readiness",
-            ServingStatus::Serving,
-            Duration::from_secs(30),
-        )
-        .await;
+        let gateway = spawn_with_metrics(&gateway_config).await;
+        gateway.wait_ready().await;
         fronts.push(HttpClient::new(gateway.listeners["HTTP"].clone()));
         gateways.push(gateway);
     }
@@ -110,16 +81,27 @@ pub async fn spawn_replicated_stack_with(n: usize, options: ReplicaOptions) -> R
         redis_url,
         redis_prefix,
         session_database_url,
-        deck_env,
+        deck_config,
         deck_addrs,
     }
 }
 
-async fn spawn_on(binary: &str, grpc_addr: &str, env: &[(&'static str, String)]) -> ServiceProcess {
-    let mut env = env.to_vec();
-    env.push(("GRPC_ADDR", grpc_addr.to_owned()));
-    env.push(("METRICS_ADDR", "127.0.0.1:0".to_owned()));
-    spawn_service(&workspace_binary(binary), &[], &env).await
+/// `n` processes of `config`, one after the other (so migrations run once).
+async fn spawn_n(n: usize, config: &ServiceConfig) -> Vec<ServiceProcess> {
+    let mut processes = Vec::new();
+    for _ in 0..n {
+        processes.push(spawn_with_metrics(config).await);
+    }
+    processes
+}
+
+/// A free metrics port each: replicas on one host cannot share the default.
+async fn spawn_with_metrics(config: &ServiceConfig) -> ServiceProcess {
+    config
+        .clone()
+        .set("METRICS_ADDR", "127.0.0.1:0")
+        .spawn()
+        .await
 }
 
 /// `http://a,http://b,...` of the processes' gRPC addresses.
@@ -140,12 +122,7 @@ impl ReplicatedStack {
 
     /// Starts deck-service replica `i` again on the address it had.
     pub async fn restart_deck(&mut self, i: usize) {
-        let process = respawn_on(
-            &workspace_binary("deck-service"),
-            &self.deck_addrs[i],
-            &self.deck_env,
-        )
-        .await;
+        let process = self.deck_config.respawn_on(&self.deck_addrs[i]).await;
         self.decks[i] = Some(process);
     }
 
@@ -157,10 +134,11 @@ impl ReplicatedStack {
 
 /// Calls of `method` that `process` has served (any status), from its own `/metrics`.
 pub async fn served(process: &ServiceProcess, method: &str) -> u64 {
-    let (status, body) = http_get(&process.listeners["metrics"], "/metrics").await;
-    assert_eq!(status, 200, "metrics of {}", process.grpc_addr);
+    let metrics = HttpClient::new(process.metrics_addr()).scrape().await;
     let prefix = format!(r#"grpc_server_requests_total{{method="{method}","#);
-    body.lines()
+    metrics
+        .text()
+        .lines()
         .filter(|line| line.starts_with(&prefix))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()

@@ -7,12 +7,12 @@
 //! let response = stack.http.get("/health/ready").send().await;
 //! ```
 
-use std::time::Duration;
-
 use crate::{
-    ServiceProcess, ServingStatus, TestTokens, conformance::workspace_binary, fresh_database,
-    http::HttpClient, key_prefix, redis_url, run_to_exit, spawn_service, wait_for_health,
+    ServiceConfig, ServiceProcess, conformance::workspace_binary, fresh_database, http::HttpClient,
+    key_prefix, redis_url, spawn_service,
 };
+
+pub use crate::app::signing_key_file;
 
 /// Knobs of [`spawn_stack_with`]; `Default` is what most tests want.
 #[derive(Clone, Debug, Default)]
@@ -43,14 +43,8 @@ pub struct Stack {
     pub redis_url: String,
     pub session_database_url: String,
     pub deck_database_url: String,
-}
-
-/// The signing key session-service uses in tests (the trusted [`TestTokens`] key).
-pub fn signing_key_file() -> String {
-    format!(
-        "{}/fixtures/test-signing-key.pem",
-        env!("CARGO_MANIFEST_DIR")
-    )
+    /// deck-service's settings as started (options included), to start it again.
+    pub deck_config: ServiceConfig,
 }
 
 /// Starts the stack with default options and waits until the gateway is ready.
@@ -66,57 +60,23 @@ pub async fn spawn_stack_with(options: StackOptions) -> Stack {
     let redis_prefix = key_prefix();
     let session_database_url = fresh_database().await;
     let deck_database_url = fresh_database().await;
-    let jwks_file = TestTokens::new().jwks_file().to_string_lossy().into_owned();
+    let log_dir = options.log_dir.as_deref();
 
-    let mut session_env = vec![
-        ("GRPC_ADDR", "127.0.0.1:0".to_owned()),
-        ("DATABASE_URL", session_database_url.clone()),
-        ("SESSION_REDIS_URL", redis_url.clone()),
-        ("REDIS_KEY_PREFIX", redis_prefix.clone()),
-        ("JWT_PRIVATE_KEY_FILE", signing_key_file()),
-    ];
-    session_env.extend(options.session_env.iter().cloned());
-    let session = spawn_logged("session-service", &session_env, options.log_dir.as_deref()).await;
-
-    let mut deck_env = vec![
-        ("GRPC_ADDR", "127.0.0.1:0".to_owned()),
-        ("DATABASE_URL", deck_database_url.clone()),
-        ("CACHE_REDIS_URL", redis_url.clone()),
-        ("SESSION_REDIS_URL", redis_url.clone()),
-        ("REDIS_KEY_PREFIX", redis_prefix.clone()),
-        ("JWT_PUBLIC_KEYS_FILE", jwks_file),
-    ];
-    deck_env.extend(options.deck_env.iter().cloned());
-    let deck = spawn_logged("deck-service", &deck_env, options.log_dir.as_deref()).await;
-
-    // The gateway fetches its verification keys from session-service, as in production.
-    let mut gateway_env = vec![
-        ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
-        ("GRPC_ADDR", "127.0.0.1:0".to_owned()),
-        (
-            "SESSION_SERVICE_URL",
-            format!("http://{}", session.grpc_addr),
-        ),
-        ("DECK_SERVICE_URL", format!("http://{}", deck.grpc_addr)),
-        ("RATE_LIMIT_REDIS_URL", redis_url.clone()),
-        ("SESSION_REDIS_URL", redis_url.clone()),
-        ("REDIS_KEY_PREFIX", redis_prefix.clone()),
-        ("READINESS_INTERVAL_MS", "200".to_owned()),
-    ];
-    gateway_env.extend(options.gateway_env.iter().cloned());
-    let gateway = spawn_logged("gateway", &gateway_env, options.log_dir.as_deref()).await;
+    let session = ServiceConfig::session_service(&session_database_url, &redis_url, &redis_prefix)
+        .set_all(options.session_env.iter().cloned());
+    let session = spawn_logged(&session, log_dir).await;
+    let deck_config = deck_config(&deck_database_url, &redis_url, &redis_prefix)
+        .set_all(options.deck_env.iter().cloned());
+    let deck = spawn_logged(&deck_config, log_dir).await;
+    let gateway = gateway_config(&session, &deck, &redis_url, &redis_prefix)
+        .set_all(options.gateway_env.iter().cloned());
+    let gateway = spawn_logged(&gateway, log_dir).await;
     let http_addr = gateway
         .listeners
         .get("HTTP")
         .expect("gateway reports its HTTP address")
         .clone();
-    wait_for_health(
-        &gateway.grpc_addr,
-        "readiness",
-        ServingStatus::Serving,
-        Duration::from_secs(30),
-    )
-    .await;
+    gateway.wait_ready().await;
 
     Stack {
         session,
@@ -128,34 +88,48 @@ pub async fn spawn_stack_with(options: StackOptions) -> Stack {
         redis_url,
         session_database_url,
         deck_database_url,
+        deck_config,
     }
+}
+
+/// deck-service of a stack: its cache and revocations on the stack's Redis.
+fn deck_config(database_url: &str, redis_url: &str, prefix: &str) -> ServiceConfig {
+    ServiceConfig::deck_service(database_url, redis_url, prefix).set("SESSION_REDIS_URL", redis_url)
+}
+
+/// The gateway of a stack, in front of its two services, following revocations on the
+/// stack's Redis. It fetches its verification keys from session-service, as in
+/// production.
+fn gateway_config(
+    session: &ServiceProcess,
+    deck: &ServiceProcess,
+    redis_url: &str,
+    prefix: &str,
+) -> ServiceConfig {
+    ServiceConfig::gateway(
+        &format!("http://{}", session.grpc_addr),
+        &format!("http://{}", deck.grpc_addr),
+        redis_url,
+        prefix,
+    )
+    .set("SESSION_REDIS_URL", redis_url)
 }
 
 /// Spawns a workspace binary; with `log_dir`, through `sh` so its stderr lands in a file
 /// (`exec` keeps the pid, so signals still reach the binary).
-async fn spawn_logged(
-    name: &str,
-    envs: &[(&'static str, String)],
-    log_dir: Option<&std::path::Path>,
-) -> ServiceProcess {
-    let binary = workspace_binary(name);
-    match log_dir {
-        None => spawn_service(&binary, &[], envs).await,
-        Some(dir) => {
-            let log = dir
-                .join(format!("{name}.log"))
-                .to_string_lossy()
-                .into_owned();
-            let mut envs = envs.to_vec();
-            envs.push(("STACK_LOG_FILE", log));
-            spawn_service(
-                "sh",
-                &["-c", r#"exec "$0" 2>>"$STACK_LOG_FILE""#, &binary],
-                &envs,
-            )
-            .await
-        }
-    }
+async fn spawn_logged(config: &ServiceConfig, log_dir: Option<&std::path::Path>) -> ServiceProcess {
+    let Some(dir) = log_dir else {
+        return config.spawn().await;
+    };
+    let binary = workspace_binary(config.binary());
+    let log = dir.join(format!("{}.log", config.binary()));
+    let config = config.clone().set("STACK_LOG_FILE", log.to_string_lossy());
+    spawn_service(
+        "sh",
+        &["-c", r#"exec "$0" 2>>"$STACK_LOG_FILE""#, &binary],
+        &config.env(),
+    )
+    .await
 }
 
 impl Stack {
@@ -193,16 +167,13 @@ impl Stack {
     /// `remove-superuser`, `deactivate-user`) on `email`, which must succeed; it ends
     /// every session and access token of the user.
     pub async fn change_user(&self, command: &str, email: &str) {
-        let (code, stdout, stderr) = run_to_exit(
-            &workspace_binary("session-service"),
-            &[command, email],
-            &[
-                ("DATABASE_URL", self.session_database_url.clone()),
-                ("SESSION_REDIS_URL", self.redis_url.clone()),
-                ("REDIS_KEY_PREFIX", self.redis_prefix.clone()),
-                ("JWT_PRIVATE_KEY_FILE", signing_key_file()),
-            ],
+        let (code, stdout, stderr) = ServiceConfig::session_service(
+            &self.session_database_url,
+            &self.redis_url,
+            &self.redis_prefix,
         )
+        .unset("GRPC_ADDR")
+        .run(&[command, email])
         .await;
         assert_eq!(code, Some(0), "{command} {email}: {stdout}{stderr}");
     }
@@ -222,45 +193,23 @@ impl Stack {
     /// Another gateway replica on this stack's services, Redis and prefix, with `env`
     /// applied last; ready when this returns.
     pub async fn spawn_gateway_replica(&self, env: &[(&'static str, String)]) -> ServiceProcess {
-        let mut gateway_env = vec![
-            ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
-            ("GRPC_ADDR", "127.0.0.1:0".to_owned()),
-            (
-                "SESSION_SERVICE_URL",
-                format!("http://{}", self.session.grpc_addr),
-            ),
-            (
-                "DECK_SERVICE_URL",
-                format!("http://{}", self.deck.grpc_addr),
-            ),
-            ("RATE_LIMIT_REDIS_URL", self.redis_url.clone()),
-            ("SESSION_REDIS_URL", self.redis_url.clone()),
-            ("REDIS_KEY_PREFIX", self.redis_prefix.clone()),
-            ("READINESS_INTERVAL_MS", "200".to_owned()),
-        ];
-        gateway_env.extend(env.iter().cloned());
-        let gateway = spawn_logged("gateway", &gateway_env, None).await;
-        wait_for_health(
-            &gateway.grpc_addr,
-            "readiness",
-            ServingStatus::Serving,
-            Duration::from_secs(30),
+        let gateway = gateway_config(
+            &self.session,
+            &self.deck,
+            &self.redis_url,
+            &self.redis_prefix,
         )
+        .set_all(env.iter().cloned())
+        .spawn()
         .await;
+        gateway.wait_ready().await;
         gateway
     }
 
     /// Another deck-service replica on this stack's database, Redis and prefix.
     pub async fn spawn_deck_replica(&self) -> ServiceProcess {
-        let jwks_file = TestTokens::new().jwks_file().to_string_lossy().into_owned();
-        let deck_env = vec![
-            ("GRPC_ADDR", "127.0.0.1:0".to_owned()),
-            ("DATABASE_URL", self.deck_database_url.clone()),
-            ("CACHE_REDIS_URL", self.redis_url.clone()),
-            ("SESSION_REDIS_URL", self.redis_url.clone()),
-            ("REDIS_KEY_PREFIX", self.redis_prefix.clone()),
-            ("JWT_PUBLIC_KEYS_FILE", jwks_file),
-        ];
-        spawn_logged("deck-service", &deck_env, None).await
+        deck_config(&self.deck_database_url, &self.redis_url, &self.redis_prefix)
+            .spawn()
+            .await
     }
 }

@@ -25,12 +25,10 @@ use proto::deck::v1::{
     CreateDeckRequest, GetDeckRequest, Level, deck_service_client::DeckServiceClient,
 };
 use test_support::{
-    ServiceProcess, TestTokens,
-    chaos::respawn_on,
+    ServiceConfig, ServiceProcess, TestTokens,
     conformance::workspace_binary,
     free_port, fresh_database, key_prefix, redis_url,
     replicas::{GET_DECK, served},
-    spawn_service,
     stack::spawn_stack,
 };
 use tokio::time::{Instant, sleep};
@@ -43,36 +41,19 @@ type Client = DeckServiceClient<BalancedChannel>;
 
 /// Several deck-service processes on one database and one Redis key prefix, as replicas.
 struct Replicas {
-    env: Vec<(&'static str, String)>,
+    config: ServiceConfig,
 }
 
 impl Replicas {
     async fn new() -> Self {
-        let jwks = TestTokens::new().jwks_file().to_string_lossy().into_owned();
-        Self {
-            env: vec![
-                ("DATABASE_URL", fresh_database().await),
-                ("CACHE_REDIS_URL", redis_url()),
-                ("REDIS_KEY_PREFIX", key_prefix()),
-                ("JWT_PUBLIC_KEYS_FILE", jwks),
-            ],
-        }
-    }
-
-    fn env_on(&self, grpc_addr: &str) -> Vec<(&'static str, String)> {
-        let mut env = self.env.clone();
-        env.push(("GRPC_ADDR", grpc_addr.to_owned()));
-        env.push(("METRICS_ADDR", "127.0.0.1:0".to_owned()));
-        env
+        let config =
+            ServiceConfig::deck_service(&fresh_database().await, &redis_url(), &key_prefix())
+                .set("METRICS_ADDR", "127.0.0.1:0");
+        Self { config }
     }
 
     async fn spawn(&self) -> ServiceProcess {
-        spawn_service(
-            &workspace_binary("deck-service"),
-            &[],
-            &self.env_on("127.0.0.1:0"),
-        )
-        .await
+        self.config.spawn().await
     }
 
     /// `n` replicas, started one after the other (so the migrations run once).
@@ -278,12 +259,7 @@ async fn a_killed_endpoint_costs_no_failed_read_and_gets_calls_again_after_resta
         || async { reads.ok() >= before + 100 },
     )
     .await;
-    let restarted = respawn_on(
-        &workspace_binary("deck-service"),
-        &victim_addr.to_string(),
-        &replicas.env,
-    )
-    .await;
+    let restarted = replicas.config.respawn_on(&victim_addr.to_string()).await;
     eventually(
         "the restarted endpoint gets calls",
         Duration::from_secs(15),
@@ -473,46 +449,35 @@ async fn the_gateway_and_deck_service_balance_over_comma_separated_urls() {
     // A second deck-service replica that verifies tokens with keys fetched from
     // session-service through a list whose first address is dead: the key fetch (an
     // idempotent read) is retried on the live one.
-    let mut second_env = vec![
-        ("GRPC_ADDR", "127.0.0.1:0".to_owned()),
-        ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
-        ("DATABASE_URL", stack.deck_database_url.clone()),
-        ("CACHE_REDIS_URL", stack.redis_url.clone()),
-        ("REDIS_KEY_PREFIX", stack.redis_prefix.clone()),
-    ];
-    second_env.push((
+    let second = ServiceConfig::deck_service(
+        &stack.deck_database_url,
+        &stack.redis_url,
+        &stack.redis_prefix,
+    )
+    .unset("JWT_PUBLIC_KEYS_FILE")
+    .set("METRICS_ADDR", "127.0.0.1:0")
+    .set(
         "SESSION_SERVICE_URL",
         format!(
             "http://127.0.0.1:{},http://{}",
             free_port(),
             stack.session.grpc_addr
         ),
-    ));
-    let second = spawn_service(&workspace_binary("deck-service"), &[], &second_env).await;
-    let gateway = spawn_service(
-        &workspace_binary("gateway"),
-        &[],
-        &[
-            ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
-            ("GRPC_ADDR", "127.0.0.1:0".to_owned()),
-            ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
-            (
-                "SESSION_SERVICE_URL",
-                format!("http://{}", stack.session.grpc_addr),
-            ),
-            (
-                "DECK_SERVICE_URL",
-                format!(
-                    "http://{},http://{}",
-                    stack.deck.grpc_addr, second.grpc_addr
-                ),
-            ),
-            ("RATE_LIMIT_REDIS_URL", stack.redis_url.clone()),
-            ("REDIS_KEY_PREFIX", stack.redis_prefix.clone()),
-            ("RATE_LIMIT_API_PER_MINUTE", "1000000".to_owned()),
-            ("READINESS_INTERVAL_MS", "200".to_owned()),
-        ],
     )
+    .spawn()
+    .await;
+    let gateway = ServiceConfig::gateway(
+        &format!("http://{}", stack.session.grpc_addr),
+        &format!(
+            "http://{},http://{}",
+            stack.deck.grpc_addr, second.grpc_addr
+        ),
+        &stack.redis_url,
+        &stack.redis_prefix,
+    )
+    .set("METRICS_ADDR", "127.0.0.1:0")
+    .set("RATE_LIMIT_API_PER_MINUTE", 1_000_000)
+    .spawn()
     .await;
     // Readiness checks a comma list too: SERVING once the replicas are.
     test_support::wait_for_health(

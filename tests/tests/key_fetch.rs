@@ -5,10 +5,9 @@
 use std::time::Duration;
 
 use test_support::{
-    TestTokens,
-    chaos::{Outcome, Request, Sample, describe, exchange},
-    conformance::workspace_binary,
-    spawn_service,
+    ServiceConfig, TestTokens,
+    chaos::{Outcome, Sample, describe, exchange},
+    http::HttpClient,
     stack::{StackOptions, spawn_stack_with},
 };
 use tokio::net::{TcpListener, TcpStream};
@@ -43,40 +42,31 @@ async fn a_gateway_just_started_never_refuses_valid_tokens_while_clients_cut_req
     // slow proxy, started just now (its key set is still being fetched).
     let stack = spawn_stack_with(StackOptions::default()).await;
     let proxy = slow_proxy(stack.session.grpc_addr.clone()).await;
-    let gateway = spawn_service(
-        &workspace_binary("gateway"),
-        &[],
-        &[
-            ("HTTP_ADDR", "127.0.0.1:0".to_owned()),
-            ("GRPC_ADDR", "127.0.0.1:0".to_owned()),
-            ("SESSION_SERVICE_URL", format!("http://{proxy}")),
-            (
-                "DECK_SERVICE_URL",
-                format!("http://{}", stack.deck.grpc_addr),
-            ),
-            ("RATE_LIMIT_REDIS_URL", stack.redis_url.clone()),
-            ("REDIS_KEY_PREFIX", stack.redis_prefix.clone()),
-            ("RATE_LIMIT_API_PER_MINUTE", "1000000".to_owned()),
-        ],
+    let gateway = ServiceConfig::gateway(
+        &format!("http://{proxy}"),
+        &format!("http://{}", stack.deck.grpc_addr),
+        &stack.redis_url,
+        &stack.redis_prefix,
     )
+    .set("RATE_LIMIT_API_PER_MINUTE", 1_000_000)
+    .spawn()
     .await;
-    let http_addr = gateway.listeners["HTTP"].clone();
+    let http = HttpClient::new(gateway.listeners["HTTP"].clone());
     let tokens = TestTokens::new();
 
     // Act: 200 requests at once, each with its own valid token; every second one is cut
     // after 0 to 1.5 s, most of them while the key fetch is still under way.
     let requests: Vec<_> = (0..200u64)
         .map(|index| {
-            let addr = http_addr.clone();
-            let request =
-                Request::get("/api/v1/decks").bearer(&tokens.access_token(Uuid::new_v4(), false));
+            let request = http
+                .get("/api/v1/decks")
+                .bearer(&tokens.access_token(Uuid::new_v4(), false));
             tokio::spawn(async move {
                 if index % 2 == 0 {
-                    Some(exchange(&addr, &request, Duration::from_secs(30)).await)
+                    Some(exchange(&request, Duration::from_secs(30)).await)
                 } else {
                     let cut_after = Duration::from_millis(index * 7 % 150 * 10);
-                    let _ =
-                        tokio::time::timeout(cut_after, exchange(&addr, &request, cut_after)).await;
+                    let _ = tokio::time::timeout(cut_after, exchange(&request, cut_after)).await;
                     None
                 }
             })

@@ -26,7 +26,7 @@ use promql_parser::{
 use serde_json::json;
 use serde_yaml::Value;
 use test_support::{
-    http_get,
+    http::HttpClient,
     stack::{StackOptions, spawn_stack_with},
 };
 use uuid::Uuid;
@@ -357,8 +357,7 @@ async fn every_series_the_rules_and_the_dashboard_query_is_exported_by_a_live_pr
     }
     let mut exported = BTreeSet::from(PROMETHEUS_SERIES.map(str::to_owned));
     for process in [&stack.gateway, &stack.session, &stack.deck] {
-        let (status, body) = http_get(&process.listeners["metrics"], "/metrics").await;
-        assert_eq!(status, 200, "{body}");
+        let body = HttpClient::new(process.metrics_addr()).scrape().await.0;
         exported.extend(exported_series(&body));
     }
 

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use serde_json::json;
 use test_support::{
-    PostgresServer, RedisServer, ServiceProcess, TestTokens,
-    chaos::{Load, Outcome, Request, Sample, describe, exchange, redis_info_u64, respawn_on},
-    conformance::workspace_binary,
+    PostgresServer, RedisServer, ServiceConfig, ServiceProcess, TestTokens,
+    chaos::{Load, Outcome, Sample, describe, exchange, redis_info_u64},
     create_database,
+    http::RequestBuilder,
     stack::{Stack, StackOptions, spawn_stack_with},
 };
 use tokio::time::{Instant, sleep};
@@ -65,18 +65,17 @@ async fn create_deck(stack: &Stack) -> String {
 }
 
 /// Polls `GET path` on the gateway until it answers `status`; panics after `timeout`.
-async fn wait_for_status(stack: &Stack, request: &Request, status: u16, timeout: Duration) {
+async fn wait_for_status(request: &RequestBuilder, status: u16, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     loop {
-        let sample = exchange(&stack.http_addr, request, Duration::from_secs(5)).await;
+        let sample = exchange(request, Duration::from_secs(5)).await;
         if sample.status() == Some(status) {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "{} {} did not answer {status} within {timeout:?}; last: {}",
-            request.method,
-            request.path,
+            "{} did not answer {status} within {timeout:?}; last: {}",
+            request.line(),
             describe(&[&sample])
         );
         sleep(Duration::from_millis(100)).await;
@@ -101,13 +100,15 @@ async fn killing_the_cache_redis_under_read_load_fails_no_read_and_hits_resume_a
     options.deck_env.push(("CACHE_L1_MAX_BYTES", "0".into()));
     let stack = spawn_stack_with(options).await;
     let deck = create_deck(&stack).await;
-    let read = Request::get(format!("/api/v1/decks/{deck}")).bearer(&user_token());
-    wait_for_status(&stack, &read, 200, Duration::from_secs(5)).await;
+    let read = stack
+        .http
+        .get(&format!("/api/v1/decks/{deck}"))
+        .bearer(&user_token());
+    wait_for_status(&read, 200, Duration::from_secs(5)).await;
     let deck_pid = stack.deck.pid();
 
     // Act: read load; kill the cache Redis; start it again (empty) on the same port.
     let load = Load::start(
-        &stack.http_addr,
         vec![read.clone()],
         4,
         Duration::from_secs(5),
@@ -164,19 +165,16 @@ async fn a_paused_cache_redis_does_not_hold_reads_past_their_deadline() {
     options.deck_env.push(("CACHE_REDIS_URL", cache.url()));
     let stack = spawn_stack_with(options).await;
     let deck = create_deck(&stack).await;
-    let read = Request::get(format!("/api/v1/decks/{deck}")).bearer(&user_token());
-    wait_for_status(&stack, &read, 200, Duration::from_secs(5)).await;
+    let read = stack
+        .http
+        .get(&format!("/api/v1/decks/{deck}"))
+        .bearer(&user_token());
+    wait_for_status(&read, 200, Duration::from_secs(5)).await;
     let deadline = Duration::from_secs(1);
 
     // Act: read load; freeze Redis (SIGSTOP: connections stay open, nothing answers)
     // for 3 s; thaw it.
-    let load = Load::start(
-        &stack.http_addr,
-        vec![read],
-        4,
-        deadline,
-        Duration::from_millis(5),
-    );
+    let load = Load::start(vec![read], 4, deadline, Duration::from_millis(5));
     sleep(Duration::from_millis(500)).await;
     cache.pause();
     let paused_at = load.elapsed();
@@ -220,11 +218,14 @@ async fn without_the_sessions_redis_refresh_answers_503_fast_and_sessions_surviv
     let second = stack
         .register("second@example.com", "password1", "Second")
         .await;
-    let refresh =
-        |token: &str| Request::post_json("/api/v1/auth/refresh", &json!({"refresh_token": token}));
+    let refresh = |token: &str| {
+        stack
+            .http
+            .post("/api/v1/auth/refresh")
+            .json(&json!({"refresh_token": token}))
+    };
     // One rotation before the outage, so the surviving token is a rotated one.
     let rotated = exchange(
-        &stack.http_addr,
         &refresh(first["refresh_token"].as_str().expect("refresh token")),
         Duration::from_secs(5),
     )
@@ -233,11 +234,12 @@ async fn without_the_sessions_redis_refresh_answers_503_fast_and_sessions_surviv
         panic!("refresh before the outage: {rotated:?}")
     };
     assert_eq!(
-        rotated.status, 200,
+        rotated.status,
+        200,
         "refresh before the outage: {}",
-        rotated.body
+        rotated.text()
     );
-    let rotated: serde_json::Value = serde_json::from_str(&rotated.body).expect("JSON");
+    let rotated = rotated.json();
     let first_token = rotated["refresh_token"].as_str().expect("token").to_owned();
     let second_token = second["refresh_token"].as_str().expect("token").to_owned();
 
@@ -245,14 +247,7 @@ async fn without_the_sessions_redis_refresh_answers_503_fast_and_sessions_surviv
     sessions.kill();
     let mut outage = Vec::new();
     for _ in 0..5 {
-        outage.push(
-            exchange(
-                &stack.http_addr,
-                &refresh(&first_token),
-                Duration::from_secs(5),
-            )
-            .await,
-        );
+        outage.push(exchange(&refresh(&first_token), Duration::from_secs(5)).await);
     }
 
     // Assert: each refresh answered 503 with Retry-After in under a second.
@@ -277,7 +272,7 @@ async fn without_the_sessions_redis_refresh_answers_503_fast_and_sessions_surviv
 
     // Assert: both sessions still refresh, without restarting session-service.
     for token in [&first_token, &second_token] {
-        wait_for_status(&stack, &refresh(token), 200, Duration::from_secs(10)).await;
+        wait_for_status(&refresh(token), 200, Duration::from_secs(10)).await;
     }
 }
 
@@ -295,8 +290,8 @@ async fn after_a_postgres_restart_the_services_recover_by_themselves_and_readine
         .register("pg@example.com", "password1", "Postgres")
         .await;
     create_deck(&stack).await;
-    let ready = Request::get("/health/ready");
-    let list = Request::get("/api/v1/decks").bearer(&user_token());
+    let ready = stack.http.get("/health/ready");
+    let list = stack.http.get("/api/v1/decks").bearer(&user_token());
     let pids = (stack.session.pid(), stack.deck.pid(), stack.gateway.pid());
 
     // Act: stop PostgreSQL (immediate: connections are cut).
@@ -304,8 +299,8 @@ async fn after_a_postgres_restart_the_services_recover_by_themselves_and_readine
 
     // Assert: readiness goes 503; a read needing the database answers in bounded time
     // with 503 (the service is unavailable), not a hang or a 500.
-    wait_for_status(&stack, &ready, 503, Duration::from_secs(10)).await;
-    let during = exchange(&stack.http_addr, &list, Duration::from_secs(12)).await;
+    wait_for_status(&ready, 503, Duration::from_secs(10)).await;
+    let during = exchange(&list, Duration::from_secs(12)).await;
     assert!(
         is_answered(&during, 503, Duration::from_secs(12)),
         "a deck list without PostgreSQL must answer 503:\n{}",
@@ -316,8 +311,8 @@ async fn after_a_postgres_restart_the_services_recover_by_themselves_and_readine
     postgres.restart();
 
     // Assert: readiness is 200 again and reads, writes and logins work, same processes.
-    wait_for_status(&stack, &ready, 200, Duration::from_secs(20)).await;
-    wait_for_status(&stack, &list, 200, Duration::from_secs(10)).await;
+    wait_for_status(&ready, 200, Duration::from_secs(20)).await;
+    wait_for_status(&list, 200, Duration::from_secs(10)).await;
     create_deck(&stack).await;
     stack.login("pg@example.com", "password1").await;
     assert_eq!(
@@ -327,19 +322,12 @@ async fn after_a_postgres_restart_the_services_recover_by_themselves_and_readine
     );
 }
 
-/// deck-service's environment as [`spawn_stack_with`] builds it, to start it again.
-fn deck_env(stack: &Stack, extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
-    let mut env = vec![
-        ("DATABASE_URL", stack.deck_database_url.clone()),
-        ("CACHE_REDIS_URL", stack.redis_url.clone()),
-        ("REDIS_KEY_PREFIX", stack.redis_prefix.clone()),
-        (
-            "JWT_PUBLIC_KEYS_FILE",
-            TestTokens::new().jwks_file().to_string_lossy().into_owned(),
-        ),
-    ];
-    env.extend(extra.iter().cloned());
-    env
+/// deck-service as [`spawn_stack_with`] started it, to start it again; without the
+/// sessions Redis, as it always was restarted here: the test tokens name no session,
+/// which a process whose revocation snapshot is not in yet would refuse (these tests
+/// are about deck-service's absence, not revocations).
+fn deck_restart(stack: &Stack) -> ServiceConfig {
+    stack.deck_config.clone().unset("SESSION_REDIS_URL")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -347,30 +335,22 @@ async fn when_deck_service_dies_under_load_the_gateway_answers_503_and_recovers_
     // Arrange
     let mut stack = spawn_stack_with(options()).await;
     let deck = create_deck(&stack).await;
-    let read = Request::get(format!("/api/v1/decks/{deck}")).bearer(&user_token());
-    wait_for_status(&stack, &read, 200, Duration::from_secs(5)).await;
+    let read = stack
+        .http
+        .get(&format!("/api/v1/decks/{deck}"))
+        .bearer(&user_token());
+    wait_for_status(&read, 200, Duration::from_secs(5)).await;
     let bound = Duration::from_secs(3);
 
     // Act: read load; SIGKILL deck-service; 3 s later start it again on the same port.
-    let load = Load::start(
-        &stack.http_addr,
-        vec![read],
-        4,
-        bound,
-        Duration::from_millis(10),
-    );
+    let load = Load::start(vec![read], 4, bound, Duration::from_millis(10));
     sleep(Duration::from_secs(1)).await;
     stack.deck.sigkill();
     stack.deck.wait_exit(Duration::from_secs(5)).await;
     let killed_at = load.elapsed();
     sleep(Duration::from_secs(3)).await;
     let addr = stack.deck.grpc_addr.clone();
-    stack.deck = respawn_on(
-        &workspace_binary("deck-service"),
-        &addr,
-        &deck_env(&stack, &fast_readiness()),
-    )
-    .await;
+    stack.deck = deck_restart(&stack).respawn_on(&addr).await;
     let respawned_at = load.elapsed();
     // Give the gateway time to reconnect, then keep reading a while.
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -434,38 +414,24 @@ async fn while_deck_service_is_down_the_gateway_answers_503_at_once_and_recovers
     // Arrange: a cached deck read works.
     let mut stack = spawn_stack_with(options()).await;
     let deck = create_deck(&stack).await;
-    let read = Request::get(format!("/api/v1/decks/{deck}")).bearer(&user_token());
-    wait_for_status(&stack, &read, 200, Duration::from_secs(5)).await;
+    let read = stack
+        .http
+        .get(&format!("/api/v1/decks/{deck}"))
+        .bearer(&user_token());
+    wait_for_status(&read, 200, Duration::from_secs(5)).await;
     let bound = Duration::from_secs(3);
 
     // Act: SIGKILL deck-service between requests, read for 2 s, start it again on the
     // same port, wait for the first 200, read for 2 s more.
     stack.deck.sigkill();
     stack.deck.wait_exit(Duration::from_secs(5)).await;
-    let down = Load::start(
-        &stack.http_addr,
-        vec![read.clone()],
-        4,
-        bound,
-        Duration::from_millis(10),
-    );
+    let down = Load::start(vec![read.clone()], 4, bound, Duration::from_millis(10));
     sleep(Duration::from_secs(2)).await;
     let down = down.stop().await;
     let addr = stack.deck.grpc_addr.clone();
-    stack.deck = respawn_on(
-        &workspace_binary("deck-service"),
-        &addr,
-        &deck_env(&stack, &fast_readiness()),
-    )
-    .await;
-    wait_for_status(&stack, &read, 200, Duration::from_secs(15)).await;
-    let up = Load::start(
-        &stack.http_addr,
-        vec![read],
-        4,
-        bound,
-        Duration::from_millis(10),
-    );
+    stack.deck = deck_restart(&stack).respawn_on(&addr).await;
+    wait_for_status(&read, 200, Duration::from_secs(15)).await;
+    let up = Load::start(vec![read], 4, bound, Duration::from_millis(10));
     sleep(Duration::from_secs(2)).await;
     let up = up.stop().await;
 
@@ -553,12 +519,11 @@ impl TableLock {
 }
 
 /// Sends `requests` at once and returns their tasks.
-fn in_flight(addr: &str, requests: Vec<Request>) -> Vec<tokio::task::JoinHandle<Sample>> {
+fn in_flight(requests: Vec<RequestBuilder>) -> Vec<tokio::task::JoinHandle<Sample>> {
     requests
         .into_iter()
         .map(|request| {
-            let addr = addr.to_owned();
-            tokio::spawn(async move { exchange(&addr, &request, Duration::from_secs(30)).await })
+            tokio::spawn(async move { exchange(&request, Duration::from_secs(30)).await })
         })
         .collect()
 }
@@ -578,18 +543,17 @@ async fn sigterm_under_load(
     stack: &mut Stack,
     victim: fn(&mut Stack) -> &mut ServiceProcess,
     lock: TableLock,
-    held: Vec<Request>,
-    background: Vec<Request>,
+    held: Vec<RequestBuilder>,
+    background: Vec<RequestBuilder>,
 ) -> (Vec<Sample>, Vec<Sample>, Duration) {
     let load = Load::start(
-        &stack.http_addr,
         background,
         2,
         Duration::from_secs(10),
         Duration::from_millis(10),
     );
     let count = held.len() as i64;
-    let held = in_flight(&stack.http_addr, held);
+    let held = in_flight(held);
     lock.wait_for_waiters(count).await;
     sleep(Duration::from_millis(300)).await;
 
@@ -658,10 +622,13 @@ async fn sigterm_to_deck_service_completes_every_request_in_flight() {
     let mut stack = spawn_stack_with(options()).await;
     let deck = create_deck(&stack).await;
     let token = user_token();
-    let cached = Request::get(format!("/api/v1/decks/{deck}")).bearer(&token);
-    wait_for_status(&stack, &cached, 200, Duration::from_secs(5)).await;
+    let cached = stack
+        .http
+        .get(&format!("/api/v1/decks/{deck}"))
+        .bearer(&token);
+    wait_for_status(&cached, 200, Duration::from_secs(5)).await;
     let lock = TableLock::take(&stack.deck_database_url, "decks").await;
-    let held = vec![Request::get("/api/v1/decks").bearer(&token); 4];
+    let held = vec![stack.http.get("/api/v1/decks").bearer(&token); 4];
     let background = vec![cached];
 
     // Act
@@ -683,13 +650,15 @@ async fn sigterm_to_session_service_completes_every_request_in_flight() {
         let tokens = stack
             .register(&format!("held{i}@example.com"), "password1", "Held")
             .await;
-        held.push(Request::post_json(
-            "/api/v1/auth/refresh",
-            &json!({"refresh_token": tokens["refresh_token"]}),
-        ));
+        held.push(
+            stack
+                .http
+                .post("/api/v1/auth/refresh")
+                .json(&json!({"refresh_token": tokens["refresh_token"]})),
+        );
     }
     let lock = TableLock::take(&stack.session_database_url, "users").await;
-    let background = vec![Request::get("/.well-known/jwks.json")];
+    let background = vec![stack.http.get("/.well-known/jwks.json")];
 
     // Act
     let (held, background, at) =
@@ -706,8 +675,8 @@ async fn sigterm_to_the_gateway_completes_every_request_in_flight() {
     let mut stack = spawn_stack_with(options()).await;
     create_deck(&stack).await;
     let lock = TableLock::take(&stack.deck_database_url, "decks").await;
-    let held = vec![Request::get("/api/v1/decks").bearer(&user_token()); 4];
-    let background = vec![Request::get("/health/live")];
+    let held = vec![stack.http.get("/api/v1/decks").bearer(&user_token()); 4];
+    let background = vec![stack.http.get("/health/live")];
 
     // Act
     let (held, background, at) =

@@ -14,11 +14,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use clap::Parser;
 use common::shutdown::Shutdown;
 use deck_service::{config::Cli, startup::Application};
 use proto::deck::v1::{self as pb, deck_service_client::DeckServiceClient};
-use test_support::TestTokens;
+use test_support::{ServiceConfig, TestTokens};
 use tonic::{Request, transport::Channel};
 use uuid::Uuid;
 
@@ -40,33 +39,17 @@ async fn start(
     jwks: &str,
 ) -> (DeckServiceClient<Channel>, Shutdown) {
     let prefix = format!("bench{}:", &Uuid::new_v4().simple().to_string()[..8]);
-    let cli = Cli::try_parse_from([
-        "deck-service",
-        "--grpc-addr",
-        "127.0.0.1:0",
-        "--database-url",
-        database_url,
-        "--cache-redis-url",
-        redis_url,
-        "--redis-key-prefix",
-        &prefix,
-        "--jwt-public-keys-file",
-        jwks,
-        "--database-max-connections",
-        "32",
-    ])
-    .expect("configuration");
+    let cli: Cli = ServiceConfig::deck_service(database_url, redis_url, &prefix)
+        .set("JWT_PUBLIC_KEYS_FILE", jwks)
+        .set("DATABASE_MAX_CONNECTIONS", 32)
+        .parse();
     let shutdown = Shutdown::new();
     let app = Application::build(cli.config, shutdown.clone())
         .await
         .expect("build deck-service");
     let addr = app.local_addr();
     tokio::spawn(app.run());
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = test_support::grpc_channel(&addr.to_string()).await;
     (DeckServiceClient::new(channel), shutdown)
 }
 

@@ -901,14 +901,12 @@ async fn progress_dashboard_and_trends_count_todays_reviews() {
 #[tokio::test]
 async fn seed_loads_the_greek_decks_once() {
     let database_url = test_support::fresh_database().await;
-    let env = [
-        ("DATABASE_URL", database_url.clone()),
-        ("REDIS_KEY_PREFIX", test_support::key_prefix()),
-    ];
-    let binary = env!("CARGO_BIN_EXE_deck-service");
+    let config = test_support::ServiceConfig::new("deck-service")
+        .set("DATABASE_URL", &database_url)
+        .set("REDIS_KEY_PREFIX", test_support::key_prefix());
 
-    let (first, out1, err1) = test_support::run_to_exit(binary, &["seed"], &env).await;
-    let (second, out2, _) = test_support::run_to_exit(binary, &["seed"], &env).await;
+    let (first, out1, err1) = config.run(&["seed"]).await;
+    let (second, out2, _) = config.run(&["seed"]).await;
 
     assert_eq!(first, Some(0), "{out1} {err1}");
     assert!(out1.contains("2 new deck(s)"), "{out1}");

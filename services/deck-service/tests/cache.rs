@@ -167,7 +167,7 @@ async fn cache_counters_and_breaker_state_are_exported_on_metrics() {
         .await
         .unwrap();
 
-    let body = app.scrape_metrics().await;
+    let body = app.scrape_metrics().await.0;
 
     let value = |name: &str| {
         body.lines()
@@ -486,7 +486,7 @@ async fn past_the_inflight_bound_a_miss_loads_unshared_and_still_answers() {
     let gate = FillGate::default();
     let app = TestApp::spawn_with(Spawn {
         hooks: gate.hooks(),
-        extra_args: vec!["--cache-max-inflight-loads".into(), "1".into()],
+        settings: vec![("CACHE_MAX_INFLIGHT_LOADS", "1".into())],
         ..Default::default()
     })
     .await;

@@ -4,38 +4,25 @@
 
 use std::time::Duration;
 
-use test_support::{
-    RedisServer, ServingStatus, fresh_database, key_prefix, spawn_service, wait_for_health,
-};
+use test_support::{RedisServer, ServiceConfig, ServingStatus, fresh_database, key_prefix};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_deck-service");
 const SERVICE: &str = "learngreek.deck.v1.DeckService";
 
-fn env(database_url: String, redis_url: String) -> Vec<(&'static str, String)> {
-    vec![
-        ("GRPC_ADDR", "127.0.0.1:0".into()),
-        ("DATABASE_URL", database_url),
-        ("CACHE_REDIS_URL", redis_url),
-        ("REDIS_KEY_PREFIX", key_prefix()),
-        ("READINESS_INTERVAL_MS", "200".into()),
-    ]
+fn config(database_url: &str, cache_redis_url: &str) -> ServiceConfig {
+    ServiceConfig::deck_service(database_url, cache_redis_url, &key_prefix())
+        .set("READINESS_INTERVAL_MS", 200)
 }
 
-test_support::service_conformance_tests!(binary: BINARY, service: SERVICE, env: env);
+test_support::service_conformance_tests!(binary: BINARY, service: SERVICE, config: config);
 
 #[tokio::test]
 async fn cache_redis_down_leaves_readiness_serving() {
     test_support::init();
     let mut redis = RedisServer::start();
-    let service = spawn_service(BINARY, &[], &env(fresh_database().await, redis.url())).await;
+    let service = config(&fresh_database().await, &redis.url()).spawn().await;
     let addr = service.grpc_addr.clone();
-    wait_for_health(
-        &addr,
-        "readiness",
-        ServingStatus::Serving,
-        Duration::from_secs(15),
-    )
-    .await;
+    service.wait_ready().await;
 
     redis.stop();
     // Two readiness rounds at 200 ms each pass in this time.

@@ -5,20 +5,15 @@
 use std::{collections::HashMap, time::Duration};
 
 use proto::deck::v1::{self as pb, deck_service_client::DeckServiceClient};
-use test_support::{RedisServer, ServiceProcess, TestTokens, spawn_service};
+use test_support::{RedisServer, ServiceConfig, ServiceProcess, TestTokens, http::HttpClient};
 use tonic::{Request, transport::Channel};
 use uuid::Uuid;
-
-const BINARY: &str = env!("CARGO_BIN_EXE_deck-service");
 
 /// What the replicas of one test share.
 struct Deployment {
     database_url: String,
     redis_url: String,
     prefix: String,
-    /// Signs `admin` and `user`; kept with the key file it wrote.
-    _tokens: TestTokens,
-    jwks: std::path::PathBuf,
     admin: String,
     user: String,
 }
@@ -37,40 +32,28 @@ impl Deployment {
             database_url: test_support::fresh_database().await,
             redis_url,
             prefix: test_support::key_prefix(),
-            jwks: tokens.jwks_file(),
             admin: tokens.access_token(Uuid::new_v4(), true),
             user: tokens.access_token(Uuid::new_v4(), false),
-            _tokens: tokens,
         }
     }
 
     /// A deck-service process with the L1 TTL at its longest (2 s), so a test can tell
     /// a pushed invalidation from an expiry.
     async fn replica(&self, redis_url: &str, extra: &[(&'static str, String)]) -> Replica {
-        let mut env = vec![
-            ("GRPC_ADDR", "127.0.0.1:0".to_owned()),
-            ("DATABASE_URL", self.database_url.clone()),
-            ("CACHE_REDIS_URL", redis_url.to_owned()),
-            ("REDIS_KEY_PREFIX", self.prefix.clone()),
-            ("JWT_PUBLIC_KEYS_FILE", self.jwks.display().to_string()),
-            ("CACHE_L1_TTL_MS", "2000".to_owned()),
+        let process = ServiceConfig::deck_service(&self.database_url, redis_url, &self.prefix)
+            .set("CACHE_L1_TTL_MS", 2000)
             // Generous for a loaded machine: a timed-out read would bypass, not test, L1.
-            ("CACHE_REDIS_TIMEOUT_MS", "1000".to_owned()),
-            ("CACHE_OUTBOX_INTERVAL_MS", "100".to_owned()),
+            .set("CACHE_REDIS_TIMEOUT_MS", 1000)
+            .set("CACHE_OUTBOX_INTERVAL_MS", 100)
             // Revocations followed on the shared test Redis, never on a cache Redis a
             // test stops (nor a system Redis on the default port).
-            ("SESSION_REDIS_URL", test_support::redis_url()),
-        ];
-        env.extend(extra.iter().cloned());
-        let process = spawn_service(BINARY, &[], &env).await;
-        let channel =
-            tonic::transport::Endpoint::from_shared(format!("http://{}", process.grpc_addr))
-                .unwrap()
-                .connect()
-                .await
-                .expect("connect to deck-service");
+            .set("SESSION_REDIS_URL", test_support::redis_url())
+            .set_all(extra.iter().cloned())
+            .spawn()
+            .await;
+        let channel = test_support::grpc_channel(&process.grpc_addr).await;
         let replica = Replica {
-            metrics_addr: process.listeners["metrics"].clone(),
+            metrics_addr: process.metrics_addr().to_owned(),
             client: DeckServiceClient::new(channel),
             _process: process,
         };
@@ -168,23 +151,12 @@ impl Deployment {
 }
 
 impl Replica {
-    async fn metrics(&self) -> HashMap<String, f64> {
-        let (status, body) = test_support::http_get(&self.metrics_addr, "/metrics").await;
-        assert_eq!(status, 200, "GET /metrics");
-        body.lines()
-            .filter(|line| !line.starts_with('#'))
-            .filter_map(|line| {
-                let (name, value) = line.rsplit_once(' ')?;
-                Some((name.to_owned(), value.parse().ok()?))
-            })
-            .collect()
-    }
-
+    /// The series `name` (labels spelled out) on the replica's `/metrics`.
     async fn metric(&self, name: &str) -> f64 {
-        self.metrics()
+        HttpClient::new(self.metrics_addr.clone())
+            .scrape()
             .await
-            .get(name)
-            .copied()
+            .value(name)
             .unwrap_or_else(|| panic!("{name} missing from /metrics"))
     }
 

@@ -33,14 +33,10 @@ const CUT_CONNECTIONS: usize = 8;
 /// cut takes away with it (by design; `tests/cache.rs` covers that path).
 fn small_pools() -> Spawn {
     Spawn {
-        extra_args: [
-            "--database-max-connections",
-            "3",
-            "--cache-max-inflight-loads",
-            &CUTS.to_string(),
-        ]
-        .map(str::to_owned)
-        .to_vec(),
+        settings: vec![
+            ("DATABASE_MAX_CONNECTIONS", "3".into()),
+            ("CACHE_MAX_INFLIGHT_LOADS", CUTS.to_string()),
+        ],
         ..Default::default()
     }
 }
@@ -190,9 +186,7 @@ async fn a_write_whose_caller_hangs_up_after_commit_still_invalidates_its_keys()
     let app = TestApp::spawn_with(Spawn {
         redis_url: redis.url(),
         outbox_interval_ms: 600_000,
-        extra_args: ["--redis-response-timeout-ms", "5000"]
-            .map(str::to_owned)
-            .to_vec(),
+        settings: vec![("REDIS_RESPONSE_TIMEOUT_MS", "5000".into())],
         ..Default::default()
     })
     .await;

@@ -5,44 +5,27 @@
 use std::time::Duration;
 
 use test_support::{
-    RedisServer, ServingStatus, conformance, fresh_database, key_prefix, spawn_service,
+    RedisServer, ServiceConfig, ServingStatus, conformance, fresh_database, key_prefix,
     wait_for_health,
 };
 
 const BINARY: &str = env!("CARGO_BIN_EXE_session-service");
 const SERVICE: &str = "learngreek.session.v1.SessionService";
-/// The test-support fixture key: the service signs with it, so `TestTokens` tokens verify.
-const SIGNING_KEY_FILE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../tests/fixtures/test-signing-key.pem"
-);
 
-fn env(database_url: String, redis_url: String) -> Vec<(&'static str, String)> {
-    vec![
-        ("GRPC_ADDR", "127.0.0.1:0".into()),
-        ("DATABASE_URL", database_url),
-        ("SESSION_REDIS_URL", redis_url),
-        ("REDIS_KEY_PREFIX", key_prefix()),
-        ("READINESS_INTERVAL_MS", "200".into()),
-        ("JWT_PRIVATE_KEY_FILE", SIGNING_KEY_FILE.into()),
-    ]
+fn config(database_url: &str, redis_url: &str) -> ServiceConfig {
+    ServiceConfig::session_service(database_url, redis_url, &key_prefix())
+        .set("READINESS_INTERVAL_MS", 200)
 }
 
-test_support::service_conformance_tests!(binary: BINARY, service: SERVICE, env: env);
+test_support::service_conformance_tests!(binary: BINARY, service: SERVICE, config: config);
 
 #[tokio::test]
 async fn readiness_follows_the_sessions_redis_both_ways_and_watch_streams_it() {
     test_support::init();
     let mut redis = RedisServer::start();
-    let service = spawn_service(BINARY, &[], &env(fresh_database().await, redis.url())).await;
+    let service = config(&fresh_database().await, &redis.url()).spawn().await;
     let addr = service.grpc_addr.clone();
-    wait_for_health(
-        &addr,
-        "readiness",
-        ServingStatus::Serving,
-        Duration::from_secs(15),
-    )
-    .await;
+    service.wait_ready().await;
     let mut watch = conformance::watch_readiness(&addr).await;
 
     redis.stop();

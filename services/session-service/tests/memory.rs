@@ -8,12 +8,9 @@
 use proto::session::v1::{
     LoginRequest, RefreshRequest, RegisterRequest, session_service_client::SessionServiceClient,
 };
-use test_support::{
-    ServiceProcess, fresh_database, key_prefix, redis_url, spawn_service, stack::signing_key_file,
-};
+use test_support::{ServiceConfig, ServiceProcess, fresh_database, key_prefix, redis_url};
 use tonic::transport::Channel;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_session-service");
 const PASSWORD: &str = "kalimera123";
 /// Issue 12: resident memory of an idle process, after start and a data load.
 const IDLE_BOUND_MIB: u64 = 64;
@@ -34,19 +31,11 @@ fn resident_mib(pid: u32) -> u64 {
 /// A session-service process with two hashing threads, and a client.
 async fn spawn() -> (ServiceProcess, SessionServiceClient<Channel>) {
     test_support::init();
-    let service = spawn_service(
-        BINARY,
-        &[],
-        &[
-            ("GRPC_ADDR", "127.0.0.1:0".into()),
-            ("DATABASE_URL", fresh_database().await),
-            ("SESSION_REDIS_URL", redis_url()),
-            ("REDIS_KEY_PREFIX", key_prefix()),
-            ("JWT_PRIVATE_KEY_FILE", signing_key_file()),
-            ("PASSWORD_HASH_CONCURRENCY", "2".into()),
-        ],
-    )
-    .await;
+    let service =
+        ServiceConfig::session_service(&fresh_database().await, &redis_url(), &key_prefix())
+            .set("PASSWORD_HASH_CONCURRENCY", 2)
+            .spawn()
+            .await;
     let client = SessionServiceClient::connect(format!("http://{}", service.grpc_addr))
         .await
         .expect("connect");

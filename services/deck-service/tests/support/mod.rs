@@ -6,7 +6,6 @@
 
 use std::sync::{Arc, atomic::Ordering};
 
-use clap::Parser;
 use common::shutdown::Shutdown;
 use deck_service::{
     cache::{CacheHooks, MetricsSnapshot},
@@ -15,7 +14,10 @@ use deck_service::{
     startup::{Application, Handles, Options},
 };
 use proto::deck::v1::{self as pb, deck_service_client::DeckServiceClient};
-use test_support::TestTokens;
+use test_support::{
+    InProcess, ServiceConfig, TestTokens,
+    http::{HttpClient, Metrics},
+};
 use time::OffsetDateTime;
 use tonic::{Request, transport::Channel};
 use uuid::Uuid;
@@ -40,7 +42,8 @@ pub struct Spawn {
     /// `SESSION_REDIS_URL`, where revocations are followed: the shared test Redis, which
     /// stays up while a test stops or pauses its cache Redis.
     pub session_redis_url: String,
-    pub extra_args: Vec<String>,
+    /// More settings, by env var name (`("CACHE_MAX_INFLIGHT_LOADS", "1")`), applied last.
+    pub settings: Vec<(&'static str, String)>,
 }
 
 impl Default for Spawn {
@@ -53,7 +56,7 @@ impl Default for Spawn {
             outbox_interval_ms: 100,
             l1: false,
             session_redis_url: test_support::redis_url(),
-            extra_args: Vec::new(),
+            settings: Vec::new(),
         }
     }
 }
@@ -70,13 +73,8 @@ pub struct TestApp {
     pub user_id: Uuid,
     pub user: String,
     tokens: TestTokens,
-    shutdown: Shutdown,
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.shutdown.trigger();
-    }
+    /// Shuts the service down when the test drops the app.
+    _running: InProcess,
 }
 
 impl TestApp {
@@ -89,36 +87,16 @@ impl TestApp {
         let tokens = TestTokens::new();
         let prefix = test_support::key_prefix();
         let database_url = test_support::fresh_database().await;
-        let jwks = tokens.jwks_file();
-        let mut args: Vec<String> = [
-            "deck-service",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--database-url",
-            &database_url,
-            "--cache-redis-url",
-            &spawn.redis_url,
-            "--session-redis-url",
-            &spawn.session_redis_url,
-            "--redis-key-prefix",
-            &prefix,
-            "--jwt-public-keys-file",
-            jwks.to_str().unwrap(),
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-        args.extend([
-            "--cache-redis-timeout-ms".to_owned(),
-            spawn.cache_timeout_ms.to_string(),
-            "--cache-outbox-interval-ms".to_owned(),
-            spawn.outbox_interval_ms.to_string(),
-        ]);
-        if !spawn.l1 {
-            args.extend(["--cache-l1-max-bytes".to_owned(), "0".to_owned()]);
-        }
-        args.extend(spawn.extra_args);
-        let cli = Cli::try_parse_from(args).expect("test configuration parses");
+        let config = ServiceConfig::deck_service(&database_url, &spawn.redis_url, &prefix)
+            .set("SESSION_REDIS_URL", &spawn.session_redis_url)
+            .set("CACHE_REDIS_TIMEOUT_MS", spawn.cache_timeout_ms)
+            .set("CACHE_OUTBOX_INTERVAL_MS", spawn.outbox_interval_ms);
+        let config = if spawn.l1 {
+            config
+        } else {
+            config.set("CACHE_L1_MAX_BYTES", 0)
+        };
+        let cli: Cli = config.set_all(spawn.settings).parse();
         let clock = ManualClock::new(spawn.now);
         let shutdown = Shutdown::new();
         let app = Application::build_with(
@@ -134,12 +112,8 @@ impl TestApp {
         let addr = app.local_addr();
         let handles = app.handles();
         let metrics_addr = app.metrics_addr();
-        tokio::spawn(app.run());
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .expect("connect to deck-service");
+        let running = InProcess::start(shutdown, app.run());
+        let channel = test_support::grpc_channel(&addr.to_string()).await;
         let user_id = Uuid::new_v4();
         let app = Self {
             client: DeckServiceClient::new(channel),
@@ -153,28 +127,15 @@ impl TestApp {
             user: tokens.access_token(user_id, false),
             user_id,
             tokens,
-            shutdown,
+            _running: running,
         };
-        // The test tokens name no real session: until the revocation snapshot is in,
-        // the per-request session lookup would refuse them. A dead Redis never gets
-        // there; its tests take the fallback path.
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-        while app.metric("revocation_push_live").await != Some(1.0)
-            && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        test_support::app::wait_for_revocations(&metrics_addr.to_string()).await;
         app
     }
 
     /// A client on a connection of its own.
     pub async fn new_client(&self) -> Client {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
-            .unwrap()
-            .connect()
-            .await
-            .expect("connect to deck-service");
-        DeckServiceClient::new(channel)
+        DeckServiceClient::new(test_support::grpc_channel(&self.addr.to_string()).await)
     }
 
     /// A token of another, new, normal user.
@@ -272,37 +233,31 @@ impl TestApp {
             .unwrap()
     }
 
-    /// The body of `GET /metrics`.
-    pub async fn scrape_metrics(&self) -> String {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(self.metrics_addr)
+    /// `GET /metrics`.
+    pub async fn scrape_metrics(&self) -> Metrics {
+        HttpClient::new(self.metrics_addr.to_string())
+            .scrape()
             .await
-            .unwrap();
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.unwrap();
-        response
     }
 
     /// The value of the unlabelled series `name` on `/metrics`, if exported.
     pub async fn metric(&self, name: &str) -> Option<f64> {
-        metric_value(&self.scrape_metrics().await, name)
+        self.scrape_metrics().await.value(name)
     }
 
     /// PostgreSQL connections in use right now (open minus idle), cache Redis calls in
     /// flight, and the cache's in-flight loads, as `/metrics` shows them.
     pub async fn pools_in_use(&self) -> PoolsInUse {
-        let body = self.scrape_metrics().await;
+        let metrics = self.scrape_metrics().await;
         let value = |name: &str| {
-            metric_value(&body, name).unwrap_or_else(|| panic!("{name} missing from /metrics"))
+            metrics
+                .value(name)
+                .unwrap_or_else(|| panic!("{name} missing from /metrics"))
         };
         PoolsInUse {
             postgres: value("db_pool_connections") - value("db_pool_idle_connections"),
             redis: value("redis_cache_calls_in_flight"),
-            inflight_loads: metric_value(&body, "deck_cache_inflight_loads"),
+            inflight_loads: metrics.value("deck_cache_inflight_loads"),
         }
     }
 
@@ -318,14 +273,6 @@ pub struct PoolsInUse {
     /// Redis calls in flight (one multiplexed connection: nothing to check out).
     pub redis: f64,
     pub inflight_loads: Option<f64>,
-}
-
-/// The value of the unlabelled series `name` in a Prometheus text body.
-pub fn metric_value(body: &str, name: &str) -> Option<f64> {
-    body.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|value| value.trim().parse().ok())
 }
 
 /// `message` with `authorization: Bearer <token>`.

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use common::status::reason;
 use proto::session::v1 as pb;
-use test_support::run_to_exit;
+use test_support::{ServiceConfig, run_to_exit};
 use tonic::Code;
 
 use crate::helpers::{
@@ -368,15 +368,12 @@ async fn make_superuser_promotes_an_existing_user_and_fails_for_an_unknown_one()
     app.register(&email).await;
     let url = app.database_url.clone();
 
-    let env = [
-        ("DATABASE_URL", url),
-        ("SESSION_REDIS_URL", test_support::redis_url()),
-        ("REDIS_KEY_PREFIX", app.prefix.clone()),
-    ];
-    let (promoted, stdout, stderr) =
-        run_to_exit(BINARY, &["make-superuser", &email.to_uppercase()], &env).await;
-    let (unknown, _, unknown_stderr) =
-        run_to_exit(BINARY, &["make-superuser", "nobody@example.com"], &env).await;
+    let admin = ServiceConfig::new("session-service")
+        .set("DATABASE_URL", url)
+        .set("SESSION_REDIS_URL", test_support::redis_url())
+        .set("REDIS_KEY_PREFIX", &app.prefix);
+    let (promoted, stdout, stderr) = admin.run(&["make-superuser", &email.to_uppercase()]).await;
+    let (unknown, _, unknown_stderr) = admin.run(&["make-superuser", "nobody@example.com"]).await;
 
     assert_eq!(promoted, Some(0), "{stdout}{stderr}");
     assert_eq!(unknown, Some(1));

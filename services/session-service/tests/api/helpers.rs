@@ -3,7 +3,6 @@
 
 use std::{sync::Arc, time::Duration};
 
-use clap::Parser;
 use common::{
     clock::ManualClock,
     shutdown::Shutdown,
@@ -15,15 +14,12 @@ use session_service::{
     startup::{Application, Options},
 };
 use test_support::{
-    ServingStatus, TestTokens, fresh_database, key_prefix, redis_url, wait_for_health,
+    InProcess, ServiceConfig, ServingStatus, TestTokens, fresh_database, key_prefix, redis_url,
+    wait_for_health,
 };
 use tonic::{Code, Request, Status, transport::Channel};
 use uuid::Uuid;
 
-pub const SIGNING_KEY_FILE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../tests/fixtures/test-signing-key.pem"
-);
 pub const PASSWORD: &str = "kalimera2024";
 
 pub struct TestApp {
@@ -41,13 +37,8 @@ pub struct TestApp {
     /// instead of sleeping (token expiry, session lifetime, grace window, login locks).
     /// Redis TTLs still run on Redis's own clock.
     pub clock: ManualClock,
-    shutdown: Shutdown,
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.shutdown.trigger();
-    }
+    /// Shuts the service down when the test drops the app.
+    _running: InProcess,
 }
 
 /// Starts the service with default settings.
@@ -55,38 +46,21 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(&[], None).await
 }
 
-/// Starts the service with extra command-line flags (e.g. `--refresh-grace-seconds=1`;
-/// one of the defaults below is replaced), and optionally a Redis of its own instead of
-/// the shared one.
-pub async fn spawn_app_with(flags: &[&str], redis: Option<String>) -> TestApp {
+/// Starts the service with `settings` over the test defaults below (each an env var
+/// name, e.g. `("REFRESH_GRACE_SECONDS", "1")`), and optionally a Redis of its own
+/// instead of the shared one.
+pub async fn spawn_app_with(settings: &[(&str, &str)], redis: Option<String>) -> TestApp {
     test_support::init();
     let database_url = fresh_database().await;
     let redis = redis.unwrap_or_else(redis_url);
     let prefix = key_prefix();
-    let overridden = |default: &&str| {
-        let name = default.split('=').next().unwrap_or_default();
-        flags
-            .iter()
-            .any(|flag| flag.split('=').next() == Some(name))
-    };
-    let mut args: Vec<String> = [
-        "session-service",
-        "--grpc-addr=127.0.0.1:0",
-        "--metrics-addr=127.0.0.1:0",
-        "--readiness-interval-ms=100",
-        "--shutdown-timeout-ms=1000",
-        "--password-hash-concurrency=2",
-    ]
-    .iter()
-    .filter(|default| !overridden(default))
-    .map(|s| (*s).to_owned())
-    .collect();
-    args.push(format!("--database-url={database_url}"));
-    args.push(format!("--session-redis-url={redis}"));
-    args.push(format!("--redis-key-prefix={prefix}"));
-    args.push(format!("--jwt-private-key-file={SIGNING_KEY_FILE}"));
-    args.extend(flags.iter().map(|s| (*s).to_owned()));
-    let cli = Cli::try_parse_from(args).expect("test configuration parses");
+    let config = ServiceConfig::session_service(&database_url, &redis, &prefix)
+        .set("METRICS_ADDR", "127.0.0.1:0")
+        .set("READINESS_INTERVAL_MS", 100)
+        .set("SHUTDOWN_TIMEOUT_MS", 1000)
+        .set("PASSWORD_HASH_CONCURRENCY", 2)
+        .set_all(settings.iter().copied());
+    let cli: Cli = config.parse();
 
     let shutdown = Shutdown::new();
     let clock = ManualClock::running();
@@ -98,7 +72,7 @@ pub async fn spawn_app_with(flags: &[&str], redis: Option<String>) -> TestApp {
         .expect("build session-service");
     let addr = application.local_addr().to_string();
     let metrics_addr = application.metrics_addr().to_string();
-    tokio::spawn(application.run());
+    let running = InProcess::start(shutdown, application.run());
     wait_for_health(
         &addr,
         "readiness",
@@ -122,7 +96,7 @@ pub async fn spawn_app_with(flags: &[&str], redis: Option<String>) -> TestApp {
         tokens: TestTokens::new(),
         metrics_addr,
         clock,
-        shutdown,
+        _running: running,
     }
 }
 
@@ -290,16 +264,20 @@ impl TestApp {
 
     /// The value of the counter `name` (e.g. `session_password_hashes_total`) on `/metrics`.
     pub async fn counter(&self, name: &str) -> u64 {
-        let body = test_support::http::HttpClient::new(self.metrics_addr.clone())
-            .get("/metrics")
-            .send()
-            .await
-            .text();
+        let body = self.scrape_metrics().await;
         body.lines()
             .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
             .unwrap_or_else(|| panic!("{name} missing in:\n{body}"))
             .parse()
             .unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    /// The body of `GET /metrics`.
+    pub async fn scrape_metrics(&self) -> String {
+        test_support::http::HttpClient::new(self.metrics_addr.clone())
+            .scrape()
+            .await
+            .0
     }
 
     pub async fn refresh(&self, refresh_token: &str) -> Result<pb::TokenPair, Status> {

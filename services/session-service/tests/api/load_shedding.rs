@@ -12,7 +12,10 @@ use crate::helpers::{PASSWORD, refusal_details, spawn_app_with, unique_email};
 #[tokio::test]
 async fn abandoned_logins_are_skipped_and_past_the_queue_bound_calls_are_refused_at_once() {
     let app = spawn_app_with(
-        &["--password-hash-concurrency=1", "--password-hash-queue=32"],
+        &[
+            ("PASSWORD_HASH_CONCURRENCY", "1"),
+            ("PASSWORD_HASH_QUEUE", "32"),
+        ],
         None,
     )
     .await;

@@ -129,8 +129,8 @@ async fn retry_after_grows_with_repeated_failures_and_is_capped_at_the_window() 
     // Four failures in any 4 s: two free, then locks of 2 s, then 4 s (the cap) each.
     let app = spawn_app_with(
         &[
-            "--login-throttle-max-failures=4",
-            "--login-throttle-window-seconds=4",
+            ("LOGIN_THROTTLE_MAX_FAILURES", "4"),
+            ("LOGIN_THROTTLE_WINDOW_SECONDS", "4"),
         ],
         None,
     )

@@ -240,9 +240,9 @@ async fn an_older_key_in_the_additional_keys_file_is_published_and_still_verifie
     let old = TestTokens::untrusted();
     let file = old.jwks_file();
     let app = crate::helpers::spawn_app_with(
-        &[&format!(
-            "--jwt-additional-public-keys-file={}",
-            file.display()
+        &[(
+            "JWT_ADDITIONAL_PUBLIC_KEYS_FILE",
+            &file.display().to_string(),
         )],
         None,
     )

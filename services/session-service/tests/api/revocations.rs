@@ -136,7 +136,10 @@ async fn a_login_after_logout_all_gets_a_token_the_revocation_does_not_refuse() 
 #[tokio::test]
 async fn reuse_detection_and_the_session_cap_publish_the_sessions_they_end() {
     let app = spawn_app_with(
-        &["--refresh-grace-seconds=1", "--max-sessions-per-user=1"],
+        &[
+            ("REFRESH_GRACE_SECONDS", "1"),
+            ("MAX_SESSIONS_PER_USER", "1"),
+        ],
         None,
     )
     .await;
@@ -173,7 +176,7 @@ async fn reuse_detection_and_the_session_cap_publish_the_sessions_they_end() {
 
 #[tokio::test]
 async fn the_snapshot_forgets_revocations_whose_tokens_have_expired() {
-    let app = spawn_app_with(&["--access-token-ttl-seconds=60"], None).await;
+    let app = spawn_app_with(&[("ACCESS_TOKEN_TTL_SECONDS", "60")], None).await;
     let email = unique_email();
     let first = app.register(&email).await;
     let second = app.login(&email, PASSWORD).await.unwrap();

@@ -52,7 +52,7 @@ async fn fifty_concurrent_refreshes_of_one_token_rotate_once_and_all_get_the_sam
 
 #[tokio::test]
 async fn a_replay_inside_the_grace_window_returns_the_identical_pair_a_bounded_number_of_times() {
-    let app = spawn_app_with(&["--refresh-grace-max-replays=2"], None).await;
+    let app = spawn_app_with(&[("REFRESH_GRACE_MAX_REPLAYS", "2")], None).await;
     let first = app.register(&unique_email()).await;
     let rotated = app.refresh(&first.refresh_token).await.unwrap();
 
@@ -72,7 +72,7 @@ async fn a_replay_inside_the_grace_window_returns_the_identical_pair_a_bounded_n
 #[tokio::test]
 async fn a_grace_replay_answers_the_pair_kept_by_the_rotation_which_lives_only_for_the_window() {
     // Arrange: a rotation, and the copy of its pair that it keeps.
-    let app = spawn_app_with(&["--refresh-grace-seconds=1"], None).await;
+    let app = spawn_app_with(&[("REFRESH_GRACE_SECONDS", "1")], None).await;
     let first = app.register(&unique_email()).await;
     let rotated = app.refresh(&first.refresh_token).await.unwrap();
     let issued = format!(
@@ -152,7 +152,7 @@ async fn the_standing_check_of_a_refresh_is_one_statement_prepared_once_per_conn
 
 #[tokio::test]
 async fn replaying_a_rotated_token_after_the_grace_window_revokes_the_session() {
-    let app = spawn_app_with(&["--refresh-grace-seconds=1"], None).await;
+    let app = spawn_app_with(&[("REFRESH_GRACE_SECONDS", "1")], None).await;
     let first = app.register(&unique_email()).await;
     let newest = app.refresh(&first.refresh_token).await.unwrap();
     app.clock.advance(time::Duration::milliseconds(1300));
@@ -248,7 +248,7 @@ async fn logout_all_racing_refreshes_leaves_no_session_alive() {
 
 #[tokio::test]
 async fn a_session_past_its_lifetime_cannot_refresh() {
-    let app = spawn_app_with(&["--refresh-token-ttl-seconds=2"], None).await;
+    let app = spawn_app_with(&[("REFRESH_TOKEN_TTL_SECONDS", "2")], None).await;
     let pair = app.register(&unique_email()).await;
     let claims = claims_of(&pair.refresh_token);
     assert_eq!(
@@ -267,7 +267,7 @@ async fn a_session_past_its_lifetime_cannot_refresh() {
 async fn each_refresh_slides_the_session_lifetime_and_advances_last_used() {
     // Redis's own TTL runs on the wall clock: a lifetime far longer than the test takes,
     // so only the injected clock decides.
-    let app = spawn_app_with(&["--refresh-token-ttl-seconds=60"], None).await;
+    let app = spawn_app_with(&[("REFRESH_TOKEN_TTL_SECONDS", "60")], None).await;
     let mut pair = app.register(&unique_email()).await;
     let created = app.list_sessions(&pair.access_token).await.remove(0);
 
@@ -352,7 +352,7 @@ async fn a_deactivated_user_cannot_refresh() {
 
 #[tokio::test]
 async fn metrics_count_rotations_grace_replays_and_reuse() {
-    let app = spawn_app_with(&["--refresh-grace-seconds=1"], None).await;
+    let app = spawn_app_with(&[("REFRESH_GRACE_SECONDS", "1")], None).await;
     let first = app.register(&unique_email()).await;
     app.refresh(&first.refresh_token).await.unwrap();
     app.refresh(&first.refresh_token).await.unwrap();
@@ -360,11 +360,7 @@ async fn metrics_count_rotations_grace_replays_and_reuse() {
     let _ = app.refresh(&first.refresh_token).await;
     let _ = app.refresh("garbage").await;
 
-    let body = test_support::http::HttpClient::new(app.metrics_addr.clone())
-        .get("/metrics")
-        .send()
-        .await
-        .text();
+    let body = app.scrape_metrics().await;
 
     for line in [
         "session_refresh_rotations_total 1",

@@ -9,7 +9,7 @@ use crate::helpers::{PASSWORD, spawn_app_with, unique_email};
 async fn a_refresh_is_one_redis_round_trip_and_a_login_four() {
     // Arrange: readiness pings Redis once at start only, so the monitor sees the calls
     // alone; a first refresh and login have loaded every script they use.
-    let app = spawn_app_with(&["--readiness-interval-ms=600000"], None).await;
+    let app = spawn_app_with(&[("READINESS_INTERVAL_MS", "600000")], None).await;
     let email = unique_email();
     let registered = app.register(&email).await;
     let rotated = app.refresh(&registered.refresh_token).await.unwrap();

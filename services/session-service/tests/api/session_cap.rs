@@ -53,7 +53,7 @@ async fn sixty_logins_leave_fifty_live_sessions_and_end_the_oldest_ten() {
 
 #[tokio::test]
 async fn the_session_ended_by_the_cap_is_the_least_recently_used_not_the_oldest() {
-    let app = spawn_app_with(&["--max-sessions-per-user=3"], None).await;
+    let app = spawn_app_with(&[("MAX_SESSIONS_PER_USER", "3")], None).await;
     let email = unique_email();
     let first = app.register(&email).await;
     let second = app.login(&email, PASSWORD).await.unwrap();
@@ -84,7 +84,7 @@ async fn the_session_ended_by_the_cap_is_the_least_recently_used_not_the_oldest(
 /// TTL has removed a session's hash.
 #[tokio::test]
 async fn creating_a_session_drops_the_ids_of_expired_ones_from_the_users_set() {
-    let app = spawn_app_with(&["--refresh-token-ttl-seconds=2"], None).await;
+    let app = spawn_app_with(&[("REFRESH_TOKEN_TTL_SECONDS", "2")], None).await;
     let email = unique_email();
     let expired = app.register(&email).await;
     let user_id = user_id_of(&expired);
@@ -141,7 +141,7 @@ async fn creating_a_session_drops_the_ids_of_expired_ones_from_the_users_set() {
 async fn a_session_past_its_lifetime_by_the_clock_ends_at_the_next_login_before_redis_expires_it() {
     // A lifetime far longer than the test takes on the wall clock, so Redis's TTL never runs
     // out during it: only the injected clock ends the first session.
-    let app = spawn_app_with(&["--refresh-token-ttl-seconds=60"], None).await;
+    let app = spawn_app_with(&[("REFRESH_TOKEN_TTL_SECONDS", "60")], None).await;
     let email = unique_email();
     let expired = app.register(&email).await;
     let user_id = user_id_of(&expired);

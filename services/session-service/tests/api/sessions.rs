@@ -111,7 +111,7 @@ async fn logout_all_counts_only_live_sessions() {
 
 #[tokio::test]
 async fn a_session_past_its_lifetime_by_the_clock_is_not_listed() {
-    let app = spawn_app_with(&["--refresh-token-ttl-seconds=60"], None).await;
+    let app = spawn_app_with(&[("REFRESH_TOKEN_TTL_SECONDS", "60")], None).await;
     let email = unique_email();
     app.register(&email).await;
     app.clock.advance(time::Duration::seconds(30));
@@ -126,7 +126,7 @@ async fn a_session_past_its_lifetime_by_the_clock_is_not_listed() {
 
 #[tokio::test]
 async fn sessions_past_their_lifetime_by_the_clock_are_not_counted_as_ended() {
-    let app = spawn_app_with(&["--refresh-token-ttl-seconds=60"], None).await;
+    let app = spawn_app_with(&[("REFRESH_TOKEN_TTL_SECONDS", "60")], None).await;
     let email = unique_email();
     let first = app.register(&email).await;
     app.login(&email, PASSWORD).await.unwrap();
@@ -311,11 +311,7 @@ async fn metrics_count_session_creations_and_revocations() {
         .logout_all(bearer(&registered.access_token, pb::LogoutAllRequest {}))
         .await
         .unwrap();
-    let body = test_support::http::HttpClient::new(app.metrics_addr.clone())
-        .get("/metrics")
-        .send()
-        .await
-        .text();
+    let body = app.scrape_metrics().await;
 
     for line in ["session_created_total 3", "session_revoked_total 3"] {
         assert!(
