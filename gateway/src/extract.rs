@@ -433,13 +433,19 @@ impl Params {
     }
 }
 
-/// The context a handler needs to call a service on behalf of this request.
+/// The most of a `User-Agent` a session records, in characters.
+pub const MAX_USER_AGENT_CHARS: usize = 512;
+
+/// The context a handler needs to call a service on behalf of this request. Taking it
+/// copies nothing but reference counts: the request id and the token are already in
+/// their gRPC form ([`RequestId`], [`Auth`]), and the `User-Agent` is only read by
+/// the few routes that record it ([`Ctx::client_info`]).
 #[derive(Clone, Debug)]
 pub struct Ctx {
-    pub request_id: String,
+    pub request_id: RequestId,
     pub deadline: Instant,
     pub client_ip: std::net::IpAddr,
-    pub user_agent: String,
+    pub user_agent: Option<http::HeaderValue>,
     pub auth: Option<Auth>,
 }
 
@@ -450,8 +456,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
         let request_id = parts
             .extensions
             .get::<RequestId>()
-            .map(|id| id.0.clone())
-            .unwrap_or_default();
+            .cloned()
+            .unwrap_or_else(|| RequestId::of(None));
         let deadline = parts.extensions.get::<Deadline>().map_or_else(
             || Instant::now() + std::time::Duration::from_secs(10),
             |deadline| deadline.0,
@@ -460,16 +466,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
             .extensions
             .get::<ClientIp>()
             .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |ip| ip.0);
-        let user_agent: String = parts
-            .headers
-            .get(http::header::USER_AGENT)
-            .map(|value| {
-                String::from_utf8_lossy(value.as_bytes())
-                    .chars()
-                    .take(512)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let user_agent = parts.headers.get(http::header::USER_AGENT).cloned();
         let auth = parts.extensions.get::<Auth>().cloned();
         Ok(Self {
             request_id,
@@ -499,10 +496,22 @@ impl Ctx {
         }
     }
 
+    /// The client's address and `User-Agent` (at most [`MAX_USER_AGENT_CHARS`]), as a
+    /// session records them.
     pub fn client_info(&self) -> proto::session::v1::ClientInfo {
+        let user_agent = self
+            .user_agent
+            .as_ref()
+            .map(|value| {
+                String::from_utf8_lossy(value.as_bytes())
+                    .chars()
+                    .take(MAX_USER_AGENT_CHARS)
+                    .collect()
+            })
+            .unwrap_or_default();
         proto::session::v1::ClientInfo {
             ip_address: self.client_ip.to_string(),
-            user_agent: self.user_agent.clone(),
+            user_agent,
         }
     }
 
@@ -511,13 +520,9 @@ impl Ctx {
         let mut request = tonic::Request::new(message);
         request.set_timeout(self.deadline.saturating_duration_since(Instant::now()));
         let metadata = request.metadata_mut();
-        if let Ok(value) = self.request_id.parse() {
-            metadata.insert(REQUEST_ID, value);
-        }
-        if let Some(auth) = &self.auth
-            && let Ok(value) = format!("Bearer {}", auth.token).parse()
-        {
-            metadata.insert("authorization", value);
+        metadata.insert(REQUEST_ID, self.request_id.metadata());
+        if let Some(auth) = &self.auth {
+            metadata.insert("authorization", auth.authorization.clone());
         }
         request
     }
@@ -607,12 +612,72 @@ mod tests {
 
     fn ctx(deadline: Instant) -> Ctx {
         Ctx {
-            request_id: "r".into(),
+            request_id: RequestId::of(None),
             deadline,
             client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
-            user_agent: String::new(),
+            user_agent: None,
             auth: None,
         }
+    }
+
+    /// The `Ctx` a request with these headers and extensions gets.
+    async fn ctx_of(request: http::Request<()>) -> Ctx {
+        let (mut parts, ()) = request.into_parts();
+        Ctx::from_request_parts(&mut parts, &()).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn each_service_call_carries_the_request_id_and_the_callers_bearer_token() {
+        let caller = Caller {
+            user_id: Uuid::new_v4(),
+            session_id: Uuid::new_v4(),
+            is_superuser: false,
+            expires_at: 0,
+        };
+        let mut request = http::Request::new(());
+        let id = http::HeaderValue::from_static("client-id-7");
+        request.extensions_mut().insert(RequestId::of(Some(&id)));
+        request
+            .extensions_mut()
+            .insert(Auth::new(caller, "aaa.bbb.ccc").unwrap());
+        let ctx = ctx_of(request).await;
+
+        for call in [ctx.grpc(()), ctx.grpc(())] {
+            let metadata = call.metadata();
+            assert_eq!(metadata.get(REQUEST_ID).unwrap(), "client-id-7");
+            let authorization = metadata.get("authorization").unwrap();
+            assert_eq!(authorization, "Bearer aaa.bbb.ccc");
+            assert!(authorization.is_sensitive());
+        }
+        assert!(
+            ctx_of(http::Request::new(()))
+                .await
+                .grpc(())
+                .metadata()
+                .get("authorization")
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_session_records_at_most_512_characters_of_the_user_agent() {
+        let long = "Ω".repeat(MAX_USER_AGENT_CHARS + 10);
+        let request = http::Request::builder()
+            .header(http::header::USER_AGENT, long.as_str())
+            .body(())
+            .unwrap();
+
+        let info = ctx_of(request).await.client_info();
+
+        assert_eq!(info.user_agent.chars().count(), MAX_USER_AGENT_CHARS);
+        assert!(long.starts_with(&info.user_agent));
+        assert_eq!(
+            ctx_of(http::Request::new(()))
+                .await
+                .client_info()
+                .user_agent,
+            ""
+        );
     }
 
     async fn cancelled() -> Result<tonic::Response<()>, tonic::Status> {

@@ -14,6 +14,7 @@ use common::{
 };
 use http::{HeaderValue, StatusCode, Version, header};
 use tokio::time::Instant;
+use tonic::metadata::{Ascii, MetadataValue};
 use tracing::Instrument;
 
 use crate::{
@@ -30,9 +31,35 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// The `code` of the 408 a request whose body stalled gets.
 pub const REQUEST_TIMEOUT_CODE: &str = "REQUEST_TIMEOUT";
 
-/// The id of this request, as returned in `X-Request-ID`.
+/// The id of this request, as returned in `X-Request-ID` and sent to the services.
+/// Checked once, when the request arrives, and kept in its gRPC form: each service call
+/// takes a reference-counted copy instead of parsing the text again.
 #[derive(Clone, Debug)]
-pub struct RequestId(pub String);
+pub struct RequestId(MetadataValue<Ascii>);
+
+impl RequestId {
+    /// The client's id when it is [`valid_request_id`], a new UUID otherwise.
+    pub fn of(client: Option<&HeaderValue>) -> Self {
+        let kept = client
+            .and_then(|value| value.to_str().ok())
+            .filter(|value| valid_request_id(value))
+            .and_then(|value| MetadataValue::try_from(value).ok());
+        Self(kept.unwrap_or_else(|| {
+            MetadataValue::try_from(uuid::Uuid::new_v4().hyphenated().to_string())
+                .expect("a UUID is a valid metadata value")
+        }))
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Visible ASCII by construction, so this never falls back.
+        self.0.to_str().unwrap_or_default()
+    }
+
+    /// The id as gRPC metadata (a reference count, not a copy).
+    pub fn metadata(&self) -> MetadataValue<Ascii> {
+        self.0.clone()
+    }
+}
 
 /// When this request must be answered by.
 #[derive(Clone, Copy, Debug)]
@@ -42,11 +69,26 @@ pub struct Deadline(pub Instant);
 #[derive(Clone, Copy, Debug)]
 pub struct ClientIp(pub IpAddr);
 
-/// A verified caller and the token it presented (forwarded to the services).
+/// A verified caller and the token it presented, as the `authorization` metadata every
+/// service call forwards (built once per request; each call takes a reference count).
 #[derive(Clone, Debug)]
 pub struct Auth {
     pub caller: Caller,
-    pub token: String,
+    pub authorization: MetadataValue<Ascii>,
+}
+
+impl Auth {
+    /// `Bearer <token>`, marked sensitive so HTTP/2 never indexes it in its header
+    /// tables. `None` for a token that cannot be metadata (the verifier accepted only
+    /// what a JWT can be, so this does not happen).
+    pub fn new(caller: Caller, token: &str) -> Option<Self> {
+        let mut authorization = MetadataValue::try_from(format!("Bearer {token}")).ok()?;
+        authorization.set_sensitive(true);
+        Some(Self {
+            caller,
+            authorization,
+        })
+    }
 }
 
 /// A client's id is kept when it is 1–128 characters of `[A-Za-z0-9._-]`; anything
@@ -67,20 +109,13 @@ pub async fn request_context(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let request_id = request
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|value| value.to_str().ok())
-        .filter(|value| valid_request_id(value))
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+    let request_id = RequestId::of(request.headers().get(REQUEST_ID));
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::from([127, 0, 0, 1]), |info| info.0.ip());
     let client_ip = state.trusted_proxies.client_ip(peer, request.headers());
-    request
-        .extensions_mut()
-        .insert(RequestId(request_id.clone()));
+    request.extensions_mut().insert(request_id.clone());
     request
         .extensions_mut()
         .insert(Deadline(Instant::now() + state.request_timeout));
@@ -90,7 +125,7 @@ pub async fn request_context(
         "http",
         method = %request.method(),
         path = %request.uri().path(),
-        request_id = %request_id,
+        request_id = %request_id.as_str(),
         client_ip = %client_ip,
         status = tracing::field::Empty,
     );
@@ -115,7 +150,7 @@ pub async fn request_context(
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
     }
-    let mut response = render_problem(response, &request_id);
+    let mut response = render_problem(response, request_id.as_str());
     span.record("status", response.status().as_u16());
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
@@ -123,7 +158,7 @@ pub async fn request_context(
         .metrics
         .record(method, route, status, elapsed.as_secs_f64());
     span.in_scope(|| tracing::info!(elapsed_ms = elapsed.as_millis() as u64, "request finished"));
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
+    if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
     response
@@ -202,10 +237,7 @@ async fn verify(state: &AppState, header: Option<HeaderValue>) -> Result<Auth, A
         .and_then(bearer_token)
         .map_err(auth_error)?;
     let caller = state.verifier.verify(token).await.map_err(auth_error)?;
-    Ok(Auth {
-        caller,
-        token: token.to_owned(),
-    })
+    Auth::new(caller, token).ok_or_else(|| auth_error(AuthError::Malformed))
 }
 
 fn auth_error(error: AuthError) -> ApiError {
