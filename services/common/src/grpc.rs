@@ -254,6 +254,10 @@ impl GrpcApp {
         self
     }
 
+    #[allow(
+        clippy::expect_used,
+        reason = "a listener bound at start has an address; getsockname cannot fail on it"
+    )]
     pub fn local_addr(&self) -> std::net::SocketAddr {
         self.server
             .listener
@@ -275,6 +279,10 @@ impl GrpcApp {
     }
 
     /// Where `/metrics` is served.
+    #[allow(
+        clippy::expect_used,
+        reason = "a listener bound at start has an address; getsockname cannot fail on it"
+    )]
     pub fn metrics_addr(&self) -> std::net::SocketAddr {
         self.metrics_listener
             .local_addr()
