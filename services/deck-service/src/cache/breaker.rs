@@ -14,6 +14,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use common::sync::MutexExt;
+
 /// Breaker state as exported in the counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -85,7 +87,7 @@ impl Breaker {
     }
 
     fn permit_at(&self, now: Instant) -> Option<Permit<'_>> {
-        let mut state = self.state.lock().expect("breaker lock");
+        let mut state = self.state.lock_unpoisoned();
         let probe = match *state {
             State::Closed { .. } => None,
             State::Open { until } if now >= until => Some(now),
@@ -103,14 +105,14 @@ impl Breaker {
     }
 
     fn success(&self) {
-        let mut state = self.state.lock().expect("breaker lock");
+        let mut state = self.state.lock_unpoisoned();
         if !matches!(*state, State::Closed { failures: 0 }) {
             self.set(&mut state, State::Closed { failures: 0 });
         }
     }
 
     fn failure(&self, now: Instant) {
-        let mut state = self.state.lock().expect("breaker lock");
+        let mut state = self.state.lock_unpoisoned();
         let next = match *state {
             State::Closed { failures } if failures + 1 < self.threshold => State::Closed {
                 failures: failures + 1,
@@ -125,7 +127,7 @@ impl Breaker {
     /// The probe that started at `since` ended without a verdict: let the next call
     /// probe, unless something else has decided the state meanwhile.
     fn abandon(&self, since: Instant) {
-        let mut state = self.state.lock().expect("breaker lock");
+        let mut state = self.state.lock_unpoisoned();
         if matches!(*state, State::HalfOpen { since: current } if current == since) {
             self.set(&mut state, State::Open { until: since });
         }
