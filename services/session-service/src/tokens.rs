@@ -280,6 +280,10 @@ fn read_jwks(path: &Path) -> Result<Vec<PublicJwk>, KeyError> {
 }
 
 /// A new random Ed25519 signing key as PKCS#8 PEM (the `generate-key` subcommand).
+#[allow(
+    clippy::expect_used,
+    reason = "a well-formed key of fixed size always encodes as PKCS#8 PEM"
+)]
 pub fn generate_key_pem() -> Secret<String> {
     let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
     let pem = key
