@@ -12,7 +12,7 @@ use std::{
 };
 
 use axum::response::Response;
-use common::redis::RedisPool;
+use common::{redis::RedisPool, sync::MutexExt};
 use http::{HeaderName, HeaderValue};
 use prometheus_client::metrics::counter::Counter;
 
@@ -110,8 +110,7 @@ impl RateLimiter {
         let now = tokio::time::Instant::now();
         let skipping = self
             .skip_until
-            .lock()
-            .expect("breaker lock poisoned")
+            .lock_unpoisoned()
             .is_some_and(|until| now < until);
         if skipping {
             self.fail_open.inc();
@@ -150,7 +149,7 @@ impl RateLimiter {
             }
             Err(error) => {
                 self.fail_open.inc();
-                *self.skip_until.lock().expect("breaker lock poisoned") =
+                *self.skip_until.lock_unpoisoned() =
                     Some(tokio::time::Instant::now() + BREAKER_COOLDOWN);
                 tracing::warn!(%error, cooldown = ?BREAKER_COOLDOWN, "rate-limit Redis unavailable; failing open");
                 None

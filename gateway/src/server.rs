@@ -40,7 +40,7 @@ use axum::{
     body::{Body, Bytes},
     extract::ConnectInfo,
 };
-use common::shutdown::Shutdown;
+use common::{shutdown::Shutdown, sync::MutexExt};
 use http::{Request, Version};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
@@ -91,6 +91,10 @@ pub async fn serve(
     let mut connections = JoinSet::new();
     loop {
         // A slot first, then accept: beyond the cap, connections wait in the backlog.
+        #[allow(
+            clippy::expect_used,
+            reason = "`slots` is never closed: acquiring waits, it cannot fail"
+        )]
         let slot = tokio::select! {
             slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
             () = shutdown.wait() => break,
@@ -304,7 +308,7 @@ impl Clock {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, ClockState> {
-        self.state.lock().expect("connection clock lock poisoned")
+        self.state.lock_unpoisoned()
     }
 
     /// Bytes arrived. On an idle HTTP/1 connection they are the next request's start.
