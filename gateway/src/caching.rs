@@ -96,6 +96,11 @@ fn digest(body: &[u8]) -> String {
     hex
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "visible ASCII (hex digits, or a header's own text) in quotes, and a coding from \
+              CODINGS: always a valid header value"
+)]
 fn entity_tag(digest: &str, coding: Option<&str>) -> HeaderValue {
     let tag = match coding {
         Some(coding) => format!("\"{digest}-{coding}\""),

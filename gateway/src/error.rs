@@ -220,6 +220,7 @@ pub fn http_status(code: tonic::Code) -> StatusCode {
         Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
         Code::FailedPrecondition | Code::OutOfRange => StatusCode::BAD_REQUEST,
         Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        #[allow(clippy::expect_used, reason = "499 is within 100..=999")]
         Code::Cancelled => {
             StatusCode::from_u16(CLIENT_CLOSED_REQUEST).expect("499 is a valid status")
         }

@@ -632,6 +632,7 @@ mod tests {
             user_id: Uuid::new_v4(),
             session_id: Uuid::new_v4(),
             is_superuser: false,
+            issued_at: 0,
             expires_at: 0,
         };
         let mut request = http::Request::new(());

@@ -39,6 +39,10 @@ pub struct RequestId(MetadataValue<Ascii>);
 
 impl RequestId {
     /// The client's id when it is [`valid_request_id`], a new UUID otherwise.
+    #[allow(
+        clippy::expect_used,
+        reason = "a hyphenated UUID is visible ASCII: always a valid metadata value"
+    )]
     pub fn of(client: Option<&HeaderValue>) -> Self {
         let kept = client
             .and_then(|value| value.to_str().ok())

@@ -141,6 +141,10 @@ impl Application {
         })
     }
 
+    #[allow(
+        clippy::expect_used,
+        reason = "a listener bound at start has an address; getsockname cannot fail on it"
+    )]
     pub fn http_addr(&self) -> SocketAddr {
         self.http
             .local_addr()

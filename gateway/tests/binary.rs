@@ -1,5 +1,11 @@
 //! The `gateway` binary: configuration errors, `--help`, the health server and SIGTERM.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 use std::time::Duration;
 
 mod support;

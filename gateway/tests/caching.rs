@@ -4,6 +4,12 @@
 //! gateway alone (its OpenAPI document is large, `/health/live` small); the rest against
 //! the three real binaries.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 mod schema;
 mod support;
 

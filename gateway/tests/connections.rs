@@ -3,6 +3,12 @@
 //! timeout, the connection cap, HTTP/2 (h2c), SIGTERM with a half-sent request, and
 //! the client address behind a trusted proxy (IPv6 clients by /64).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 mod support;
 
 use std::time::{Duration, Instant};

@@ -5,6 +5,12 @@
 //! Needs the service binaries built (`make test` builds the workspace; alone:
 //! `cargo build -p session-service -p deck-service`).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 mod schema;
 
 use base64::Engine;

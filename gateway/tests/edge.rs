@@ -3,6 +3,12 @@
 //! Services are either absent (calls fail UNAVAILABLE → 503, which proves a request
 //! got past the edge) or a fake upstream that answers a chosen gRPC status.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 mod support;
 
 use std::time::Duration;

@@ -2,6 +2,12 @@
 //! metrics port, with labels clients cannot multiply; health checks over the gateway's
 //! existing channels, so probing opens no connections.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 mod support;
 
 use std::{collections::BTreeSet, time::Duration};

@@ -3,6 +3,12 @@
 //! (processes, or in this process) on a real Redis. The Redis Cluster pass of `make test`
 //! runs this binary too.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 mod support;
 
 use std::time::{Duration, Instant};
@@ -11,7 +17,6 @@ use serde_json::json;
 use test_support::{
     RedisMonitor, RedisServer, ServiceProcess, TestTokens,
     http::{HttpClient, HttpResponse},
-    http_get,
     redis_monitor::SCRIPT_CLIENT,
     stack::{StackOptions, spawn_stack_with},
 };
@@ -32,20 +37,15 @@ fn unique_email() -> String {
 
 /// The value of `series` on a gateway process's metrics port (0 when absent).
 async fn metric(process: &ServiceProcess, series: &str) -> f64 {
-    let (status, body) = http_get(&process.listeners["metrics"], "/metrics").await;
-    assert_eq!(status, 200);
-    series_value(&body, series)
+    let metrics = HttpClient::new(process.listeners["metrics"].clone())
+        .scrape()
+        .await;
+    metrics.value(series).unwrap_or(0.0)
 }
 
 /// The value of `series` on an in-process gateway's metrics port (0 when absent).
 async fn local_metric(gateway: &Gateway, series: &str) -> f64 {
-    series_value(&gateway.metrics.get("/metrics").send().await.text(), series)
-}
-
-fn series_value(body: &str, series: &str) -> f64 {
-    body.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .map_or(0.0, |value| value.trim().parse().unwrap())
+    gateway.metrics.scrape().await.value(series).unwrap_or(0.0)
 }
 
 /// Waits (up to 10 s) until `series` of `process` is above `floor`; its value then.

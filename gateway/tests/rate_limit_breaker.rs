@@ -2,6 +2,12 @@
 //! own that hangs (SIGSTOP) or is gone: the two flaws of the limiter's former
 //! `skip_until` stay fixed (docs/resilience.md, "Circuit breakers").
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 use std::time::Duration;
 
 use common::{
@@ -55,11 +61,8 @@ async fn a_hung_redis_opens_the_breaker_even_when_every_caller_is_cut_before_the
     // Act: callers that give up long before the Redis deadline (a client hanging up,
     // a shorter request timeout).
     for _ in 0..5 {
-        let cut = tokio::time::timeout(
-            Duration::from_millis(20),
-            limiter.check(key(&limiter)),
-        )
-        .await;
+        let cut =
+            tokio::time::timeout(Duration::from_millis(20), limiter.check(key(&limiter))).await;
         assert!(cut.is_err(), "the caller was cut first");
     }
 

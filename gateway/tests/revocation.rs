@@ -7,6 +7,12 @@
 //! Needs the service binaries built (`make test` builds the workspace). The Redis Cluster
 //! pass of `make test` runs this binary too.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 use std::time::{Duration, Instant};
 
 use proto::deck::v1::{ListDecksRequest, deck_service_client::DeckServiceClient};

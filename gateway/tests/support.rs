@@ -2,6 +2,11 @@
 //! gRPC upstream that answers every call with a chosen status and records what the
 //! gateway sent (metadata and message bytes).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
 #![allow(dead_code)]
 
 use std::{

@@ -6,6 +6,12 @@
 //! or pause a dependency start a private one with [`RedisServer::start`] or
 //! [`PostgresServer::start`].
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 pub mod app;
 pub mod chaos;
 pub mod conformance;

@@ -4,6 +4,12 @@
 //! the documented schema. schemathesis is pinned in `tests/python-tools.txt` and runs from
 //! test-support's virtual environment ([`test_support::tools`]); in CI a missing one fails.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 use std::time::Duration;
 
 use test_support::{

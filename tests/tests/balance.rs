@@ -6,6 +6,12 @@
 //! off limits), so the re-resolution tests feed the channel a table of their own through
 //! the `Resolve` trait; `localhost` checks the system resolver itself.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 use std::{
     collections::HashMap,
     net::SocketAddr,

@@ -13,6 +13,12 @@
 //! virtual environment ([`test_support::tools`]); in CI a missing tool fails the test.
 //! Run: `scripts/test.sh -p test-support -E 'binary(deploy)'`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 use std::{
     collections::{BTreeMap, BTreeSet},
     fs,

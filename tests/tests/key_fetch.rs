@@ -2,6 +2,12 @@
 //! session-service (issue 10, item 3). Clients that arrive meanwhile, and clients that
 //! cut their requests mid-flight, must never turn a valid token into a 401.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 use std::time::Duration;
 
 use test_support::{

@@ -4,6 +4,12 @@
 //! 64 and one line naming the variable, the file and what is wrong with it; no key is
 //! dropped in silence.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 use serde_json::json;
 use test_support::{TestTokens, conformance::workspace_binary, run_to_exit};
 

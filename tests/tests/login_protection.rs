@@ -4,6 +4,12 @@
 //! RATE_LIMIT_EXCEEDED with `Retry-After`; a full password-hashing queue is 503
 //! SERVICE_UNAVAILABLE with `Retry-After`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 use serde_json::json;
 use test_support::{
     http::HttpResponse,

@@ -2,6 +2,12 @@
 //! package; `.ci/run` installs it) after real traffic, made-up gRPC paths included, and
 //! those paths share one `method="unknown"` series (issue 10, item 4).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 use std::{process::Stdio, time::Duration};
 
 use test_support::{

@@ -11,6 +11,12 @@
 //! these tests fail, as `metrics_lint.rs` does. Run:
 //! `scripts/test.sh -p test-support -E 'binary(monitoring)'`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 use std::{
     collections::BTreeSet,
     fs,

@@ -7,6 +7,12 @@
 //! A replica *added* at run time is reached through DNS re-resolution, which a test cannot
 //! drive with real names (no DNS server here): `balance.rs` covers it with a resolver table.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 use std::{
     sync::{
         Arc,

@@ -6,6 +6,12 @@
 //! connect, dropped after connecting, or not answered in time. The time limits are
 //! generous bounds for "does not hang" on a busy 2-core machine, not performance goals.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 use std::time::Duration;
 
 use serde_json::json;

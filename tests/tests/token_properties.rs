@@ -2,6 +2,12 @@
 //! arrives in an `Authorization` header, verification answers with an error or a
 //! caller, never a panic, and it accepts exactly the tokens the design allows.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 use base64::Engine;
 use common::auth::{AccessClaims, AccessVerifier, AuthError, TokenType, bearer_token};
 use proptest::prelude::*;

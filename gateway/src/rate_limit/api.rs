@@ -48,7 +48,7 @@ use std::{
     time::Duration,
 };
 
-use common::{redis::RedisPool, shutdown::Shutdown};
+use common::{redis::RedisPool, shutdown::Shutdown, sync::MutexExt};
 use futures::StreamExt;
 use moka::{policy::EvictionPolicy, sync::Cache};
 use prometheus_client::metrics::counter::Counter;
@@ -107,7 +107,7 @@ struct Bucket {
 
 impl Bucket {
     fn lock(&self) -> MutexGuard<'_, BucketState> {
-        self.state.lock().expect("bucket lock poisoned")
+        self.state.lock_unpoisoned()
     }
 }
 
@@ -280,7 +280,7 @@ impl ApiLimiter {
     /// Queues `bucket` (whose lock is `state`) for the next reconciliation, or drops its
     /// unreported count if the queue is full. Lock order: bucket, then queue.
     fn enqueue(&self, bucket: &Arc<Bucket>, state: &mut BucketState) {
-        let mut queue = self.inner.queue.lock().expect("queue lock poisoned");
+        let mut queue = self.inner.queue.lock_unpoisoned();
         if queue.len() < self.inner.max_queued {
             queue.push(bucket.clone());
             state.queued = true;
@@ -300,7 +300,7 @@ impl ApiLimiter {
     /// Buckets with calls not yet reported to Redis: queued, or in a script call now
     /// (for `/metrics`).
     pub fn unreported(&self) -> usize {
-        let queue = self.inner.queue.lock().expect("queue lock poisoned");
+        let queue = self.inner.queue.lock_unpoisoned();
         queue.len() + self.inner.sending.load(Ordering::Relaxed)
     }
 
@@ -329,7 +329,7 @@ impl ApiLimiter {
     /// Sends every queued count to Redis and adopts the shared state that comes back.
     async fn reconcile(&self, pool: &RedisPool) {
         let queued = {
-            let mut queue = self.inner.queue.lock().expect("queue lock poisoned");
+            let mut queue = self.inner.queue.lock_unpoisoned();
             // Counted as sending before they leave the queue, so `unreported` never
             // reads 0 while they are on their way.
             self.inner.sending.fetch_add(queue.len(), Ordering::Relaxed);

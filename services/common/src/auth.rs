@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use uuid::Uuid;
 
 use crate::clock::{Clock, SystemClock};
+use crate::sync::{MutexExt, RwLockExt};
 
 /// Default `iss` of every token.
 pub const DEFAULT_ISSUER: &str = "learn-greek-easy";
@@ -643,8 +644,7 @@ impl AccessVerifier {
 impl VerifierInner {
     fn key(&self, kid: &str) -> Option<(Arc<str>, VerificationKey)> {
         self.keys
-            .read()
-            .expect("key lock poisoned")
+            .read_unpoisoned()
             .get_key_value(kid)
             .map(|(kid, key)| (Arc::clone(kid), key.clone()))
     }
@@ -661,13 +661,13 @@ impl VerifierInner {
             })
             .collect();
         let withdrawn = {
-            let mut current = self.keys.write().expect("key lock poisoned");
+            let mut current = self.keys.write_unpoisoned();
             let withdrawn = current.keys().any(|kid| !usable.contains_key(kid));
             *current = usable;
             withdrawn
         };
         if withdrawn {
-            let keys = self.keys.read().expect("key lock poisoned");
+            let keys = self.keys.read_unpoisoned();
             for (token, verified) in &self.verified {
                 if !keys.contains_key(&verified.kid) {
                     self.verified.invalidate(token.as_ref());
@@ -681,7 +681,7 @@ impl VerifierInner {
     /// successful fetch holds (the key set is fresh: an unknown `kid` is not in it).
     fn current_fetch(self: &Arc<Self>) -> Option<SharedFetch> {
         let fetcher = Arc::clone(self.fetcher.as_ref()?);
-        let mut state = self.fetch.lock().expect("fetch lock poisoned");
+        let mut state = self.fetch.lock_unpoisoned();
         if let Some(fetch) = &state.in_flight {
             return Some(fetch.clone());
         }

@@ -47,7 +47,7 @@ use tokio::{sync::watch, time::Instant};
 use tonic::{body::Body, transport::Channel};
 use tower::ServiceExt;
 
-use crate::{config::parse_millis, shutdown::Shutdown};
+use crate::{config::parse_millis, shutdown::Shutdown, sync::RwLockExt};
 
 /// Most endpoints one channel balances over; further addresses are ignored (with a warning).
 pub const MAX_ENDPOINTS: usize = 64;
@@ -275,6 +275,10 @@ struct Endpoint {
 
 impl Endpoint {
     fn new(addr: SocketAddr) -> Self {
+        #[allow(
+            clippy::expect_used,
+            reason = "`http://` and a formatted SocketAddr always parse as a URI"
+        )]
         let uri = http::Uri::try_from(format!("http://{addr}"))
             .expect("a socket address always forms a valid authority");
         // The settings the gateway's channels always had: TCP_NODELAY (without it a small
@@ -425,10 +429,7 @@ impl tower::Service<http::Request<Body>> for BalancedChannel {
 
 impl Shared {
     fn snapshot(&self) -> Endpoints {
-        self.endpoints
-            .read()
-            .expect("endpoints lock poisoned")
-            .clone()
+        self.endpoints.read_unpoisoned().clone()
     }
 
     /// The next endpoint in round-robin order other than `except`: one not known to be
@@ -531,7 +532,7 @@ impl Shared {
             .filter(|addr| !addrs.contains(addr))
             .collect();
         tracing::info!(url = %self.url, ?added, ?removed, "gRPC endpoints changed");
-        *self.endpoints.write().expect("endpoints lock poisoned") = Arc::from(next);
+        *self.endpoints.write_unpoisoned() = Arc::from(next);
     }
 
     /// One TCP connect to each endpoint marked down; those that accept are up again.
@@ -695,6 +696,10 @@ fn parse_grpc_timeout(value: &http::HeaderValue) -> Option<Duration> {
 
 /// `left` as a `grpc-timeout` value, in whole milliseconds (rounded up, so a retry never
 /// gets a zero timeout), or seconds when that takes more than 8 digits.
+#[allow(
+    clippy::expect_used,
+    reason = "ASCII digits and a unit letter are always a valid header value"
+)]
 fn format_grpc_timeout(left: Duration) -> http::HeaderValue {
     let millis = left.as_nanos().div_ceil(1_000_000);
     let text = if millis < 100_000_000 {

@@ -274,6 +274,10 @@ impl GrpcApp {
         self
     }
 
+    #[allow(
+        clippy::expect_used,
+        reason = "a listener bound at start has an address; getsockname cannot fail on it"
+    )]
     pub fn local_addr(&self) -> std::net::SocketAddr {
         self.server
             .listener
@@ -295,6 +299,10 @@ impl GrpcApp {
     }
 
     /// Where `/metrics` is served.
+    #[allow(
+        clippy::expect_used,
+        reason = "a listener bound at start has an address; getsockname cannot fail on it"
+    )]
     pub fn metrics_addr(&self) -> std::net::SocketAddr {
         self.metrics_listener
             .local_addr()

@@ -57,7 +57,7 @@ use tokio::{
 };
 use tower::ServiceExt;
 
-use crate::shutdown::Shutdown;
+use crate::{shutdown::Shutdown, sync::MutexExt};
 
 /// HTTP/2 pings on a quiet connection, so a vanished peer is noticed.
 const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(20);
@@ -105,6 +105,10 @@ pub async fn serve(
     let mut connections = JoinSet::new();
     loop {
         // A slot first, then accept: beyond the cap, connections wait in the backlog.
+        #[allow(
+            clippy::expect_used,
+            reason = "`slots` is never closed: acquiring waits, it cannot fail"
+        )]
         let slot = tokio::select! {
             slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
             () = shutdown.wait() => break,
@@ -318,7 +322,7 @@ impl Clock {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, ClockState> {
-        self.state.lock().expect("connection clock lock poisoned")
+        self.state.lock_unpoisoned()
     }
 
     /// Bytes arrived. On an idle HTTP/1 connection they are the next request's start.

@@ -35,6 +35,7 @@
 //! - [`revocation`]: revoked sessions and users, pushed by session-service, held in
 //!   memory and checked against every verified access token.
 //! - [`shutdown`]: SIGTERM / Ctrl-C as a signal every server and task can wait on.
+//! - [`sync`]: std locks taken whether poisoned or not (the state they guard stays valid).
 
 pub mod auth;
 pub mod balance;
@@ -52,4 +53,5 @@ pub mod redis;
 pub mod revocation;
 pub mod shutdown;
 pub mod status;
+pub mod sync;
 pub mod telemetry;

@@ -31,6 +31,8 @@ use prometheus_client::{
 };
 use prost::Message as _;
 
+use crate::sync::RwLockExt;
+
 /// Buckets from 100 µs to about 6.5 s, for request latencies.
 pub fn latency_buckets() -> impl Iterator<Item = f64> {
     prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 17)
@@ -98,8 +100,7 @@ impl Metrics {
     /// Adds a series (a `Counter`, `Gauge`, `Family`, ... clone sharing its state).
     pub fn register(&self, name: &str, help: &str, metric: impl Metric) {
         self.registry
-            .write()
-            .expect("metrics lock poisoned")
+            .write_unpoisoned()
             .register(name, help, metric);
     }
 
@@ -149,8 +150,7 @@ impl Metrics {
 
     fn register_collector(&self, collector: impl prometheus_client::collector::Collector) {
         self.registry
-            .write()
-            .expect("metrics lock poisoned")
+            .write_unpoisoned()
             .register_collector(Box::new(collector));
     }
 
@@ -158,7 +158,7 @@ impl Metrics {
     /// [`OPENMETRICS_CONTENT_TYPE`]).
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let registry = self.registry.read().expect("metrics lock poisoned");
+        let registry = self.registry.read_unpoisoned();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
         out

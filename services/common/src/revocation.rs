@@ -51,6 +51,7 @@ use crate::{
     pubsub::{PubsubMetrics, Subscription, SubscriptionConfig, SubscriptionSetupError},
     redis::{RedisError, RedisPool},
     shutdown::Shutdown,
+    sync::RwLockExt,
 };
 
 /// Name of the pub/sub subscription (the `subscription` label of `pubsub_*` series).
@@ -165,6 +166,10 @@ impl Publisher {
         static SCRIPT: std::sync::LazyLock<redis::Script> =
             std::sync::LazyLock::new(|| redis::Script::new(include_str!("lua/revocation.lua")));
         let revocation = Revocation::new(revoked, now, self.access_ttl);
+        #[allow(
+            clippy::expect_used,
+            reason = "UUIDs and integers, no map keys: serializing to JSON cannot fail"
+        )]
         let payload = serde_json::to_string(&revocation).expect("a revocation serializes");
         let mut invocation = SCRIPT.prepare_invoke();
         invocation
@@ -388,10 +393,7 @@ impl Known {
         if revocation.until < self.clock.unix_seconds() {
             return;
         }
-        self.set
-            .write()
-            .expect("revoked set lock poisoned")
-            .insert(revocation);
+        self.set.write_unpoisoned().insert(revocation);
         self.metrics
             .applied
             .get_or_create(&KindLabels {
@@ -419,10 +421,7 @@ impl std::fmt::Debug for Revocations {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Revocations")
             .field("fallback", &self.inner.fallback)
-            .field(
-                "entries",
-                &self.inner.known.set.read().expect("revoked set").len(),
-            )
+            .field("entries", &self.inner.known.set.read_unpoisoned().len())
             .finish_non_exhaustive()
     }
 }
@@ -504,13 +503,7 @@ impl Revocations {
     /// still exists; when Redis cannot answer in time, `REVOCATION_FALLBACK` decides
     /// (accept, or [`AuthError::RevocationUnknown`]).
     pub async fn check(&self, caller: &Caller) -> Result<(), AuthError> {
-        let refused = self
-            .inner
-            .known
-            .set
-            .read()
-            .expect("revoked set lock poisoned")
-            .refuses(caller);
+        let refused = self.inner.known.set.read_unpoisoned().refuses(caller);
         if refused {
             return Err(AuthError::Revoked);
         }
@@ -621,7 +614,7 @@ impl Revocations {
                     }
                     _ = sweep.tick() => {
                         let now = this.inner.known.clock.unix_seconds();
-                        this.inner.known.set.write().expect("revoked set lock poisoned").sweep(now);
+                        this.inner.known.set.write_unpoisoned().sweep(now);
                     }
                 }
             }

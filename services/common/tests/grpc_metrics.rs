@@ -2,6 +2,12 @@
 //! serve_grpc): labels stay within the methods the server serves, whatever paths
 //! clients make up, and `/metrics` speaks the format the scraper asks for.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 use std::{net::SocketAddr, time::Duration};
 
 use common::{

@@ -1,6 +1,12 @@
 //! Readiness during shutdown (`common::health`): once draining starts, nothing turns
 //! it back on.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 use common::{grpc::check_health, health::Health};
 use tonic_health::ServingStatus;
 

@@ -3,6 +3,12 @@
 //! or sends nothing, is disconnected at the header deadline instead of holding a
 //! connection forever, and scrapes keep working beside it.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 use std::{net::SocketAddr, time::Duration};
 
 use common::{

@@ -1,6 +1,12 @@
 //! `common::pubsub` against real Redis servers: messages in order after the epoch is
 //! set, a new epoch after every lost connection (killed, paused, node gone), shutdown.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 use std::{
     sync::{Arc, Mutex},
     time::Duration,

@@ -3,6 +3,12 @@
 //! client (the first call after a restart goes through), calls fail within their
 //! deadline meanwhile, and a frozen Redis costs a call its deadline, not more.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 use std::time::{Duration, Instant};
 
 use common::{

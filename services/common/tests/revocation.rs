@@ -4,6 +4,12 @@
 //! Real Redis (the shared test server, single node or cluster; a dead port for the
 //! fallback).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 use std::{sync::Arc, time::Duration};
 
 use common::{

@@ -3,6 +3,12 @@
 //! shared leeway, not by the system clock; the `type` pinned per claims type; issuer and
 //! audience pinned; tokens past the size limit refused unread.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 use std::sync::Arc;
 
 use common::{

@@ -4,6 +4,12 @@
 //! injected fetcher, the verifier's own seam (the gateway's real one calls
 //! session-service; `tests/tests/key_fetch.rs` covers that path end to end).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 use std::{
     sync::{
         Arc, Mutex,

@@ -9,6 +9,12 @@
 //! ```
 //! `DATABASE_URL` is an admin URL: the benchmark creates a fresh database there.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a benchmark, not a service: a failed step ends the run with the value shown"
+)]
+
 use std::{
     sync::Arc,
     time::{Duration, Instant},

@@ -2,6 +2,12 @@
 //! documented NOT_FOUND fixes, SM-2 results, the study queue as the clock moves, and
 //! read-your-writes across every cached view.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 mod support;
 
 use common::status::Details;

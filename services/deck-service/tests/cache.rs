@@ -2,6 +2,12 @@
 //! queries, no stale fill, single flight, negative entries, slots, TTL caps, and a Redis
 //! that is stopped, paused, or comes back after missing an invalidation.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 mod support;
 
 use std::{

@@ -2,6 +2,12 @@
 //! (readiness following PostgreSQL among them), and a cache Redis outage that leaves
 //! it SERVING (reads fall back to PostgreSQL).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 use std::time::Duration;
 
 use test_support::{RedisServer, ServiceConfig, ServingStatus, fresh_database, key_prefix};

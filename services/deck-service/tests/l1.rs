@@ -2,6 +2,12 @@
 //! sharing one PostgreSQL database and one Redis (a single node, or the Redis Cluster
 //! in the cluster pass of `make test`).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 use std::{collections::HashMap, time::Duration};
 
 use proto::deck::v1::{self as pb, deck_service_client::DeckServiceClient};

@@ -2,6 +2,12 @@
 //! cluster): a hit is one command, a miss three (GET, the read script, the fill
 //! script), and the scripts travel as EVALSHA, their text only once after Redis lost it.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 mod support;
 
 use std::time::{Duration, Instant};

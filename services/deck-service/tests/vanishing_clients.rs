@@ -5,6 +5,12 @@
 //! to answer as before; a write whose client hangs up after COMMIT must still invalidate
 //! what it made stale.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 mod support;
 
 use std::{

@@ -16,6 +16,12 @@
 //! logins of unknown e-mails, each given up after the deadline, then the latency of the
 //! next ordinary login (which should cost about one hash, not the abandoned ones' queue).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a benchmark, not a service: a failed step ends the run with the value shown"
+)]
+
 use std::time::{Duration, Instant};
 
 use proto::session::v1::{self as pb, session_service_client::SessionServiceClient};

@@ -41,6 +41,10 @@ const ITERATIONS: u32 = 2;
 const LANES: u32 = 1;
 
 /// The current parameters: what every new hash uses.
+#[allow(
+    clippy::expect_used,
+    reason = "constants within argon2's bounds: every hash, in every test too, builds them"
+)]
 fn params() -> Params {
     Params::new(MEMORY_KIB, ITERATIONS, LANES, None).expect("constant argon2 parameters are valid")
 }
@@ -140,6 +144,10 @@ pub struct HashSlot {
 }
 
 impl Hasher {
+    #[allow(
+        clippy::expect_used,
+        reason = "start-up: a service that cannot start its hashing threads cannot serve"
+    )]
     pub fn new(concurrency: usize, queue: usize) -> Self {
         let concurrency = concurrency.max(1);
         let (jobs, receiver) = mpsc::channel::<Job>();
@@ -230,14 +238,14 @@ impl HashSlot {
         stored: Option<String>,
     ) -> Result<Verified, Error> {
         self.run(move |memory| match stored {
-            Some(stored) => verify_now(memory, password.expose(), &stored),
+            Some(stored) => Ok(verify_now(memory, password.expose(), &stored)),
             None => {
-                let dummy = dummy_hash(memory);
+                let dummy = dummy_hash(memory)?;
                 let _ = verify_now(memory, password.expose(), dummy);
-                Verified::No
+                Ok(Verified::No)
             }
         })
-        .await
+        .await?
     }
 
     async fn run<T: Send + 'static>(
@@ -359,13 +367,16 @@ fn stored_inputs<'h>(
 }
 
 /// An argon2id hash of a random password, made once, for unknown e-mails.
-fn dummy_hash(memory: &mut Memory) -> &'static str {
+fn dummy_hash(memory: &mut Memory) -> Result<&'static str, Error> {
     static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| {
-        let mut random = [0u8; 24];
-        rand::rngs::OsRng.fill_bytes(&mut random);
-        hash_now(memory, &format!("{random:?}")).expect("hash a dummy password")
-    })
+    if let Some(dummy) = DUMMY.get() {
+        return Ok(dummy);
+    }
+    let mut random = [0u8; 24];
+    rand::rngs::OsRng.fill_bytes(&mut random);
+    let dummy = hash_now(memory, &format!("{random:?}"))?;
+    // Two threads may both get here first; either hash serves, the first one set stays.
+    Ok(DUMMY.get_or_init(|| dummy))
 }
 
 impl Hasher {
@@ -373,10 +384,8 @@ impl Hasher {
     /// area), so the first unknown-e-mail login is not slower.
     pub async fn warm_up(&self) -> Result<(), Error> {
         self.reserve()?
-            .run(|memory| {
-                dummy_hash(memory);
-            })
-            .await
+            .run(|memory| dummy_hash(memory).map(drop))
+            .await?
     }
 }
 

@@ -267,6 +267,10 @@ pub fn ed25519_jwk(public_key: &[u8; 32]) -> PublicJwk {
 }
 
 /// A new random Ed25519 signing key as PKCS#8 PEM (the `generate-key` subcommand).
+#[allow(
+    clippy::expect_used,
+    reason = "a well-formed key of fixed size always encodes as PKCS#8 PEM"
+)]
 pub fn generate_key_pem() -> Secret<String> {
     let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
     let pem = key

@@ -2,6 +2,12 @@
 //! (readiness following PostgreSQL among them), and readiness that follows the sessions
 //! Redis both ways.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 use std::time::Duration;
 
 use test_support::{

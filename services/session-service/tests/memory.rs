@@ -5,6 +5,12 @@
 //! threads' areas and little else; argon2 allocating per hash left the allocator holding
 //! ~100 MiB of freed blocks per thread (245–285 MiB after this burst with two threads).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 use proto::session::v1::{
     LoginRequest, RefreshRequest, RegisterRequest, session_service_client::SessionServiceClient,
 };

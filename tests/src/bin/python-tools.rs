@@ -3,6 +3,12 @@
 //! so no test spends its time limit on the install; by hand it tells where the tools are
 //! (`$(cargo run -q -p test-support --bin python-tools)/bin/hadolint deploy/Dockerfile`).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap is a failed test, with the value shown"
+)]
+
 use std::process::ExitCode;
 
 use test_support::tools::PythonTools;

@@ -21,6 +21,7 @@ use std::{
     },
 };
 
+use common::sync::MutexExt;
 use futures::{
     FutureExt,
     future::{BoxFuture, Shared},
@@ -73,7 +74,7 @@ struct Landing {
 
 impl Drop for Landing {
     fn drop(&mut self) {
-        let mut map = self.state.map.lock().expect("flights lock");
+        let mut map = self.state.map.lock_unpoisoned();
         if map
             .get(&self.key)
             .is_some_and(|flight| flight.id == self.id)
@@ -112,7 +113,7 @@ impl Flights {
         Fut: Future<Output = FlightResult> + Send + 'static,
     {
         let next = {
-            let mut map = self.state.map.lock().expect("flights lock");
+            let mut map = self.state.map.lock_unpoisoned();
             match map.get(&key) {
                 Some(flight) => Next::Join(flight.result.clone()),
                 None => match self.state.slots.clone().try_acquire_owned() {
@@ -182,7 +183,7 @@ impl Flights {
     /// loads themselves go on (their waiters started before the write), and their
     /// fills are refused by the generation check.
     pub fn forget<'a>(&self, keys: impl IntoIterator<Item = &'a str>) {
-        let mut map = self.state.map.lock().expect("flights lock");
+        let mut map = self.state.map.lock_unpoisoned();
         for key in keys {
             map.remove(key);
         }
