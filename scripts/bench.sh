@@ -270,7 +270,7 @@ start_storm() {
 # ---------------------------------------------------------------- data set
 log "loading the data set: 10 decks x 50 cards, $users users"
 python3 bench/load.py --base "$base" --out "$run/data" --users "$users" \
-  --make-superuser "env DATABASE_URL=$sessions_db $bin/session-service make-superuser"
+  --make-superuser "env DATABASE_URL=$sessions_db SESSION_REDIS_URL=redis://127.0.0.1:${redis_port[sessions]} $bin/session-service make-superuser"
 sleep 1
 mem_snapshot >"$run/results/mem_idle"
 # How busy the machine is with the stack idle: other users' work that every scenario competes with.
