@@ -346,7 +346,7 @@ pub fn problem_response(error: &ApiError, request_id: &str) -> Response {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use common::status::{SESSION_DOMAIN, Violation, invalid_fields, refusal};
     use tonic::Code;
 
@@ -485,7 +485,9 @@ mod tests {
         assert!(error.errors.is_empty(), "{:?}", error.errors);
     }
 
-    fn unauthenticated(reason: &str) -> tonic::Status {
+    /// An UNAUTHENTICATED refusal from session-service with ErrorInfo `reason`, as the
+    /// services send it (for the tests of every module that maps one).
+    pub(crate) fn unauthenticated(reason: &str) -> tonic::Status {
         refusal(
             Code::Unauthenticated,
             "refused",

@@ -250,16 +250,7 @@ mod tests {
     use tonic::Code;
 
     use super::*;
-
-    fn unauthenticated(reason: &str) -> tonic::Status {
-        refusal(
-            Code::Unauthenticated,
-            "refused",
-            SESSION_DOMAIN,
-            reason,
-            None,
-        )
-    }
+    use crate::error::tests::unauthenticated;
 
     #[test]
     fn refresh_401s_get_their_code_from_the_error_info_reason() {
