@@ -74,9 +74,10 @@ pub struct Config {
     #[arg(long = "rate-limit-api-per-minute", env = "RATE_LIMIT_API_PER_MINUTE", default_value_t = 100,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub rate_limit_api_per_minute: u32,
-    /// How often, in milliseconds (10-1000), each gateway reconciles its local API limits
-    /// with the rate-limit Redis; across replicas the API limit may be exceeded by what
-    /// the others admit in two such intervals (docs/gateway.md, "Rate limits").
+    /// Within how long, in milliseconds (10-1000), a call admitted by one gateway counts
+    /// on every other: each reconciles its local API limits with the rate-limit Redis twice
+    /// per interval, so across replicas the API limit may be exceeded by what the others
+    /// admit in one interval (docs/gateway.md, "Rate limits").
     #[arg(long = "rate-limit-sync-interval-ms", env = "RATE_LIMIT_SYNC_INTERVAL_MS",
           default_value = "100", value_parser = sync_interval)]
     pub rate_limit_sync_interval: Duration,

@@ -10,7 +10,7 @@
 //! # Reconciliation
 //!
 //! Calls admitted locally are counted on their bucket, and the bucket is put in a
-//! bounded queue. Every `RATE_LIMIT_SYNC_INTERVAL_MS` one task
+//! bounded queue. Twice every `RATE_LIMIT_SYNC_INTERVAL_MS` one task
 //! ([`ApiLimiter::spawn_reconciler`]; stopped after the HTTP server has drained, with a
 //! last round) takes the queue and, in one script call per batch of keys (per cluster
 //! slot on a Redis Cluster; the keys of one user share the hash tag `{<user_id>}`), adds
@@ -23,10 +23,11 @@
 //! A gateway admits a call on what it knows: its own calls, and the shared state as of
 //! its last reconciliation of the key, which holds the other gateways' calls up to their
 //! last reconciliation. It does not know yet the calls the others admitted in the last
-//! two intervals (one for their report, one for its own), nor, on a key it holds no bucket
-//! for (new, or idle and evicted), any of theirs until its first reconciliation of that
-//! key, at most one interval (plus a round trip) after its first call on it. The limit is
-//! exceeded by at most those calls. Every admitted call is counted in Redis, so calls
+//! two ticks (one for their report, one for its own pick-up), nor, on a key it holds no
+//! bucket for (new, or idle and evicted), any of theirs until its first reconciliation of
+//! that key, at most one tick (plus a round trip) after its first call on it. A tick is
+//! half the interval, so both fit in one interval: the limit is exceeded by at most what
+//! the other gateways admit in one interval. Every admitted call is counted in Redis, so calls
 //! admitted beyond the limit leave the shared bucket in debt and every gateway refuses
 //! until it has drained: over minutes the rate stays at the limit.
 //!
@@ -304,14 +305,17 @@ impl ApiLimiter {
         queue.len() + self.inner.sending.load(Ordering::Relaxed)
     }
 
-    /// Reconciles with the Redis of `pool` every `every`, in a task of its own: no request
-    /// waits for it, and none can cancel it. Runs until [`Reconciler::stop`].
-    pub fn spawn_reconciler(&self, pool: RedisPool, every: Duration) -> Reconciler {
+    /// Reconciles with the Redis of `pool` twice every `interval`, in a task of its own: no
+    /// request waits for it, and none can cancel it. Runs until [`Reconciler::stop`].
+    ///
+    /// Twice, so that a call another gateway admits is known here within one `interval`:
+    /// half of it until that gateway reports the call, half until this one picks it up.
+    pub fn spawn_reconciler(&self, pool: RedisPool, interval: Duration) -> Reconciler {
         let limiter = self.clone();
         let stop = Shutdown::new();
         let stopped = stop.clone();
         let task = tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(every);
+            let mut ticker = tokio::time::interval(interval / 2);
             // A slow Redis delays the next tick rather than causing a burst of them.
             ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
             loop {
