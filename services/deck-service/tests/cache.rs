@@ -113,6 +113,37 @@ async fn a_write_counts_every_statement_it_runs_begin_and_commit_included() {
 }
 
 #[tokio::test]
+async fn concurrent_writes_leave_no_outbox_row_once_their_invalidations_are_delivered() {
+    // Arrange: the drainer only at start, so what deletes the rows is the writes' own
+    // after-COMMIT work (one DELETE for all the rows delivered meanwhile).
+    let app = TestApp::spawn_with(Spawn {
+        outbox_interval_ms: 600_000,
+        ..Default::default()
+    })
+    .await;
+    let (deck, _) = app.deck_with_cards("Renamed often", 1).await;
+
+    // Act: twenty renames at once.
+    let names: Vec<String> = (0..20).map(|n| format!("Name {n}")).collect();
+    futures::future::join_all(names.iter().map(|name| rename(&app, &deck, name))).await;
+
+    // Assert: every row is deleted, and no invalidation was left to the outbox.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM cache_outbox")
+            .fetch_one(&app.handles.pool)
+            .await
+            .unwrap();
+        if rows == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{rows} outbox rows stay");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!app.handles.cache.invalidations_pending());
+}
+
+#[tokio::test]
 async fn a_review_is_one_postgresql_round_trip_and_a_batch_one_per_review() {
     // Arrange: a started deck whose deck entry is cached (the batch checks the deck).
     let app = TestApp::spawn().await;
