@@ -60,6 +60,11 @@ pub struct Config {
     #[arg(long = "password-hash-concurrency", env = "PASSWORD_HASH_CONCURRENCY",
           value_parser = clap::value_parser!(u32).range(1..=256))]
     pub password_hash_concurrency: Option<u32>,
+    /// The nice value (0-19) of the hashing threads: how far below the request threads
+    /// they run when the CPUs are short, so a login storm cannot starve other requests.
+    #[arg(long = "password-hash-nice", env = "PASSWORD_HASH_NICE", default_value_t = 5,
+          value_parser = clap::value_parser!(u8).range(0..=19))]
+    pub password_hash_nice: u8,
     /// Most password hashes waiting for a hashing thread; a login or registration beyond
     /// them is answered RESOURCE_EXHAUSTED (HTTP 503) at once instead of queueing.
     #[arg(long = "password-hash-queue", env = "PASSWORD_HASH_QUEUE", default_value_t = 64,

@@ -143,12 +143,25 @@ pub struct HashSlot {
     counts: Arc<HasherCounts>,
 }
 
+/// Raises the calling thread's nice value by `nice`, so it yields the CPUs to the
+/// process's other threads when they are short. On Linux the nice value is per thread
+/// (setpriority(2), "Bugs"), so this touches the hashing thread only. A refusal (a
+/// sandbox forbidding it) is logged and the thread hashes at the process's priority.
+fn lower_priority(nice: u8) {
+    if nice == 0 {
+        return;
+    }
+    if let Err(error) = rustix::process::nice(i32::from(nice)) {
+        tracing::warn!(%error, nice, "cannot lower the password-hashing thread's priority");
+    }
+}
+
 impl Hasher {
     #[allow(
         clippy::expect_used,
         reason = "start-up: a service that cannot start its hashing threads cannot serve"
     )]
-    pub fn new(concurrency: usize, queue: usize) -> Self {
+    pub fn new(concurrency: usize, queue: usize, nice: u8) -> Self {
         let concurrency = concurrency.max(1);
         let (jobs, receiver) = mpsc::channel::<Job>();
         let receiver = Arc::new(Mutex::new(receiver));
@@ -157,6 +170,7 @@ impl Hasher {
             std::thread::Builder::new()
                 .name(format!("password-hash-{index}"))
                 .spawn(move || {
+                    lower_priority(nice);
                     let mut memory = Memory::default();
                     loop {
                         // The lock is held only while taking a job, never while running it.
@@ -401,9 +415,51 @@ mod tests {
             .unwrap()
     }
 
+    /// The nice values of this process's threads named `password-hash-*`, from /proc.
+    fn hashing_threads_nice() -> Vec<i32> {
+        let mut nice = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap() {
+            let path = task.unwrap().path();
+            let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+            if !comm.starts_with("password-hash") {
+                continue;
+            }
+            let stat = std::fs::read_to_string(path.join("stat")).unwrap();
+            // After the parenthesised name, field 3 (state) comes first; nice is 19.
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .unwrap()
+                .1
+                .split_whitespace()
+                .collect();
+            nice.push(fields[19 - 3].parse().unwrap());
+        }
+        nice
+    }
+
+    #[test]
+    fn the_hashing_threads_run_at_the_configured_nice_value() {
+        let _hasher = Hasher::new(2, 1, 7);
+
+        // Each thread sets it first thing; give both time to start.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut nice = hashing_threads_nice();
+        while nice.iter().filter(|&&value| value == 7).count() < 2
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
+            nice = hashing_threads_nice();
+        }
+
+        assert!(
+            nice.iter().filter(|&&value| value == 7).count() >= 2,
+            "hashing threads' nice values: {nice:?}"
+        );
+    }
+
     #[tokio::test]
     async fn a_hash_verifies_only_its_own_password() {
-        let hasher = Hasher::new(2, 8);
+        let hasher = Hasher::new(2, 8, 0);
         let hash = hasher
             .hash(Password::new("correct horse 1".into()))
             .await
@@ -422,7 +478,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_legacy_bcrypt_hash_verifies_and_asks_for_a_rehash() {
-        let hasher = Hasher::new(1, 8);
+        let hasher = Hasher::new(1, 8, 0);
         let legacy = bcrypt::hash("legacy pass 1", 4).unwrap();
 
         assert_eq!(
@@ -437,7 +493,7 @@ mod tests {
 
     #[tokio::test]
     async fn past_the_queue_bound_a_call_is_refused_at_once_until_a_place_frees() {
-        let hasher = Hasher::new(1, 1);
+        let hasher = Hasher::new(1, 1, 0);
         let running = hasher.reserve().unwrap();
         let waiting = hasher.reserve().unwrap();
 
@@ -462,7 +518,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_queued_job_whose_caller_has_gone_is_skipped() {
-        let hasher = Hasher::new(1, 8);
+        let hasher = Hasher::new(1, 8, 0);
         // Keep the only thread busy until released, so the next job has to wait.
         let (release, blocker) = std::sync::mpsc::channel::<()>();
         let (started, running) = tokio::sync::oneshot::channel::<()>();
@@ -496,7 +552,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unknown_user_never_verifies() {
-        let hasher = Hasher::new(1, 8);
+        let hasher = Hasher::new(1, 8, 0);
 
         assert_eq!(
             hasher

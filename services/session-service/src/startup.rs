@@ -79,6 +79,7 @@ impl Application {
         let hasher = Hasher::new(
             config.password_hash_concurrency(),
             config.password_hash_queue as usize,
+            config.password_hash_nice,
         );
         // The dummy hash answers logins of unknown e-mails; make it before the first one.
         hasher.warm_up().await.context("password hasher warm-up")?;

@@ -5,6 +5,12 @@
 //! the same token bytes: that is how a grace-window replay returns the identical pair
 //! without the tokens themselves ever being stored.
 //!
+//! Tokens are signed here with the key held parsed: `jsonwebtoken::encode` re-reads the
+//! PKCS#8 key on every call, which derives the public key (a scalar multiplication as costly
+//! as the signature itself; bench/REPORT.md, the refresh profile). The header is
+//! jsonwebtoken's own, serialized once, and a test holds the tokens to be byte-identical to
+//! `jsonwebtoken::encode`'s.
+//!
 //! Verifying is not done here: both kinds of token are held to the one validation of
 //! every binary (`common::auth::TokenValidation`), through the verifier that
 //! [`TokenKeys::verifier`] builds over the published keys.
@@ -12,6 +18,7 @@
 use std::sync::Arc;
 
 use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::{
     auth::{
         AccessClaims, AccessVerifier, AuthError, Claims, PublicJwk, TokenType, TokenValidation,
@@ -20,8 +27,11 @@ use common::{
     clock::Clock,
     config::Secret,
 };
-use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use ed25519_dalek::{
+    Signer,
+    pkcs8::{DecodePrivateKey, EncodePrivateKey},
+};
+use jsonwebtoken::{Algorithm, Header};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -115,7 +125,9 @@ pub enum KeyError {
 
 /// The signing key, the published verification keys and the claims every token carries.
 pub struct TokenKeys {
-    encoding: EncodingKey,
+    signing: ed25519_dalek::SigningKey,
+    /// The JWS header every token carries (`alg` EdDSA, `typ` JWT, `kid`), base64url.
+    header: String,
     kid: String,
     published: Vec<PublicJwk>,
     issuer: String,
@@ -166,10 +178,12 @@ impl TokenKeys {
     ) -> Result<Self, KeyError> {
         let signing = ed25519_dalek::SigningKey::from_pkcs8_pem(pem.expose().trim())
             .map_err(|_| KeyError::BadPrivateKey(variable))?;
-        let encoding = EncodingKey::from_ed_pem(pem.expose().trim().as_bytes())
-            .map_err(|_| KeyError::BadPrivateKey(variable))?;
         let current = ed25519_jwk(&signing.verifying_key().to_bytes());
         let kid = current.kid.clone();
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(kid.clone());
+        let header = URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(&header).map_err(|_| KeyError::BadPrivateKey(variable))?);
         let mut published = vec![current];
         published.extend(additional.into_iter().filter(|jwk| jwk.kid != kid));
 
@@ -179,7 +193,8 @@ impl TokenKeys {
             check_jwk(jwk).map_err(|error| KeyError::BadJwks(error.to_string()))?;
         }
         Ok(Self {
-            encoding,
+            signing,
+            header,
             kid,
             published,
             issuer: issuer.to_owned(),
@@ -210,7 +225,7 @@ impl TokenKeys {
     }
 
     /// Signs the pair described by `spec`; the same spec always gives the same tokens.
-    pub fn sign(&self, spec: &PairSpec) -> Result<TokenPair, jsonwebtoken::errors::Error> {
+    pub fn sign(&self, spec: &PairSpec) -> Result<TokenPair, serde_json::Error> {
         let access = AccessClaims {
             sub: spec.user_id,
             sid: spec.session_id,
@@ -233,13 +248,26 @@ impl TokenKeys {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
         };
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(self.kid.clone());
         Ok(TokenPair {
-            access_token: jsonwebtoken::encode(&header, &access, &self.encoding)?,
-            refresh_token: jsonwebtoken::encode(&header, &refresh, &self.encoding)?,
+            access_token: self.jwt(&access)?,
+            refresh_token: self.jwt(&refresh)?,
             expires_in: spec.access_expires_at.saturating_sub(spec.issued_at),
         })
+    }
+
+    /// The compact JWS of `claims` (RFC 7515, section 7.1): header, claims and signature,
+    /// each base64url without padding, joined by dots.
+    fn jwt(&self, claims: &impl Serialize) -> Result<String, serde_json::Error> {
+        let claims = serde_json::to_vec(claims)?;
+        // 4/3 for base64, 86 for the signature, 2 for the dots.
+        let mut token = String::with_capacity(self.header.len() + claims.len() * 4 / 3 + 90);
+        token.push_str(&self.header);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(claims, &mut token);
+        let signature = self.signing.sign(token.as_bytes());
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature.to_bytes(), &mut token);
+        Ok(token)
     }
 }
 
@@ -321,6 +349,20 @@ mod tests {
     /// 2021-01-01: long past by the system clock, so only a verifier's own clock can
     /// accept these tokens.
     const NOW: u64 = 1_609_459_200;
+
+    #[test]
+    fn a_token_is_byte_identical_to_what_jsonwebtoken_encodes_with_the_same_key() {
+        let pem = generate_key_pem();
+        let keys = TokenKeys::new(&pem, "JWT_PRIVATE_KEY", Vec::new(), "iss", "aud").unwrap();
+        let claims = serde_json::json!({"sub": "Ελένη", "exp": 1_700_000_000, "n": [1, 2]});
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(keys.kid.clone());
+        let key = jsonwebtoken::EncodingKey::from_ed_pem(pem.expose().as_bytes()).unwrap();
+
+        let ours = keys.jwt(&claims).unwrap();
+
+        assert_eq!(ours, jsonwebtoken::encode(&header, &claims, &key).unwrap());
+    }
 
     #[test]
     fn signing_the_same_spec_twice_gives_identical_tokens() {
