@@ -381,10 +381,13 @@ async fn an_l1_fill_from_a_load_that_read_postgres_before_a_write_is_never_serve
     release_tx.send(()).unwrap();
     let read_before_write = reader.await.unwrap().unwrap().into_inner();
 
-    // Assert: neither tier kept the old value, and L1 serves the new one.
+    // Assert: neither tier kept the old value, and L1 serves the new one. The write's
+    // own pushed invalidation may reach this replica after the first read filled L1
+    // (the write answers once Redis confirmed, not once the push came back): that costs
+    // one more miss, so of four reads at least two are L1 hits.
     assert_eq!(read_before_write.name, "Old name");
     let l1_hits = app.metrics().l1_hits;
-    for _ in 0..3 {
+    for _ in 0..4 {
         assert_eq!(deck_name(&app, &deck).await, "New name");
     }
     assert!(app.metrics().l1_hits >= l1_hits + 2, "L1 was not used");
